@@ -1,0 +1,88 @@
+// Which instruction set the kernels run with.
+//
+// setup.py compiles every *_kernel.cpp once per instruction set it can target (baseline always; AVX2+FMA and
+// AVX-512 on x86-64 when the compiler accepts the flags) and defines GENRT_WITH_AVX2 / GENRT_WITH_AVX512 for the
+// other files. At run time the best set that is both compiled in and supported by the CPU and OS is used;
+// GENRT_ISA=baseline|avx2|avx512 in the environment, or set_isa(), picks a lower one (tests use it to check
+// that every variant agrees).
+#pragma once
+
+#ifndef GENRT_WITH_AVX2
+#define GENRT_WITH_AVX2 0
+#endif
+#ifndef GENRT_WITH_AVX512
+#define GENRT_WITH_AVX512 0
+#endif
+
+#include <string>
+#include <vector>
+
+namespace genrt {
+
+enum class Isa { baseline = 0, avx2 = 1, avx512 = 2 };
+
+const char* isa_name(Isa isa);
+bool isa_compiled(Isa isa);
+bool isa_supported(Isa isa);  // compiled in and runnable on this CPU
+std::vector<std::string> available_isas();
+Isa active_isa();
+void set_isa(const std::string& name);  // throws genrt::Error on an unknown or unsupported name
+
+}  // namespace genrt
+
+// GENRT_DISPATCH(fn, args...) calls isa_<active>::fn(args...).
+#if GENRT_WITH_AVX512
+#define GENRT_CASE_AVX512(fn, ...) \
+  case ::genrt::Isa::avx512:       \
+    return ::genrt::isa_avx512::fn(__VA_ARGS__);
+#else
+#define GENRT_CASE_AVX512(fn, ...)
+#endif
+#if GENRT_WITH_AVX2
+#define GENRT_CASE_AVX2(fn, ...) \
+  case ::genrt::Isa::avx2:       \
+    return ::genrt::isa_avx2::fn(__VA_ARGS__);
+#else
+#define GENRT_CASE_AVX2(fn, ...)
+#endif
+#define GENRT_DISPATCH(fn, ...)                      \
+  do {                                               \
+    switch (::genrt::active_isa()) {                 \
+      GENRT_CASE_AVX512(fn, __VA_ARGS__)             \
+      GENRT_CASE_AVX2(fn, __VA_ARGS__)               \
+      default:                                       \
+        return ::genrt::isa_baseline::fn(__VA_ARGS__); \
+    }                                                \
+  } while (0)
+
+// GENRT_DECLARE_ISA_KERNELS(DECLS) declares the per-ISA kernel functions listed in DECLS in every ISA namespace.
+#define GENRT_DECLARE_ISA_BASELINE(DECLS) \
+  namespace genrt {                       \
+  namespace isa_baseline {                \
+  DECLS                                   \
+  }                                       \
+  }
+#if GENRT_WITH_AVX2
+#define GENRT_DECLARE_ISA_AVX2(DECLS) \
+  namespace genrt {                   \
+  namespace isa_avx2 {                \
+  DECLS                               \
+  }                                   \
+  }
+#else
+#define GENRT_DECLARE_ISA_AVX2(DECLS)
+#endif
+#if GENRT_WITH_AVX512
+#define GENRT_DECLARE_ISA_AVX512(DECLS) \
+  namespace genrt {                     \
+  namespace isa_avx512 {                \
+  DECLS                                 \
+  }                                     \
+  }
+#else
+#define GENRT_DECLARE_ISA_AVX512(DECLS)
+#endif
+#define GENRT_DECLARE_ISA_KERNELS(DECLS) \
+  GENRT_DECLARE_ISA_BASELINE(DECLS)      \
+  GENRT_DECLARE_ISA_AVX2(DECLS)          \
+  GENRT_DECLARE_ISA_AVX512(DECLS)

@@ -1,0 +1,121 @@
+// genrt._C: numpy bindings of the framework-free kernels.
+//
+// Arrays are borrowed zero-copy with their strides; the GIL is released while a kernel runs. Argument errors
+// thrown by the kernels (genrt::Error) become genrt.errors.ShapeError / DTypeError / ArgumentError, so no
+// input reaches Python as a SystemError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <vector>
+
+#include "../core/common.h"
+#include "../core/cpu_isa.h"
+#include "../core/minibatch_discrimination.h"
+#include "../core/parallel.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// Owns the shape and element strides of one borrowed numpy array.
+struct Arg {
+  py::array array;
+  std::vector<int64_t> sizes, strides;
+  genrt::TensorRef ref;
+
+  Arg(const char* name, py::handle obj) {
+    if (!py::isinstance<py::array>(obj))
+      throw genrt::Error(genrt::Error::Kind::dtype,
+                         std::string(name) + ": expected a numpy.ndarray, got " + std::string(py::str(obj.get_type().attr("__name__"))));
+    array = py::reinterpret_borrow<py::array>(obj);
+    genrt::DType dtype = genrt::DType::other;
+    if (array.dtype().is(py::dtype::of<float>()))
+      dtype = genrt::DType::f32;
+    else if (array.dtype().is(py::dtype::of<double>()))
+      dtype = genrt::DType::f64;
+    if (dtype == genrt::DType::other)
+      throw genrt::Error(genrt::Error::Kind::dtype, std::string(name) + ": expected float32 or float64, got " +
+                                                        std::string(py::str(array.dtype())));
+    // Byte strides that are not a multiple of the item size (views of structured arrays) get a copy.
+    bool aligned = true;
+    for (py::ssize_t d = 0; d < array.ndim(); ++d) aligned &= array.strides(d) % array.itemsize() == 0;
+    if (!aligned) array = py::array::ensure(array, py::array::c_style);
+    for (py::ssize_t d = 0; d < array.ndim(); ++d) {
+      sizes.push_back(array.shape(d));
+      strides.push_back(array.strides(d) / array.itemsize());
+    }
+    ref = {name, const_cast<void*>(array.data()), dtype, int(array.ndim()), sizes.data(), strides.data()};
+  }
+};
+
+// A fresh C-contiguous output of the given shape and dtype.
+struct Out {
+  py::array array;
+  std::vector<int64_t> sizes, strides;
+  genrt::TensorRef ref;
+
+  Out(const char* name, genrt::DType dtype, std::vector<int64_t> shape) : sizes(std::move(shape)) {
+    std::vector<py::ssize_t> pyshape(sizes.begin(), sizes.end());
+    array = dtype == genrt::DType::f32 ? py::array(py::array_t<float>(pyshape)) : py::array(py::array_t<double>(pyshape));
+    strides.resize(sizes.size());
+    int64_t s = 1;
+    for (int d = int(sizes.size()) - 1; d >= 0; --d) {
+      strides[d] = s;
+      s *= sizes[d];
+    }
+    ref = {name, array.mutable_data(), dtype, int(sizes.size()), sizes.data(), strides.data()};
+  }
+};
+
+int resolve_threads(int threads) { return threads > 0 ? threads : genrt::hardware_threads(); }
+
+py::array mbd_forward(py::handle m_obj, int threads) {
+  Arg m("M", m_obj);
+  genrt::check_ndim(m.ref, 3, "M of shape (N, B, C)");
+  Out out("out", m.ref.dtype, {m.sizes[0], m.sizes[1]});
+  {
+    py::gil_scoped_release nogil;
+    genrt::minibatch_discrimination_forward(m.ref, out.ref, resolve_threads(threads));
+  }
+  return out.array;
+}
+
+py::array mbd_backward(py::handle m_obj, py::handle g_obj, int threads) {
+  Arg m("M", m_obj), g("grad_out", g_obj);
+  genrt::check_ndim(m.ref, 3, "M of shape (N, B, C)");
+  Out grad("grad_M", m.ref.dtype, m.sizes);
+  {
+    py::gil_scoped_release nogil;
+    genrt::minibatch_discrimination_backward(m.ref, g.ref, grad.ref, resolve_threads(threads));
+  }
+  return grad.array;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, mod) {
+  mod.doc() = "genrt's compiled kernels (numpy in, numpy out). Use genrt.kernels rather than this module.";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const genrt::Error& e) {
+      const char* cls = e.kind() == genrt::Error::Kind::shape   ? "ShapeError"
+                        : e.kind() == genrt::Error::Kind::dtype ? "DTypeError"
+                                                                : "ArgumentError";
+      py::object type = py::module_::import("genrt.errors").attr(cls);
+      PyErr_SetString(type.ptr(), e.what());
+    }
+  });
+
+  mod.def("minibatch_discrimination_forward", &mbd_forward, py::arg("M"), py::arg("threads") = 0,
+          "o[i, b] = sum_{j != i} exp(-||M[i, b] - M[j, b]||_1); M (N, B, C) float32/float64 -> (N, B).");
+  mod.def("minibatch_discrimination_backward", &mbd_backward, py::arg("M"), py::arg("grad_out"),
+          py::arg("threads") = 0, "Gradient of minibatch_discrimination_forward with respect to M: (N, B, C).");
+
+  mod.def("hardware_threads", &genrt::hardware_threads, "Hardware threads usable by this process.");
+  mod.def("available_isas", &genrt::available_isas, "Instruction sets compiled in and supported by this CPU.");
+  mod.def("active_isa", [] { return std::string(genrt::isa_name(genrt::active_isa())); });
+  mod.def("set_isa", &genrt::set_isa, py::arg("name"), "Run the kernels with the named instruction set.");
+}

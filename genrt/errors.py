@@ -1,0 +1,25 @@
+"""genrt's one error family: every error genrt raises on purpose is a GenrtError."""
+
+
+class GenrtError(Exception):
+    """Base class of every error genrt raises on purpose."""
+
+
+class ArgumentError(GenrtError, ValueError):
+    """An argument has a bad value (a negative size, an unknown option, ...)."""
+
+
+class ShapeError(ArgumentError):
+    """An array has the wrong rank or shape."""
+
+
+class DTypeError(GenrtError, TypeError):
+    """An array has an unsupported dtype, or is not an array."""
+
+
+class MissingDependencyError(GenrtError, ImportError):
+    """An optional dependency (torch for training and export) is not installed."""
+
+
+class BuildError(GenrtError, ImportError):
+    """genrt's compiled extension is missing or broken."""
