@@ -78,7 +78,9 @@ def minibatch_discrimination(M: np.ndarray, *, threads: int | None = None) -> np
     return _C.minibatch_discrimination_forward(M, _check_threads(threads))
 
 
-def minibatch_discrimination_backward(M: np.ndarray, grad_out: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+def minibatch_discrimination_backward(
+    M: np.ndarray, grad_out: np.ndarray, *, threads: int | None = None
+) -> np.ndarray:
     """Gradient of :func:`minibatch_discrimination` with respect to M.
 
     Args:

@@ -1,0 +1,50 @@
+"""torch modules built on genrt's ops. Importing this module imports torch."""
+
+from __future__ import annotations
+
+from genrt._torch import torch
+from genrt.errors import ArgumentError, ShapeError
+from genrt.ops import minibatch_discrimination
+
+__all__ = ["MinibatchDiscrimination"]
+
+
+class MinibatchDiscrimination(torch.nn.Module):
+    """Minibatch discrimination layer (Salimans et al. 2016, section 3.2).
+
+    Projects each sample's features x_i (in_features) with a learned tensor T to M_i (num_kernels, kernel_dim),
+    computes ``o[i, b] = sum_{j != i} exp(-||M[i, b] - M[j, b]||_1)`` with genrt's kernel, and returns
+    ``concat([x, o], dim=1)``. The discriminator thereby sees how close each sample is to the rest of its
+    minibatch, which lets it penalise a collapsed generator.
+
+    Init: T ~ N(0, 0.05^2), the scale of the authors' released code (their ``MinibatchLayer``). For inputs of
+    unit scale the L1 distances then start around 0.05 * sqrt(in_features) * kernel_dim, so exp(-d) is neither
+    saturated at 1 nor vanishing. Unlike the released code, no learned bias is added to o.
+
+    Shapes: input ``(N, in_features)`` -> output ``(N, in_features + num_kernels)``.
+    """
+
+    def __init__(self, in_features: int, num_kernels: int = 100, kernel_dim: int = 5, *, device=None, dtype=None):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("num_kernels", num_kernels), ("kernel_dim", kernel_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ArgumentError(f"{name}: expected a positive integer, got {value!r}")
+        self.in_features = in_features
+        self.num_kernels = num_kernels
+        self.kernel_dim = kernel_dim
+        self.T = torch.nn.Parameter(torch.empty(in_features, num_kernels * kernel_dim, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.normal_(self.T, mean=0.0, std=0.05)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ShapeError(
+                f"x: expected shape (N, {self.in_features}), got {tuple(x.shape)}; flatten feature maps first"
+            )
+        M = (x @ self.T).view(x.shape[0], self.num_kernels, self.kernel_dim)  # (N, B, C)
+        return torch.cat([x, minibatch_discrimination(M)], dim=1)  # (N, in_features + B)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, num_kernels={self.num_kernels}, kernel_dim={self.kernel_dim}"

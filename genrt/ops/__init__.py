@@ -1,0 +1,9 @@
+"""genrt's kernels as torch custom ops (``torch.ops.genrt.*``) with fake and autograd registrations.
+
+Importing this package imports torch; ``import genrt`` alone does not.
+"""
+
+from genrt._torch import torch  # noqa: F401  (raises MissingDependencyError without torch)
+from genrt.ops.minibatch_discrimination import minibatch_discrimination, minibatch_discrimination_backward
+
+__all__ = ["minibatch_discrimination", "minibatch_discrimination_backward"]
