@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 _num_threads: int | None = None
+_MAX_THREADS = 4096
 
 
 def get_num_threads() -> int:
@@ -49,8 +50,8 @@ def set_num_threads(threads: int) -> None:
 def _check_threads(threads) -> int:
     if threads is None:
         return get_num_threads()
-    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
-        raise ArgumentError(f"threads: expected a positive integer, got {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or not 1 <= threads <= _MAX_THREADS:
+        raise ArgumentError(f"threads: expected a positive integer up to {_MAX_THREADS}, got {threads!r}")
     return int(threads)
 
 

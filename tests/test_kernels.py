@@ -136,10 +136,23 @@ def test_backward_bad_inputs(M, g, match):
         kernels.minibatch_discrimination_backward(M, g)
 
 
-@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2", 2**40])
 def test_bad_thread_counts(threads):
     with pytest.raises(genrt.ArgumentError, match="threads: expected a positive integer"):
         kernels.minibatch_discrimination(np.zeros((2, 2, 2)), threads=threads)
+
+
+def test_non_native_byte_order_is_accepted(rng):
+    M = _sample(rng, (9, 2, 3), np.float64)
+    np.testing.assert_allclose(
+        kernels.minibatch_discrimination(M.astype(">f8")), reference_minibatch_discrimination(M), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.bool_, object, "V8"])
+def test_other_dtypes_raise_dtype_error(dtype):
+    with pytest.raises(genrt.DTypeError, match="M: expected float32 or float64"):
+        kernels.minibatch_discrimination(np.zeros((2, 2, 2), dtype=dtype))
 
 
 def test_set_isa_rejects_unknown_names():

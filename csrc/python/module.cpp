@@ -29,10 +29,13 @@ struct Arg {
       throw genrt::Error(genrt::Error::Kind::dtype,
                          std::string(name) + ": expected a numpy.ndarray, got " + std::string(py::str(obj.get_type().attr("__name__"))));
     array = py::reinterpret_borrow<py::array>(obj);
+    // Non-native byte order (e.g. '>f4' read from a file) is converted rather than refused.
+    if (array.dtype().kind() == 'f' && !array.dtype().attr("isnative").cast<bool>())
+      array = array.attr("astype")(array.dtype().attr("newbyteorder")("="));
     genrt::DType dtype = genrt::DType::other;
-    if (array.dtype().is(py::dtype::of<float>()))
+    if (array.dtype().equal(py::dtype::of<float>()))
       dtype = genrt::DType::f32;
-    else if (array.dtype().is(py::dtype::of<double>()))
+    else if (array.dtype().equal(py::dtype::of<double>()))
       dtype = genrt::DType::f64;
     if (dtype == genrt::DType::other)
       throw genrt::Error(genrt::Error::Kind::dtype, std::string(name) + ": expected float32 or float64, got " +
