@@ -5,6 +5,11 @@ NEON on aarch64), AVX2+FMA, and AVX-512 (F, BW, DQ, VL) on x86-64 when the compi
 separate namespaces. At import, genrt picks the best set the CPU and OS support, so one build runs on any x86-64
 or aarch64 machine and still uses AVX-512 where it exists. GENRT_ISA=baseline|avx2|avx512 overrides the choice
 at run time; GENRT_BUILD_ISAS=baseline,avx2 limits what is built.
+
+ONNX Runtime custom-op library (genrt._ort_ops, domain "genrt"): built from csrc/onnxruntime/ when ORT's C/C++
+headers are found -- in $ORT_INCLUDE_DIR, then ./.ort/usr/include/onnxruntime (what scripts/fetch_ort_headers.sh
+unpacks), then the system's /usr/include/onnxruntime and /usr/local/include/onnxruntime. Without them the build
+still succeeds, says so, and genrt runs models with standard ONNX ops only.
 """
 
 import os
@@ -16,7 +21,9 @@ from pybind11.setup_helpers import Pybind11Extension
 from pybind11.setup_helpers import build_ext as _build_ext
 from setuptools import setup
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 CORE = "csrc/core"
+ORT_SRC = "csrc/onnxruntime"
 ISA_FLAGS = {
     "baseline": [],
     "avx2": ["-mavx2", "-mfma", "-mf16c"],
@@ -30,9 +37,23 @@ def _kernel_sources():
     return sorted(os.path.join(CORE, f) for f in os.listdir(CORE) if f.endswith("_kernel.cpp"))
 
 
-def _other_sources():
-    core = [os.path.join(CORE, f) for f in os.listdir(CORE) if f.endswith(".cpp") and not f.endswith("_kernel.cpp")]
-    return sorted(core) + ["csrc/python/module.cpp"]
+def _core_sources():
+    return sorted(
+        os.path.join(CORE, f) for f in os.listdir(CORE) if f.endswith(".cpp") and not f.endswith("_kernel.cpp")
+    )
+
+
+def _ort_include_dir():
+    candidates = [
+        os.environ.get("ORT_INCLUDE_DIR"),
+        os.path.join(HERE, ".ort", "usr", "include", "onnxruntime"),
+        "/usr/include/onnxruntime",
+        "/usr/local/include/onnxruntime",
+    ]
+    for path in candidates:
+        if path and os.path.isfile(os.path.join(path, "onnxruntime_c_api.h")):
+            return path
+    return None
 
 
 def _headers():
@@ -81,13 +102,36 @@ class build_ext(_build_ext):
         super().build_extension(ext)
 
 
-ext = Pybind11Extension(
-    "genrt._C",
-    _other_sources(),
-    include_dirs=[CORE],
-    cxx_std=17,
-    extra_compile_args=COMMON_FLAGS + ["-fvisibility=hidden"],
-    depends=_headers(),
-)
+extensions = [
+    Pybind11Extension(
+        "genrt._C",
+        _core_sources() + ["csrc/python/module.cpp"],
+        include_dirs=[CORE],
+        cxx_std=17,
+        extra_compile_args=COMMON_FLAGS + ["-fvisibility=hidden"],
+        depends=_headers(),
+    )
+]
 
-setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
+ort_include = _ort_include_dir()
+if ort_include:
+    print(f"genrt: building the ONNX Runtime custom-op library with headers from {ort_include}", file=sys.stderr)
+    extensions.append(
+        Pybind11Extension(  # a plain shared library; Pybind11Extension only for its C++17 flags
+            "genrt._ort_ops",
+            _core_sources() + sorted(os.path.join(ORT_SRC, f) for f in os.listdir(ORT_SRC) if f.endswith(".cpp")),
+            include_dirs=[CORE, ort_include],
+            cxx_std=17,
+            extra_compile_args=COMMON_FLAGS + ["-fvisibility=hidden"],
+            depends=_headers() + [os.path.join(ORT_SRC, f) for f in os.listdir(ORT_SRC) if f.endswith(".h")],
+        )
+    )
+else:
+    print(
+        "\n" + "=" * 78 + "\ngenrt: ONNX Runtime headers NOT found: genrt's ORT custom-op library is not built, and\n"
+        "models will run with standard ONNX ops only. Run `bash scripts/fetch_ort_headers.sh` (Debian/Ubuntu)\n"
+        "or set ORT_INCLUDE_DIR, then reinstall.\n" + "=" * 78,
+        file=sys.stderr,
+    )
+
+setup(ext_modules=extensions, cmdclass={"build_ext": build_ext})

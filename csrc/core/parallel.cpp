@@ -112,6 +112,11 @@ const int fork_handler_registered = [] {
 
 }  // namespace
 
+thread_local Executor* current_executor = nullptr;
+
+ScopedExecutor::ScopedExecutor(Executor* executor) : previous_(current_executor) { current_executor = executor; }
+ScopedExecutor::~ScopedExecutor() { current_executor = previous_; }
+
 int hardware_threads() {
 #if defined(__linux__)
   cpu_set_t set;
@@ -123,7 +128,16 @@ int hardware_threads() {
 void parallel_for(int64_t n, int threads, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   threads = int(std::min<int64_t>(std::max(threads, 1), n));
-  if (threads == 1 || !Pool::get().run(n, threads, fn)) fn(0, n);
+  if (threads == 1) return fn(0, n);
+  if (Executor* executor = current_executor) {
+    const int64_t chunks = std::min<int64_t>(n, int64_t(threads) * 4);
+    executor->run(chunks, [&](int64_t c) {
+      const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+      if (begin < end) fn(begin, end);
+    });
+    return;
+  }
+  if (!Pool::get().run(n, threads, fn)) fn(0, n);
 }
 
 }  // namespace genrt

@@ -14,6 +14,24 @@ namespace genrt {
 
 void parallel_for(int64_t n, int threads, const std::function<void(int64_t begin, int64_t end)>& fn);
 
+// Runs `count` tasks fn(task) on a host's thread pool (ONNX Runtime's intra-op pool, say) instead of genrt's.
+struct Executor {
+  virtual ~Executor() = default;
+  virtual void run(int64_t count, const std::function<void(int64_t task)>& fn) = 0;
+};
+
+// While alive, parallel_for on this thread hands its chunks to `executor`.
+class ScopedExecutor {
+ public:
+  explicit ScopedExecutor(Executor* executor);
+  ~ScopedExecutor();
+  ScopedExecutor(const ScopedExecutor&) = delete;
+  ScopedExecutor& operator=(const ScopedExecutor&) = delete;
+
+ private:
+  Executor* previous_;
+};
+
 // Hardware threads usable by this process (sched affinity where available).
 int hardware_threads();
 

@@ -1,0 +1,100 @@
+// Shared pieces of genrt's ONNX Runtime custom-op library (domain "genrt").
+//
+// Built only where the ORT headers exist (see ARCHITECTURE.md, decision 4). The library does not link
+// libonnxruntime: RegisterCustomOps receives the OrtApiBase of whatever onnxruntime (>= 1.21) loads it and
+// initialises the C++ wrapper from it (ORT_API_MANUAL_INIT).
+#pragma once
+
+#define ORT_API_MANUAL_INIT
+#include <onnxruntime_cxx_api.h>
+#undef ORT_API_MANUAL_INIT
+
+#include <string>
+#include <vector>
+
+#include "../core/common.h"
+#include "../core/parallel.h"
+
+namespace genrt {
+namespace ort {
+
+// Runs genrt's parallel_for chunks on ORT's intra-op thread pool, so the kernel neither oversubscribes the
+// cores nor ignores the session's thread setting.
+class OrtExecutor : public Executor {
+ public:
+  explicit OrtExecutor(OrtKernelContext* ctx) : ctx_(ctx) {}
+  void run(int64_t count, const std::function<void(int64_t)>& fn) override {
+    struct Data {
+      const std::function<void(int64_t)>* fn;
+    } data{&fn};
+    auto call = [](void* user, size_t task) { (*static_cast<Data*>(user)->fn)(int64_t(task)); };
+    Ort::ThrowOnError(Ort::GetApi().KernelContext_ParallelFor(ctx_, call, size_t(count), 0, &data));
+  }
+
+ private:
+  OrtKernelContext* ctx_;
+};
+
+// The shape of an ORT value and a TensorRef over it (strides: dense row-major).
+struct OrtTensor {
+  std::vector<int64_t> sizes, strides;
+  TensorRef ref;
+
+  OrtTensor(const char* name, void* data, ONNXTensorElementDataType type, std::vector<int64_t> shape)
+      : sizes(std::move(shape)), strides(sizes.size()) {
+    int64_t s = 1;
+    for (int d = int(sizes.size()) - 1; d >= 0; --d) {
+      strides[d] = s;
+      s *= sizes[d];
+    }
+    const DType dtype = type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT    ? DType::f32
+                        : type == ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE ? DType::f64
+                                                                       : DType::other;
+    ref = {name, data, dtype, int(sizes.size()), sizes.data(), strides.data()};
+  }
+};
+
+inline OrtTensor input_tensor(Ort::KernelContext& ctx, size_t index, const char* name) {
+  Ort::ConstValue v = ctx.GetInput(index);
+  auto info = v.GetTensorTypeAndShapeInfo();
+  return OrtTensor(name, const_cast<void*>(v.GetTensorRawData()), info.GetElementType(), info.GetShape());
+}
+
+inline bool has_input(Ort::KernelContext& ctx, size_t index) {
+  return index < ctx.GetInputCount() && static_cast<const OrtValue*>(ctx.GetInput(index)) != nullptr;
+}
+
+inline OrtTensor output_tensor(Ort::KernelContext& ctx, size_t index, const char* name,
+                               ONNXTensorElementDataType type, const std::vector<int64_t>& shape) {
+  Ort::UnownedValue v = ctx.GetOutput(index, shape);
+  return OrtTensor(name, v.GetTensorMutableRawData(), type, shape);
+}
+
+// Optional integer attribute; `fallback` when absent.
+inline int64_t int_attribute(const OrtKernelInfo* info, const char* name, int64_t fallback) {
+  int64_t value = 0;
+  OrtStatus* status = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &value);
+  if (status) {
+    Ort::GetApi().ReleaseStatus(status);
+    return fallback;
+  }
+  return value;
+}
+
+// Converts exceptions from a kernel into an OrtStatus (ORT reports it as a failed Run, with the message).
+template <typename F>
+OrtStatus* guarded(F&& f) {
+  try {
+    f();
+    return nullptr;
+  } catch (const Error& e) {
+    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+  } catch (const Ort::Exception& e) {
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
+  } catch (const std::exception& e) {
+    return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
+  }
+}
+
+}  // namespace ort
+}  // namespace genrt

@@ -1,0 +1,12 @@
+// The ops of genrt's ORT custom-op library; each file adds its op(s) to the "genrt" domain.
+#pragma once
+
+#include "ort_common.h"
+
+namespace genrt {
+namespace ort {
+
+void add_minibatch_discrimination(Ort::CustomOpDomain& domain);
+
+}  // namespace ort
+}  // namespace genrt

@@ -1,0 +1,21 @@
+// Entry point ONNX Runtime calls when it loads the library (SessionOptions.register_custom_ops_library).
+#include "ort_ops.h"
+
+extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                                                             const OrtApiBase* api_base) {
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (!api) {
+    // Older than the headers genrt was built with: say so instead of crashing.
+    return nullptr;
+  }
+  Ort::InitApi(api);
+  return genrt::ort::guarded([&] {
+    // One domain object for the process: ORT keeps pointers to it for the sessions' lifetime.
+    static Ort::CustomOpDomain* domain = [] {
+      auto* d = new Ort::CustomOpDomain("genrt");
+      genrt::ort::add_minibatch_discrimination(*d);
+      return d;
+    }();
+    Ort::UnownedSessionOptions(options).Add(*domain);
+  });
+}
