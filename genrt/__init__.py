@@ -9,10 +9,15 @@ from genrt.errors import (
     ArgumentError,
     BuildError,
     DTypeError,
+    ExportError,
     GenrtError,
+    InvalidModelError,
     MissingDependencyError,
+    ModelKindError,
+    ModelNotFoundError,
     ShapeError,
 )
+from genrt.runtime import list_models, load
 
 __version__ = "0.1.0"
 
@@ -20,9 +25,26 @@ __all__ = [
     "ArgumentError",
     "BuildError",
     "DTypeError",
+    "ExportError",
     "GenrtError",
+    "InvalidModelError",
     "MissingDependencyError",
+    "ModelKindError",
+    "ModelNotFoundError",
     "ShapeError",
     "__version__",
+    "export",
     "kernels",
+    "list_models",
+    "load",
 ]
+
+
+def export(*args, **kwargs):
+    """Exports a torch module to .onnx / .pt2 / .pt with genrt metadata; see :func:`genrt.exporter.export`.
+
+    Imported lazily: exporting needs torch, loading does not.
+    """
+    from genrt.exporter import export as _export
+
+    return _export(*args, **kwargs)

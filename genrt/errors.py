@@ -23,3 +23,19 @@ class MissingDependencyError(GenrtError, ImportError):
 
 class BuildError(GenrtError, ImportError):
     """genrt's compiled extension is missing or broken."""
+
+
+class ModelNotFoundError(GenrtError, FileNotFoundError):
+    """No model file at that path, and no bundled model of that name."""
+
+
+class InvalidModelError(GenrtError, ValueError):
+    """The file is not a model genrt can load: empty, truncated, another format, or unsafe (a pickle)."""
+
+
+class ModelKindError(GenrtError, TypeError):
+    """A kind-specific method was called on a model whose metadata does not declare that kind."""
+
+
+class ExportError(GenrtError, RuntimeError):
+    """Export failed, or the exported model does not reproduce the torch module."""

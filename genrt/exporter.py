@@ -1,0 +1,297 @@
+"""genrt.export: a torch module -> .onnx / .pt2 / .pt with genrt metadata, checked and verified.
+
+Needs torch (the `train` extra); loading the result does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+import genrt
+from genrt import onnx_ops
+from genrt._torch import torch
+from genrt.errors import ArgumentError, ExportError
+from genrt.runtime import metadata as md
+from genrt.runtime.files import FORMATS
+from genrt.runtime.torch_backend import METADATA_FILE, sidecar_path
+
+__all__ = ["export"]
+
+_genrt_opset = None
+
+
+def _opset():
+    global _genrt_opset
+    if _genrt_opset is None:
+        import onnxscript
+
+        onnx_ops.register_schemas()  # so onnxscript knows the genrt ops' outputs, and onnx.checker their types
+        _genrt_opset = onnxscript.values.Opset(onnx_ops.DOMAIN, onnx_ops.VERSION)
+    return _genrt_opset
+
+
+# Translations of genrt's torch ops, traced by the torch.onnx (dynamo) exporter.
+def _mbd_native(M):
+    return _opset().MinibatchDiscrimination(M)
+
+
+def _mbd_portable(M):
+    from onnxscript import opset18 as op
+
+    diff = op.Sub(op.Unsqueeze(M, [1]), op.Unsqueeze(M, [0]))  # (N, N, B, C)
+    e = op.Exp(op.Neg(op.ReduceSum(op.Abs(diff), [3], keepdims=0)))  # (N, N, B)
+    total = op.ReduceSum(e, [1], keepdims=0)  # (N, B), self term exp(0) = 1 included
+    return op.Sub(total, op.CastLike(1.0, total))
+
+
+def _translation_table(portable: bool) -> dict:
+    import genrt.ops  # noqa: F401  (registers the ops)
+
+    return {torch.ops.genrt.minibatch_discrimination.default: _mbd_portable if portable else _mbd_native}
+
+
+def _as_tuple(example_inputs) -> tuple:
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
+        raise ArgumentError("example_inputs: expected a tensor or a tuple of tensors")
+    return inputs
+
+
+def _auto_metadata(kind: str, inputs: tuple, outputs: tuple, portable: bool, suffix: str) -> dict:
+    meta: dict = {"kind": kind, "version": genrt.__version__}
+    if suffix == ".onnx":
+        meta["format"] = "portable" if portable else "native"
+    layouts = {2: "NC", 4: "NCHW"}
+    meta["input_layout"] = layouts.get(inputs[0].dim(), f"{inputs[0].dim()}-D")
+    meta["output_layout"] = layouts.get(outputs[0].dim(), f"{outputs[0].dim()}-D")
+    if kind == "generator" and inputs[0].dim() == 2:
+        meta["latent_dim"] = int(inputs[0].shape[1])
+        meta["latent_prior"] = "normal"
+        meta["output_range"] = [-1.0, 1.0]
+    return meta
+
+
+def _dynamic_shapes(inputs: tuple):
+    # Batch is always dynamic; height and width become dynamic where the model allows it (Dim.AUTO).
+    shapes = []
+    for t in inputs:
+        dims = {0: torch.export.Dim.DYNAMIC}
+        if t.dim() == 4:
+            dims.update({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO})
+        shapes.append(dims)
+    return tuple(shapes)
+
+
+def _io_spec(names, tensors, inputs: bool) -> list[dict]:
+    specs = []
+    for name, t in zip(names, tensors, strict=True):
+        shape = ["batch"] + list(t.shape[1:])
+        if inputs and t.dim() == 4:
+            shape[2:] = ["height", "width"]
+        specs.append({"name": name, "shape": shape, "dtype": str(t.dtype).replace("torch.", "")})
+    return specs
+
+
+@contextlib.contextmanager
+def _eval_mode(module):
+    training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(training)
+
+
+def _atomic_target(path: Path):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def export(
+    module,
+    path,
+    example_inputs,
+    *,
+    kind: str,
+    portable: bool = False,
+    metadata: dict | None = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    verify: bool = True,
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+) -> Path:
+    """Exports ``module`` to ``path``; the suffix picks the format.
+
+    - ``.onnx``: torch.onnx.export (dynamo). ``portable=False`` (native) writes genrt-domain nodes for genrt's
+      ops (run by genrt's ORT kernels); ``portable=True`` writes standard ONNX ops only, so onnxruntime in any
+      language, onnxruntime-web or TensorRT runs the file without genrt.
+    - ``.pt2``: torch.export.
+    - ``.pt`` / ``.ts``: TorchScript (torch.jit.trace). TorchScript is deprecated in torch 2.13 and may go away;
+      prefer .pt2 or .onnx. Offered because many deployments still load it.
+
+    The batch axis is dynamic, and so are height and width of 4-D inputs where the model allows it. The module
+    runs in eval mode. Metadata (ONNX metadata_props; for .pt2/.pt inside the archive and in PATH.json beside it):
+    ``genrt.kind``, genrt version, layouts, latent size and prior for generators, plus ``metadata``.
+
+    Args:
+        module: a torch.nn.Module.
+        path: destination; written atomically (a failed export leaves no file).
+        example_inputs: a tensor or tuple of tensors (batch first).
+        kind: what the model is, one of genrt.runtime.metadata.KINDS ("generator", "discriminator", ...).
+        verify: load the file with genrt and compare it to the module on example_inputs (rtol, atol).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ArgumentError: bad kind, suffix or inputs.
+        ExportError: the exporter failed, the ONNX checker rejected the file, or verification mismatched.
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise ArgumentError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+    if kind not in md.KINDS:
+        raise ArgumentError(f"kind: expected one of {', '.join(md.KINDS)}, got {kind!r}")
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ArgumentError(f"path: suffix must be one of {', '.join(FORMATS)}, got {path.name!r}")
+    if portable and path.suffix.lower() != ".onnx":
+        raise ArgumentError("portable: only applies to .onnx files")
+    if not path.parent.is_dir():
+        raise ArgumentError(f"path: folder {path.parent} does not exist")
+    inputs = _as_tuple(example_inputs)
+    # Tracing with batch 1 would specialise the batch axis to 1; trace with 2 rows instead.
+    trace_inputs = tuple(t.repeat(2, *[1] * (t.dim() - 1)) if t.shape[0] == 1 else t for t in inputs)
+
+    with _eval_mode(module), torch.no_grad():
+        expected = module(*inputs)
+        outputs = expected if isinstance(expected, tuple | list) else (expected,)
+        input_names = list(
+            input_names or (["z"] if kind == "generator" else [f"input_{i}" for i in range(len(inputs))])
+        )
+        output_names = list(
+            output_names or (["images"] if kind == "generator" else [f"output_{i}" for i in range(len(outputs))])
+        )
+        if len(input_names) != len(inputs) or len(output_names) != len(outputs):
+            raise ArgumentError(
+                f"input_names/output_names: expected {len(inputs)} and {len(outputs)} names, "
+                f"got {len(input_names)} and {len(output_names)}"
+            )
+        meta = _auto_metadata(kind, inputs, outputs, portable, path.suffix.lower())
+        meta.update(metadata or {})
+        md.encode(meta)  # validates keys and values early
+        tmp = _atomic_target(path)
+        try:
+            if path.suffix.lower() == ".onnx":
+                _export_onnx(module, trace_inputs, tmp, portable, meta, input_names, output_names)
+            else:
+                meta["io"] = {
+                    "inputs": _io_spec(input_names, inputs, True),
+                    "outputs": _io_spec(output_names, outputs, False),
+                }
+                _export_torch(module, trace_inputs, tmp, path.suffix.lower(), meta)
+            if verify:
+                _verify(tmp, inputs, outputs, rtol, atol)
+            os.replace(tmp, path)
+            if path.suffix.lower() != ".onnx":
+                _write_text_atomic(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return path
+
+
+def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_names, output_names) -> None:
+    _opset()
+    quiet = logging.getLogger("torch.onnx")  # its notes on optional torchvision ops are noise here
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module,
+                inputs,
+                dynamo=True,
+                custom_translation_table=_translation_table(portable),
+                dynamic_shapes=_dynamic_shapes(inputs),
+                input_names=input_names,
+                output_names=output_names,
+                verbose=False,
+            )
+    except Exception as exc:
+        raise ExportError(f"torch.onnx.export failed: {str(exc).splitlines()[0]}") from exc
+    finally:
+        quiet.setLevel(level)
+    model = program.model_proto
+    _name_dynamic_axes(model, inputs)
+    del model.metadata_props[:]
+    for key, value in md.encode(meta).items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = f"genrt {meta['kind']} exported by genrt {genrt.__version__}"
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"the exported ONNX model fails onnx.checker: {exc}") from exc
+    onnx.save(model, str(tmp))
+
+
+def _name_dynamic_axes(model: onnx.ModelProto, inputs: tuple) -> None:
+    """Renames the exporter's symbols (s77, ...) for the batch, height and width axes to those words."""
+    names = {}
+    for value, t in zip(model.graph.input, inputs, strict=False):
+        dims = value.type.tensor_type.shape.dim
+        axes = {0: "batch", 2: "height", 3: "width"} if t.dim() == 4 else {0: "batch"}
+        for axis, word in axes.items():
+            if axis < len(dims) and dims[axis].dim_param:
+                names.setdefault(dims[axis].dim_param, word)
+    for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in names:
+                dim.dim_param = names[dim.dim_param]
+
+
+def _export_torch(module, inputs, tmp: Path, suffix: str, meta: dict) -> None:
+    extra = {METADATA_FILE: json.dumps(meta, sort_keys=True)}
+    try:
+        if suffix == ".pt2":
+            program = torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(inputs))
+            torch.export.save(program, str(tmp), extra_files=extra)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(module, inputs, check_trace=False)
+                torch.jit.save(traced, str(tmp), _extra_files=extra)
+    except Exception as exc:
+        raise ExportError(f"{suffix} export failed: {str(exc).splitlines()[0]}") from exc
+
+
+def _verify(tmp: Path, inputs: tuple, expected: tuple, rtol: float, atol: float) -> None:
+    loaded = genrt.load(tmp, threads=1)
+    got = loaded(*[t.detach().cpu().numpy() for t in inputs])
+    got = got if isinstance(got, tuple) else (got,)
+    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+        e = e.detach().cpu().numpy()
+        if g.shape != e.shape or not np.allclose(g, e, rtol=rtol, atol=atol):
+            err = np.abs(g - e).max() if g.shape == e.shape else f"shape {g.shape} vs {e.shape}"
+            raise ExportError(f"verification failed: output {i} of the exported model differs from the module ({err})")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = _atomic_target(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

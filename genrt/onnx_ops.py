@@ -1,0 +1,102 @@
+"""genrt's ops at the ONNX level (domain ``genrt``): their schemas, and their decompositions into standard ops.
+
+No torch here: the runtime uses the decompositions when genrt's ORT custom-op library is not built, and the
+exporter uses the schemas so that native files pass ``onnx.checker`` and shape inference.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import onnx
+from onnx import defs, helper
+
+DOMAIN = "genrt"
+VERSION = 1
+# Standard opset the decompositions are written against.
+STANDARD_OPSET = 18
+
+_registered = False
+_lock = threading.Lock()
+
+
+def register_schemas() -> None:
+    """Registers the genrt-domain op schemas with onnx, once per process."""
+    global _registered
+    with _lock:
+        if _registered:
+            return
+        T = ("T", ["tensor(float)", "tensor(double)"], "float32 or float64")
+        param = defs.OpSchema.FormalParameter
+        attr = defs.OpSchema.Attribute
+        INT = defs.OpSchema.AttrType.INT
+        schemas = [
+            defs.OpSchema(
+                "MinibatchDiscrimination",
+                DOMAIN,
+                VERSION,
+                doc="o[i, b] = sum_{j != i} exp(-||M[i, b, :] - M[j, b, :]||_1); M (N, B, C) -> o (N, B).",
+                inputs=[param("M", "T", "(N, B, C)")],
+                outputs=[param("o", "T", "(N, B)")],
+                type_constraints=[T],
+                attributes=[attr("threads", INT, "kernel threads (0: all CPUs); set by genrt.load", required=False)],
+            ),
+        ]
+        for schema in schemas:
+            try:
+                defs.register_schema(schema)
+            except Exception:  # already registered by another copy of genrt in this process
+                pass
+        _registered = True
+
+
+def minibatch_discrimination_function() -> onnx.FunctionProto:
+    """genrt.MinibatchDiscrimination written with standard ops (materialises the (N, N, B, C) broadcast)."""
+    nodes = [
+        helper.make_node("Constant", [], ["axis0"], value_ints=[0]),
+        helper.make_node("Constant", [], ["axis1"], value_ints=[1]),
+        helper.make_node("Constant", [], ["axis3"], value_ints=[3]),
+        helper.make_node("Unsqueeze", ["M", "axis1"], ["Mi"]),  # (N, 1, B, C)
+        helper.make_node("Unsqueeze", ["M", "axis0"], ["Mj"]),  # (1, N, B, C)
+        helper.make_node("Sub", ["Mi", "Mj"], ["diff"]),
+        helper.make_node("Abs", ["diff"], ["absdiff"]),
+        helper.make_node("ReduceSum", ["absdiff", "axis3"], ["dist"], keepdims=0),  # (N, N, B)
+        helper.make_node("Neg", ["dist"], ["negdist"]),
+        helper.make_node("Exp", ["negdist"], ["e"]),
+        helper.make_node("ReduceSum", ["e", "axis1"], ["total"], keepdims=0),  # (N, B), self term included
+        helper.make_node("Constant", [], ["one_f"], value_float=1.0),
+        helper.make_node("CastLike", ["one_f", "total"], ["one"]),
+        helper.make_node("Sub", ["total", "one"], ["o"]),  # exp(0) = 1 exactly: drop the self term
+    ]
+    return helper.make_function(
+        DOMAIN,
+        "MinibatchDiscrimination",
+        ["M"],
+        ["o"],
+        nodes,
+        [helper.make_opsetid("", STANDARD_OPSET)],
+        attributes=["threads"],
+    )
+
+
+# Decompositions by op name, for models whose genrt ops cannot run natively.
+FUNCTIONS = {"MinibatchDiscrimination": minibatch_discrimination_function}
+
+
+def genrt_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The genrt-domain nodes of a model's main graph."""
+    return [n for n in model.graph.node if n.domain == DOMAIN]
+
+
+def inline_decompositions(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Returns a copy whose genrt-domain ops are defined as model-local functions of standard ops."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    used = {n.op_type for n in genrt_nodes(model)}
+    have = {(f.domain, f.name) for f in out.functions}
+    for name in sorted(used):
+        if name in FUNCTIONS and (DOMAIN, name) not in have:
+            out.functions.append(FUNCTIONS[name]())
+    if not any(o.domain == "" for o in out.opset_import):
+        out.opset_import.append(helper.make_opsetid("", STANDARD_OPSET))
+    return out

@@ -1,0 +1,77 @@
+"""genrt.load(): run an exported model, with no torch on the ONNX path."""
+
+from __future__ import annotations
+
+from genrt.runtime import files
+from genrt.runtime.models import CLASSES, Generator, Model, interpolate_latents
+from genrt.runtime.onnx_session import (
+    IOSpec,
+    create_session,
+    default_threads,
+    io_specs,
+    load_onnx,
+    onnx_metadata,
+)
+
+__all__ = ["Generator", "IOSpec", "Model", "interpolate_latents", "list_models", "load"]
+
+
+class _OrtRunner:
+    def __init__(self, session):
+        self._session = session
+        self.inputs = io_specs(session.get_inputs())
+        self.outputs = io_specs(session.get_outputs())
+
+    def run(self, feeds):
+        return self._session.run(None, feeds)
+
+
+def load(path_or_name, *, device: str = "cpu", threads: int | None = None, providers=None) -> Model:
+    """Loads an exported model (.onnx, .pt2, .pt) or a bundled one by name.
+
+    Args:
+        path_or_name: a file path, or the name of a model in ``genrt.list_models()``.
+        device: "cpu" (default) or "cuda[:N]" (needs onnxruntime-gpu for .onnx files).
+        threads: intra-op threads; default ``genrt.kernels.get_num_threads()``.
+        providers: ONNX Runtime execution providers, overriding ``device``.
+
+    Returns:
+        The class for the model's ``genrt.kind`` (:class:`Generator` for generators), else :class:`Model`.
+
+    Raises:
+        ModelNotFoundError: no such file or bundled model.
+        InvalidModelError: empty, truncated, unsafe (pickle) or unreadable file.
+
+    Example:
+        >>> g = genrt.load("dcgan-digits")
+        >>> images = g.sample(16, seed=0)          # uint8 (16, 32, 32, 1)
+    """
+    path = files.resolve(path_or_name)
+    fmt = files.sniff(path)
+    threads = default_threads(threads)
+    if fmt == "onnx":
+        model = load_onnx(path)
+        metadata = onnx_metadata(model)
+        session, used, native = create_session(model, path, device=device, threads=threads, providers=providers)
+        how = "genrt kernel" if native else "standard ONNX ops (genrt's ORT library not built)"
+        kernels = {op: how for op in used}
+        runner = _OrtRunner(session)
+    else:
+        from genrt.runtime.torch_backend import TorchRunner
+
+        runner = TorchRunner(path, fmt, device=device, threads=threads)
+        metadata = {k: v for k, v in runner.metadata.items() if k != "io"}
+        kernels = {}
+    cls = CLASSES.get(metadata.get("kind"), Model)
+    return cls(runner, path=path, metadata=metadata, kernels=kernels, fmt=fmt)
+
+
+def list_models() -> list[dict]:
+    """The bundled models: [{"name", "kind", "path", "description"}], read without running them."""
+    out = []
+    for name, path in files.bundled_models().items():
+        meta = onnx_metadata(load_onnx(path))
+        out.append(
+            {"name": name, "kind": meta.get("kind"), "path": str(path), "description": meta.get("description", "")}
+        )
+    return out

@@ -1,0 +1,184 @@
+"""What genrt.load returns: a Model, or the subclass for the model's ``genrt.kind``.
+
+Models hold no per-call state, so many threads may call one model at once (ONNX Runtime sessions are
+thread-safe for Run).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from genrt.errors import ArgumentError, DTypeError, ModelKindError, ShapeError
+from genrt.runtime.onnx_session import IOSpec
+
+
+class Model:
+    """A loaded model: ``model(inputs)`` runs the raw graph, numpy in, numpy out.
+
+    Attributes:
+        path: the file it came from.
+        kind: ``metadata["kind"]``, or None for a file without genrt metadata.
+        metadata: genrt metadata (dict), readable without running the model.
+        inputs, outputs: lists of :class:`IOSpec` (name, shape, dtype).
+        kernels: genrt ops the model uses and how they run, e.g. {"MinibatchDiscrimination": "genrt-cpu"}.
+    """
+
+    def __init__(self, runner, *, path, metadata: dict, kernels: dict[str, str], fmt: str):
+        self._runner = runner
+        self.path = path
+        self.metadata = dict(metadata)
+        self.kind = metadata.get("kind")
+        self.kernels = dict(kernels)
+        self.format = fmt
+        self.inputs: list[IOSpec] = runner.inputs
+        self.outputs: list[IOSpec] = runner.outputs
+
+    def __repr__(self) -> str:
+        ins = ", ".join(str(i) for i in self.inputs)
+        outs = ", ".join(str(o) for o in self.outputs)
+        return f"<genrt {type(self).__name__} kind={self.kind!r} {self.path} ({ins}) -> ({outs})>"
+
+    def __call__(self, *args, **kwargs):
+        """Runs the graph. Inputs positionally or by name; returns one array, or a tuple for several outputs."""
+        if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
+            kwargs, args = dict(args[0]), ()
+        if len(args) > len(self.inputs):
+            raise ArgumentError(f"expected at most {len(self.inputs)} inputs, got {len(args)}")
+        feeds = {spec.name: value for spec, value in zip(self.inputs, args, strict=False)}
+        for name, value in kwargs.items():
+            if name not in {s.name for s in self.inputs}:
+                raise ArgumentError(
+                    f"{name}: not an input of this model (inputs: {', '.join(s.name for s in self.inputs)})"
+                )
+            if name in feeds:
+                raise ArgumentError(f"{name}: given twice")
+            feeds[name] = value
+        missing = [s.name for s in self.inputs if s.name not in feeds]
+        if missing:
+            raise ArgumentError(f"missing inputs: {', '.join(missing)}")
+        checked = {spec.name: _check_input(spec, feeds[spec.name]) for spec in self.inputs}
+        outs = self._runner.run(checked)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _require(self, kind: str, method: str) -> None:
+        if self.kind != kind:
+            what = f"kind {self.kind!r}" if self.kind else "no genrt metadata"
+            raise ModelKindError(f"{method}() needs a {kind} model; {self.path} has {what}. Call the model directly.")
+
+
+def _check_input(spec: IOSpec, value) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except Exception as exc:
+        raise DTypeError(f"{spec.name}: expected an array, got {type(value).__name__} ({exc})") from None
+    want = np.dtype(spec.dtype)
+    if array.dtype != want:
+        if want.kind == "f" and array.dtype.kind in "fiu" and array.dtype != np.bool_:
+            array = array.astype(want)
+        else:
+            raise DTypeError(f"{spec.name}: expected {want.name}, got {array.dtype.name}")
+    if array.ndim != len(spec.shape):
+        raise ShapeError(
+            f"{spec.name}: expected {len(spec.shape)}-D input of shape {_shape_str(spec.shape)}, "
+            f"got {array.ndim}-D with shape {array.shape}"
+        )
+    for axis, (want_dim, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
+        if isinstance(want_dim, int) and want_dim >= 0 and want_dim != got:
+            raise ShapeError(
+                f"{spec.name}: expected shape {_shape_str(spec.shape)}, got {array.shape} (axis {axis} must be {want_dim})"
+            )
+    return np.ascontiguousarray(array)
+
+
+def _shape_str(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def to_uint8_images(x: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
+    """(N, C, H, W) floats in value_range -> (N, H, W, C) uint8."""
+    lo, hi = float(value_range[0]), float(value_range[1])
+    x = (np.asarray(x, dtype=np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+class Generator(Model):
+    """A generator: latent z (N, latent_dim) -> images (N, C, H, W) in ``metadata["output_range"]``."""
+
+    _MAX_BATCH = 256  # sample() runs larger requests in pieces
+
+    @property
+    def latent_dim(self) -> int:
+        self._require("generator", "latent_dim")
+        if "latent_dim" in self.metadata:
+            return int(self.metadata["latent_dim"])
+        dim = self.inputs[0].shape[1]
+        if not isinstance(dim, int):
+            raise ModelKindError(f"{self.path}: latent size unknown (no genrt.latent_dim and a dynamic input)")
+        return dim
+
+    @property
+    def latent_prior(self) -> str:
+        return self.metadata.get("latent_prior", "normal")
+
+    def latents(self, n: int, *, seed=None) -> np.ndarray:
+        """n latent vectors drawn from the model's prior: float32 (n, latent_dim)."""
+        _check_count(n, "n")
+        rng = np.random.default_rng(seed)
+        if self.latent_prior == "uniform":
+            return rng.uniform(-1.0, 1.0, (n, self.latent_dim)).astype(np.float32)
+        return rng.standard_normal((n, self.latent_dim), dtype=np.float32)
+
+    def generate(self, z) -> np.ndarray:
+        """Images for latents z (n, latent_dim): uint8 (n, H, W, C)."""
+        self._require("generator", "generate")
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ShapeError(f"z: expected shape (n, {self.latent_dim}), got {z.shape}")
+        pieces = [self(z[i : i + self._MAX_BATCH]) for i in range(0, len(z), self._MAX_BATCH)] or [
+            np.zeros((0,) + tuple(self.outputs[0].shape[1:]), np.float32)
+        ]
+        return to_uint8_images(np.concatenate(pieces), self.metadata.get("output_range", (-1.0, 1.0)))
+
+    def sample(self, n: int, *, seed=None) -> np.ndarray:
+        """n random images: uint8 (n, H, W, C). The same seed gives the same images."""
+        self._require("generator", "sample")
+        return self.generate(self.latents(n, seed=seed))
+
+    def interpolate(self, z0, z1, steps: int, *, method: str = "slerp") -> np.ndarray:
+        """Images along the path from z0 to z1 (both (latent_dim,)): uint8 (steps, H, W, C).
+
+        ``slerp`` follows the great circle (White 2016), which keeps Gaussian latents at a typical norm;
+        ``linear`` is the straight line of the DCGAN paper.
+        """
+        self._require("generator", "interpolate")
+        return self.generate(interpolate_latents(z0, z1, steps, method=method, dim=self.latent_dim))
+
+
+def interpolate_latents(z0, z1, steps: int, *, method: str = "slerp", dim: int | None = None) -> np.ndarray:
+    """(steps, dim) latents from z0 to z1 inclusive."""
+    _check_count(steps, "steps")
+    z0 = np.asarray(z0, dtype=np.float64).reshape(-1)
+    z1 = np.asarray(z1, dtype=np.float64).reshape(-1)
+    for name, z in (("z0", z0), ("z1", z1)):
+        if dim is not None and z.shape != (dim,):
+            raise ShapeError(f"{name}: expected shape ({dim},), got {z.shape}")
+    t = np.linspace(0.0, 1.0, steps)[:, None]
+    if method == "linear":
+        return ((1 - t) * z0 + t * z1).astype(np.float32)
+    if method != "slerp":
+        raise ArgumentError(f"method: expected 'slerp' or 'linear', got {method!r}")
+    n0, n1 = np.linalg.norm(z0), np.linalg.norm(z1)
+    cos = np.clip(np.dot(z0, z1) / max(n0 * n1, 1e-12), -1.0, 1.0)
+    omega = np.arccos(cos)
+    if omega < 1e-6 or n0 == 0 or n1 == 0:  # (anti)parallel or zero vectors: slerp degenerates to a line
+        return ((1 - t) * z0 + t * z1).astype(np.float32)
+    return ((np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)).astype(np.float32)
+
+
+def _check_count(n, name: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ArgumentError(f"{name}: expected a positive integer, got {n!r}")
+
+
+# Classes by genrt.kind; kinds not listed load as plain Model.
+CLASSES: dict[str, type[Model]] = {"generator": Generator}
