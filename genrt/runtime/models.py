@@ -85,7 +85,8 @@ def _check_input(spec: IOSpec, value) -> np.ndarray:
     for axis, (want_dim, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
         if isinstance(want_dim, int) and want_dim >= 0 and want_dim != got:
             raise ShapeError(
-                f"{spec.name}: expected shape {_shape_str(spec.shape)}, got {array.shape} (axis {axis} must be {want_dim})"
+                f"{spec.name}: expected shape {_shape_str(spec.shape)}, got {array.shape} "
+                f"(axis {axis} must be {want_dim})"
             )
     return np.ascontiguousarray(array)
 
