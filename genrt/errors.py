@@ -33,8 +33,11 @@ class InvalidModelError(GenrtError, ValueError):
     """The file is not a model genrt can load: empty, truncated, another format, or unsafe (a pickle)."""
 
 
-class ModelKindError(GenrtError, TypeError):
-    """A kind-specific method was called on a model whose metadata does not declare that kind."""
+class ModelKindError(GenrtError, AttributeError):
+    """A kind-specific method was used on a model whose metadata does not declare that kind.
+
+    An AttributeError too, so ``hasattr(model, "sample")`` stays False for a discriminator.
+    """
 
 
 class ExportError(GenrtError, RuntimeError):

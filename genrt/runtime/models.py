@@ -60,6 +60,13 @@ class Model:
         outs = self._runner.run(checked)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
+    def __getattr__(self, name: str):
+        # Only reached for attributes the class lacks: say which kind of model has them.
+        kind = METHOD_KINDS.get(name)
+        if kind is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._require(kind, name)
+
     def _require(self, kind: str, method: str) -> None:
         if self.kind != kind:
             what = f"kind {self.kind!r}" if self.kind else "no genrt metadata"
@@ -180,6 +187,9 @@ def _check_count(n, name: str) -> None:
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ArgumentError(f"{name}: expected a positive integer, got {n!r}")
 
+
+# Kind-specific methods, for the error a model of another kind gives.
+METHOD_KINDS = {name: "generator" for name in ("sample", "generate", "interpolate", "latents", "latent_dim")}
 
 # Classes by genrt.kind; kinds not listed load as plain Model.
 CLASSES: dict[str, type[Model]] = {"generator": Generator}

@@ -1,0 +1,188 @@
+"""genrt.load: generator methods, threads, fallbacks, and every bad file and input."""
+
+import pickle
+import subprocess
+import sys
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+import genrt
+from genrt.runtime import interpolate_latents, onnx_session
+
+torch = pytest.importorskip("torch")
+
+from tests.tiny_models import make  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    g, d = make()
+    return {
+        "g": genrt.export(g, root / "g.onnx", torch.randn(4, 16), kind="generator"),
+        "d": genrt.export(d, root / "d.onnx", torch.randn(6, 1, 8, 8), kind="discriminator"),
+        "modules": (g, d),
+    }
+
+
+def test_generator_methods(exported):
+    g = genrt.load(exported["g"])
+    images = g.sample(5, seed=3)
+    assert images.dtype == np.uint8 and images.shape == (5, 8, 8, 1)
+    np.testing.assert_array_equal(images, g.sample(5, seed=3))
+    assert not np.array_equal(images, g.sample(5, seed=4))
+    # sample == generate(latents) == the torch module mapped from [-1, 1] to [0, 255]
+    z = g.latents(5, seed=3)
+    np.testing.assert_array_equal(g.generate(z), images)
+    ref = exported["modules"][0](torch.from_numpy(z)).detach().numpy()
+    expected = np.clip(np.rint((ref + 1) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.abs(images.astype(int) - expected).max() <= 1
+    walk = g.interpolate(z[0], z[1], 7)
+    assert walk.shape == (7, 8, 8, 1)
+    np.testing.assert_array_equal(walk[0], images[0])
+    np.testing.assert_array_equal(walk[-1], images[1])
+
+
+def test_slerp_and_linear_latents():
+    rng = np.random.default_rng(0)
+    z0, z1 = rng.standard_normal(32), rng.standard_normal(32)
+    lin = interpolate_latents(z0, z1, 5, method="linear")
+    np.testing.assert_allclose(lin[2], (z0 + z1) / 2, rtol=1e-6)
+    sl = interpolate_latents(z0, z1, 5)
+    np.testing.assert_allclose(sl[[0, -1]], [z0, z1], rtol=1e-5, atol=1e-6)
+    # slerp between unit vectors stays on the unit sphere at constant angular speed
+    u0, u1 = z0 / np.linalg.norm(z0), z1 / np.linalg.norm(z1)
+    path = interpolate_latents(u0, u1, 5)
+    np.testing.assert_allclose(np.linalg.norm(path, axis=1), 1.0, rtol=1e-5)
+    omega = np.arccos(u0 @ u1)
+    np.testing.assert_allclose(np.arccos(np.clip(path @ u0, -1, 1)), omega * np.linspace(0, 1, 5), atol=1e-4)
+
+
+def test_metadata_and_io_without_running(exported):
+    d = genrt.load(exported["d"])
+    assert d.kind == "discriminator" and d.metadata["version"] == genrt.__version__
+    assert d.inputs[0].shape == ("batch", 1, "height", "width") or d.inputs[0].shape[1:] == (1, 8, 8)
+    assert d.kernels == {"MinibatchDiscrimination": "genrt kernel"}
+
+
+def test_native_model_falls_back_to_standard_ops_without_library(exported, monkeypatch):
+    monkeypatch.setattr(onnx_session, "ort_ops_library", lambda: None)
+    monkeypatch.setattr(onnx_session, "_warned_no_library", False)
+    with pytest.warns(RuntimeWarning, match="not built"):
+        d = genrt.load(exported["d"])
+    assert "standard ONNX ops" in d.kernels["MinibatchDiscrimination"]
+    x = torch.randn(7, 1, 8, 8)
+    np.testing.assert_allclose(d(x.numpy()), exported["modules"][1](x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_concurrent_calls_equal_sequential(exported):
+    d = genrt.load(exported["d"], threads=2)
+    xs = [np.random.default_rng(i).standard_normal((8, 1, 8, 8)).astype(np.float32) for i in range(16)]
+    expected = [d(x) for x in xs]
+    results = [None] * len(xs)
+
+    def work(i):
+        results[i] = d(xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_onnx_path_needs_no_torch(exported):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import genrt\n"
+        f"g = genrt.load({str(exported['g'])!r}); print(g.sample(2, seed=0).shape)\n"
+        f"d = genrt.load({str(exported['d'])!r}); print(d.kernels)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "(2, 8, 8, 1)" in out and "MinibatchDiscrimination" in out
+
+
+def test_bad_files(tmp_path, exported):
+    cases = {}
+    cases["empty.onnx"] = b""
+    cases["pickle.pt"] = pickle.dumps({"weights": [1, 2, 3]})
+    cases["pickle.onnx"] = pickle.dumps([1, 2, 3], protocol=2)
+    cases["garbage.onnx"] = b"\x07this is not a model at all"
+    cases["truncated.onnx"] = exported["g"].read_bytes()[:200]
+    cases["text.pt2"] = b"hello"
+    cases["model.bin"] = b"whatever"
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "checkpoint.pt")  # zip holding a pickle
+    with zipfile.ZipFile(tmp_path / "other.pt2", "w") as z:
+        z.writestr("x/data.pkl", pickle.dumps(1))
+    expectations = {
+        "empty.onnx": "empty",
+        "pickle.pt": "pickle",
+        "pickle.onnx": "pickle",
+        "garbage.onnx": "not a readable ONNX model",
+        "truncated.onnx": "not a readable ONNX model|no nodes|cannot load",
+        "text.pt2": "not a pt2 archive",
+        "model.bin": "unknown model format",
+        "checkpoint.pt": "not a TorchScript archive",
+        "other.pt2": "torch cannot load",
+    }
+    for name, match in expectations.items():
+        with pytest.raises(genrt.InvalidModelError, match=match):
+            genrt.load(tmp_path / name)
+    with pytest.raises(genrt.ModelNotFoundError, match="no such file"):
+        genrt.load(tmp_path / "missing.onnx")
+    with pytest.raises(genrt.ModelNotFoundError, match="is not a file"):
+        genrt.load(tmp_path)
+
+
+def test_bad_inputs(exported):
+    g = genrt.load(exported["g"])
+    d = genrt.load(exported["d"])
+    with pytest.raises(genrt.ShapeError, match=r"z: expected 2-D input"):
+        g(np.zeros((3, 16, 1), np.float32))
+    with pytest.raises(genrt.ShapeError, match="axis 1 must be 16"):
+        g(np.zeros((3, 15), np.float32))
+    with pytest.raises(genrt.DTypeError, match="expected float32, got bool"):
+        g(np.zeros((3, 16), bool))
+    with pytest.raises(genrt.DTypeError, match="expected float32, got str"):
+        g(np.array([["a"] * 16]))
+    with pytest.raises(genrt.ArgumentError, match="missing inputs"):
+        g()
+    with pytest.raises(genrt.ArgumentError, match="not an input"):
+        g(w=np.zeros((1, 16)))
+    with pytest.raises(genrt.ModelKindError, match=r"sample\(\) needs a generator model; .* kind 'discriminator'"):
+        d.sample(2)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(genrt.ArgumentError, match="n: expected a positive integer"):
+            g.sample(bad)
+    with pytest.raises(genrt.ArgumentError, match="method"):
+        g.interpolate(np.zeros(16), np.ones(16), 3, method="cubic")
+    with pytest.raises(genrt.ShapeError, match=r"z0: expected shape \(16,\)"):
+        g.interpolate(np.zeros(15), np.ones(16), 3)
+    with pytest.raises(genrt.ArgumentError, match="device"):
+        genrt.load(exported["g"], device="tpu")
+
+
+def test_model_without_genrt_metadata(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "relu.onnx")
+    model = genrt.load(tmp_path / "relu.onnx")
+    assert model.kind is None and model.metadata == {}
+    np.testing.assert_array_equal(model(np.array([[-1.0, 0.0, 2.0]], np.float32)), [[0, 0, 2]])
+    with pytest.raises(genrt.ModelKindError, match=r"sample\(\) needs a generator model; .* has no genrt metadata"):
+        model.sample(1)
+    assert not hasattr(model, "interpolate")

@@ -1,0 +1,116 @@
+"""genrt.export round trips: every format, native and portable, against the torch module."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import genrt  # noqa: E402
+from tests.tiny_models import make  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models():
+    return make()
+
+
+def _close(got, expected):
+    np.testing.assert_allclose(got, expected.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt2", ".pt"])
+def test_generator_round_trip(models, tmp_path, suffix):
+    g, _ = models
+    path = genrt.export(g, tmp_path / f"g{suffix}", torch.randn(4, 16), kind="generator", metadata={"dataset": "x"})
+    model = genrt.load(path)
+    assert isinstance(model, genrt.runtime.Generator)
+    assert model.metadata["kind"] == "generator" and model.metadata["dataset"] == "x"
+    assert model.latent_dim == 16
+    for batch in (1, 5):  # batch is dynamic, including batch 1
+        z = torch.randn(batch, 16)
+        _close(model(z.numpy()), g(z))
+    if suffix != ".onnx":
+        side = json.loads((tmp_path / f"g{suffix}.json").read_text())
+        assert side["kind"] == "generator"
+
+
+@pytest.mark.parametrize(("suffix", "portable"), [(".onnx", False), (".onnx", True), (".pt2", False), (".pt", False)])
+def test_discriminator_with_minibatch_discrimination(models, tmp_path, suffix, portable):
+    _, d = models
+    path = genrt.export(d, tmp_path / f"d{suffix}", torch.randn(6, 1, 8, 8), kind="discriminator", portable=portable)
+    model = genrt.load(path)
+    x = torch.randn(9, 1, 8, 8)
+    _close(model(x.numpy()), d(x))
+    if suffix == ".onnx":
+        domains = {n.domain for n in onnx.load(path).graph.node}
+        assert ("genrt" in domains) != portable
+        assert model.metadata["format"] == ("portable" if portable else "native")
+
+
+def test_fully_convolutional_models_get_dynamic_height_and_width(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.ConvTranspose2d(4, 3, 3, 2, 1, 1)
+    )
+    path = genrt.export(net.eval(), tmp_path / "up.onnx", torch.randn(1, 3, 10, 12), kind="upscaler")
+    model = genrt.load(path)
+    assert model.inputs[0].shape == ("batch", 3, "height", "width")
+    x = torch.randn(2, 3, 7, 21)
+    _close(model(x.numpy()), net(x))
+
+
+def test_portable_file_runs_in_plain_onnxruntime_without_genrt(models, tmp_path):
+    _, d = models
+    path = genrt.export(d, tmp_path / "d.onnx", torch.randn(6, 1, 8, 8), kind="discriminator", portable=True)
+    x = torch.randn(5, 1, 8, 8)
+    np.save(tmp_path / "x.npy", x.numpy())
+    code = (
+        "import sys, numpy as np\n"
+        "sys.modules['genrt'] = None\n"  # genrt not importable
+        "import onnxruntime as ort\n"
+        f"s = ort.InferenceSession({str(path)!r}, providers=['CPUExecutionProvider'])\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, s.run(None, {{s.get_inputs()[0].name: np.load({str(tmp_path / 'x.npy')!r})}})[0])\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    _close(np.load(tmp_path / "y.npy"), d(x))
+
+
+def test_failed_verification_raises_and_leaves_no_file(tmp_path):
+    class Noisy(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.rand_like(x)
+
+    with pytest.raises(genrt.ExportError, match="verification failed"):
+        genrt.export(Noisy(), tmp_path / "n.onnx", torch.randn(3, 4), kind="model")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_module_mode_is_restored(models, tmp_path):
+    g, _ = models
+    g.train()
+    genrt.export(g, tmp_path / "g.onnx", torch.randn(2, 16), kind="generator")
+    assert g.training
+    g.eval()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(path="g.onnx", kind="gan"), "kind: expected one of"),
+        (dict(path="g.h5", kind="generator"), "path: suffix must be one of"),
+        (dict(path="g.pt2", kind="generator", portable=True), "portable: only applies to .onnx"),
+        (dict(path="g.onnx", kind="generator", metadata={"x": object()}), "JSON-serialisable"),
+        (dict(path="missing/g.onnx", kind="generator"), "does not exist"),
+    ],
+)
+def test_bad_export_arguments(models, tmp_path, kwargs, match):
+    g, _ = models
+    kwargs["path"] = tmp_path / kwargs["path"]
+    path = kwargs.pop("path")
+    with pytest.raises(genrt.ArgumentError, match=match):
+        genrt.export(g, path, torch.randn(2, 16), **kwargs)
