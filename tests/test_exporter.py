@@ -74,7 +74,8 @@ def test_portable_file_runs_in_plain_onnxruntime_without_genrt(models, tmp_path)
         "sys.modules['genrt'] = None\n"  # genrt not importable
         "import onnxruntime as ort\n"
         f"s = ort.InferenceSession({str(path)!r}, providers=['CPUExecutionProvider'])\n"
-        f"np.save({str(tmp_path / 'y.npy')!r}, s.run(None, {{s.get_inputs()[0].name: np.load({str(tmp_path / 'x.npy')!r})}})[0])\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, s.run(None, {{s.get_inputs()[0].name: x}})[0])\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     _close(np.load(tmp_path / "y.npy"), d(x))
