@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import genrt
 from genrt.errors import ArgumentError, GenrtError
 
@@ -37,6 +39,11 @@ def _cmd_info(args) -> None:
 
 
 def _cmd_sample(args) -> None:
+    model, write = _load_generator(args)
+    write(model.sample(args.n, seed=args.seed), args.nrow)
+
+
+def _load_generator(args):
     from genrt.image import make_grid, save_png
 
     out = Path(args.output)
@@ -47,9 +54,45 @@ def _cmd_sample(args) -> None:
     model = genrt.load(args.model, threads=args.threads)
     if out.exists() and out.resolve() == Path(model.path).resolve():
         raise ArgumentError("--output: refusing to overwrite the model file")
-    images = model.sample(args.n, seed=args.seed)
-    save_png(out, make_grid(images, nrow=args.nrow))
-    print(f"wrote {out} ({args.n} samples, seed {args.seed})")
+
+    def write(images, nrow):
+        save_png(out, make_grid(images, nrow=nrow))
+        print(f"wrote {out}")
+
+    return model, write
+
+
+def _indices(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise ArgumentError(f"{name}: expected comma-separated sample indices such as 3,7,12, got {text!r}")
+    return values
+
+
+def _cmd_walk(args) -> None:
+    model, write = _load_generator(args)
+    frames = model.walk(model.latents(args.points, seed=args.seed), args.steps, method=args.method)
+    write(frames, args.steps - 1)
+
+
+def _cmd_arithmetic(args) -> None:
+    model, write = _load_generator(args)
+    groups = [_indices(text, flag) for text, flag in ((args.a, "--a"), (args.b, "--b"), (args.c, "--c"))]
+    count = max(max(g) for g in groups) + 1
+    z = model.latents(max(count, 1), seed=args.seed)
+    a, b, c = (z[g] for g in groups)
+    means = model.generate(np.stack([a.mean(0), b.mean(0), c.mean(0)]))
+    result = model.arithmetic(a, b, c, variants=args.variants, noise=args.noise, seed=args.seed)
+    write(np.concatenate([means, result]), 3 + 1 + args.variants)
+
+
+def _cmd_demo(args) -> None:
+    from genrt import demo
+
+    demo.run(args.output, seed=args.seed, threads=args.threads)
 
 
 def _cmd_models(args) -> None:
@@ -88,6 +131,45 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nrow", type=int, default=None, help="images per row (default: about square)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all CPUs)")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser(
+        "walk", help="write a latent-space walk through random points as a PNG (rows follow the path)",
+        epilog="example: genrt walk dcgan-digits --points 4 --steps 8 --seed 0 -o walk.png",
+    )  # fmt: skip
+    p.add_argument("model", help="a generator file or bundled name")
+    p.add_argument("--points", type=int, default=4, help="random latents to visit (default 4)")
+    p.add_argument("--steps", type=int, default=8, help="frames per segment, ends included (default 8)")
+    p.add_argument("--method", choices=["slerp", "linear"], default="slerp")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="walk.png")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_walk)
+
+    p = sub.add_parser(
+        "arithmetic",
+        help="A - B + C on concept vectors, picked by index from `genrt sample` with the same seed",
+        epilog="example: genrt sample dcgan-faces -n 64 --seed 0 -o s.png   # pick indices in s.png, then\n"
+        "         genrt arithmetic dcgan-faces --seed 0 --a 3,7,12 --b 5,9,20 --c 1,2,30 -o sum.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="a generator file or bundled name")
+    for flag in ("a", "b", "c"):
+        p.add_argument(f"--{flag}", required=True, help=f"indices of the samples showing concept {flag.upper()}")
+    p.add_argument("--seed", type=int, default=0, help="the seed of the `genrt sample` grid the indices refer to")
+    p.add_argument("--variants", type=int, default=5, help="noisy variants of the result (default 5)")
+    p.add_argument("--noise", type=float, default=0.25, help="std of the noise added to the variants")
+    p.add_argument("-o", "--output", default="arithmetic.png")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_arithmetic)
+
+    p = sub.add_parser(
+        "demo", help="write a folder of PNGs from the bundled models with an index.html",
+        epilog="example: genrt demo -o genrt-demo",
+    )  # fmt: skip
+    p.add_argument("-o", "--output", default="genrt-demo", help="folder to write (default ./genrt-demo)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("models", help="list the bundled models", epilog="example: genrt models")
     p.set_defaults(func=_cmd_models)

@@ -58,3 +58,23 @@ def test_errors_are_one_line(files, tmp_path, monkeypatch, argv, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("genrt: error:") and message in lines[0], result.stderr
+
+
+def test_walk_and_arithmetic(files, tmp_path):
+    walk = tmp_path / "walk.png"
+    assert main(["walk", str(files[0]), "--points", "3", "--steps", "4", "-o", str(walk)]) == 0
+    assert np.asarray(Image.open(walk)).shape == (2 + 3 * 10, 2 + 3 * 10)  # 7 frames, 3 per row
+    out = tmp_path / "sum.png"
+    argv = ["arithmetic", str(files[0]), "--a", "0,1", "--b", "2", "--c", "3,4,5", "--variants", "2", "-o", str(out)]
+    assert main(argv) == 0
+    strip = np.asarray(Image.open(out))
+    assert strip.shape == (2 + 10, 2 + 6 * 10)
+    g = genrt.load(files[0])
+    z = g.latents(6, seed=0)
+    expected = g.generate((z[:2].mean(0) - z[2] + z[3:6].mean(0))[None])[0, :, :, 0]
+    np.testing.assert_array_equal(strip[2:10, 32:40], expected)
+
+
+def test_arithmetic_rejects_bad_indices(files, tmp_path, capsys):
+    assert main(["arithmetic", str(files[0]), "--a", "x", "--b", "1", "--c", "2", "-o", str(tmp_path / "a.png")]) == 2
+    assert "--a: expected comma-separated sample indices" in capsys.readouterr().err

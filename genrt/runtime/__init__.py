@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from genrt.runtime import files
-from genrt.runtime.models import CLASSES, Generator, Model, interpolate_latents
+from genrt.runtime.models import CLASSES, Generator, Model
 from genrt.runtime.onnx_session import (
     IOSpec,
     create_session,
@@ -13,7 +13,7 @@ from genrt.runtime.onnx_session import (
     onnx_metadata,
 )
 
-__all__ = ["Generator", "IOSpec", "Model", "interpolate_latents", "list_models", "load"]
+__all__ = ["Generator", "IOSpec", "Model", "list_models", "load"]
 
 
 class _OrtRunner:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from genrt.errors import ArgumentError, DTypeError, ModelKindError, ShapeError
+from genrt.latent import arithmetic_latents, check_count, interpolate_latents, walk_latents
 from genrt.runtime.onnx_session import IOSpec
 
 
@@ -130,7 +131,7 @@ class Generator(Model):
 
     def latents(self, n: int, *, seed=None) -> np.ndarray:
         """n latent vectors drawn from the model's prior: float32 (n, latent_dim)."""
-        _check_count(n, "n")
+        check_count(n, "n")
         rng = np.random.default_rng(seed)
         if self.latent_prior == "uniform":
             return rng.uniform(-1.0, 1.0, (n, self.latent_dim)).astype(np.float32)
@@ -161,35 +162,35 @@ class Generator(Model):
         self._require("generator", "interpolate")
         return self.generate(interpolate_latents(z0, z1, steps, method=method, dim=self.latent_dim))
 
+    def walk(self, points, steps: int = 8, *, method: str = "slerp", closed: bool = False) -> np.ndarray:
+        """Images along a walk through latents `points` (k, latent_dim): uint8 (frames, H, W, C).
 
-def interpolate_latents(z0, z1, steps: int, *, method: str = "slerp", dim: int | None = None) -> np.ndarray:
-    """(steps, dim) latents from z0 to z1 inclusive."""
-    _check_count(steps, "steps")
-    z0 = np.asarray(z0, dtype=np.float64).reshape(-1)
-    z1 = np.asarray(z1, dtype=np.float64).reshape(-1)
-    for name, z in (("z0", z0), ("z1", z1)):
-        if dim is not None and z.shape != (dim,):
-            raise ShapeError(f"{name}: expected shape ({dim},), got {z.shape}")
-    t = np.linspace(0.0, 1.0, steps)[:, None]
-    if method == "linear":
-        return ((1 - t) * z0 + t * z1).astype(np.float32)
-    if method != "slerp":
-        raise ArgumentError(f"method: expected 'slerp' or 'linear', got {method!r}")
-    n0, n1 = np.linalg.norm(z0), np.linalg.norm(z1)
-    cos = np.clip(np.dot(z0, z1) / max(n0 * n1, 1e-12), -1.0, 1.0)
-    omega = np.arccos(cos)
-    if omega < 1e-6 or n0 == 0 or n1 == 0:  # (anti)parallel or zero vectors: slerp degenerates to a line
-        return ((1 - t) * z0 + t * z1).astype(np.float32)
-    return ((np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)).astype(np.float32)
+        Smooth transitions along the walk are the DCGAN paper's evidence that the model did not memorise
+        (section 6.1).
+        """
+        self._require("generator", "walk")
+        points = np.asarray(points, dtype=np.float32)
+        if points.ndim != 2 or points.shape[1] != self.latent_dim:
+            raise ShapeError(f"points: expected shape (k, {self.latent_dim}), got {points.shape}")
+        return self.generate(walk_latents(points, steps, method=method, closed=closed))
 
+    def arithmetic(self, a, b, c, *, variants: int = 8, noise: float = 0.25, seed=None) -> np.ndarray:
+        """Images for mean(a) - mean(b) + mean(c) over latents a, b, c (each (k, latent_dim)).
 
-def _check_count(n, name: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ArgumentError(f"{name}: expected a positive integer, got {n!r}")
+        Returns uint8 (1 + variants, H, W, C): the result, then noisy variants of it (DCGAN paper, figure 7).
+        """
+        self._require("generator", "arithmetic")
+        for name, z in (("a", a), ("b", b), ("c", c)):
+            z = np.asarray(z)
+            if z.ndim != 2 or z.shape[1] != self.latent_dim:
+                raise ShapeError(f"{name}: expected shape (k, {self.latent_dim}), got {z.shape}")
+        return self.generate(arithmetic_latents(a, b, c, variants=variants, noise=noise, seed=seed))
 
 
 # Kind-specific methods, for the error a model of another kind gives.
-METHOD_KINDS = {name: "generator" for name in ("sample", "generate", "interpolate", "latents", "latent_dim")}
+METHOD_KINDS = {
+    name: "generator" for name in ("sample", "generate", "interpolate", "walk", "arithmetic", "latents", "latent_dim")
+}
 
 # Classes by genrt.kind; kinds not listed load as plain Model.
 CLASSES: dict[str, type[Model]] = {"generator": Generator}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import genrt
-from genrt.runtime import interpolate_latents, onnx_session
+from genrt.runtime import onnx_session
 
 torch = pytest.importorskip("torch")
 
@@ -44,21 +44,13 @@ def test_generator_methods(exported):
     assert walk.shape == (7, 8, 8, 1)
     np.testing.assert_array_equal(walk[0], images[0])
     np.testing.assert_array_equal(walk[-1], images[1])
-
-
-def test_slerp_and_linear_latents():
-    rng = np.random.default_rng(0)
-    z0, z1 = rng.standard_normal(32), rng.standard_normal(32)
-    lin = interpolate_latents(z0, z1, 5, method="linear")
-    np.testing.assert_allclose(lin[2], (z0 + z1) / 2, rtol=1e-6)
-    sl = interpolate_latents(z0, z1, 5)
-    np.testing.assert_allclose(sl[[0, -1]], [z0, z1], rtol=1e-5, atol=1e-6)
-    # slerp between unit vectors stays on the unit sphere at constant angular speed
-    u0, u1 = z0 / np.linalg.norm(z0), z1 / np.linalg.norm(z1)
-    path = interpolate_latents(u0, u1, 5)
-    np.testing.assert_allclose(np.linalg.norm(path, axis=1), 1.0, rtol=1e-5)
-    omega = np.arccos(u0 @ u1)
-    np.testing.assert_allclose(np.arccos(np.clip(path @ u0, -1, 1)), omega * np.linspace(0, 1, 5), atol=1e-4)
+    frames = g.walk(z[:3], steps=4)
+    assert frames.shape == (7, 8, 8, 1)
+    np.testing.assert_array_equal(frames[[0, 3, 6]], images[:3])
+    mixed = g.arithmetic(z[:2], z[2:4], z[4:5], variants=2, noise=0.0)
+    np.testing.assert_array_equal(mixed[0], g.generate((z[:2].mean(0) - z[2:4].mean(0) + z[4])[None])[0])
+    with pytest.raises(genrt.ShapeError, match=r"b: expected shape \(k, 16\)"):
+        g.arithmetic(z[:2], z[:2, :3], z[:2])
 
 
 def test_metadata_and_io_without_running(exported):
