@@ -120,7 +120,8 @@ inline vec_t<T> vtanh(vec_t<T> x) {
   const V a = vabs<T>(x);
   const V em = vexpm1_nonpos<T>(a * T(-2));
   const V t = -em / (em + T(2));  // tanh|x| = -expm1(-2|x|) / (2 + expm1(-2|x|))
-  const I signbit = (I)splat<T>(T(-0.0));
+  using E = decltype(I{}[0] + 0);
+  const I signbit = I{} + E(E(1) << (8 * sizeof(T) - 1));  // not splat(-0.0): 0.0 + -0.0 is +0.0
   return (V)(((I)t & ~signbit) | ((I)x & signbit));
 }
 
