@@ -50,6 +50,14 @@ constexpr int kNV = 2;
 template <typename T>
 constexpr int NR = kNV * W<T>;
 
+// Broadcast for the micro-kernels. simd.h's splat is `vec{} + x`, which the compiler cannot fold (0 + -0.0 is
+// +0.0), so it costs a scalar add per broadcast and keeps the broadcast from fusing into the FMA's memory operand.
+// x - (+0.0) is x for every x, -0.0 and NaN included, so this one folds to a plain broadcast.
+template <typename T>
+inline vec_t<T> bcast(T x) {
+  return x - vec_t<T>{};
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Epilogue
 
@@ -187,12 +195,32 @@ __attribute__((always_inline)) inline void micro(int64_t K, const T* __restrict 
     for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W<T>);
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
-      const vec_t<T> av = splat<T>(a[m]);
+      const vec_t<T> av = bcast<T>(a[m]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
     }
     a += lda;
     b += ldb;
+  }
+}
+
+// Same with one B pointer per vector: acc[m][v] += sum_k a[k*lda + m] * b[v][k*ldb .. +W]
+template <typename T, int MR, int NV>
+__attribute__((always_inline)) inline void micro_rows(int64_t K, const T* __restrict a, int64_t lda,
+                                                      const T* const* bp, int64_t ldb, vec_t<T> (&acc)[MR][NV]) {
+  const T* b[NV];
+  for (int v = 0; v < NV; ++v) b[v] = bp[v];
+  for (int64_t k = 0; k < K; ++k) {
+    vec_t<T> bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = load<T>(b[v] + k * ldb);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const vec_t<T> av = bcast<T>(a[m]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
+    }
+    a += lda;
   }
 }
 
@@ -252,6 +280,9 @@ struct PhaseCtx {
   int64_t Cin_g, Cout_g, HW, HWo, n_cb;
   std::vector<Phase1D> ph_h, ph_w;
   std::vector<std::vector<T>> wpack;  // per (phase, group): [n_cb][Th][Tw][Cin_g][kMR]
+  // Direct mode: x with its rows zero-padded to Wp (Lpad on the left), [N][C_in][H][Wp] plus slack.
+  std::vector<T> xpad;
+  int64_t Wp = 0, Lpad = 0, HWp = 0, nvt = 0;
 };
 
 struct Task {
@@ -366,8 +397,12 @@ void phase_task(const PhaseCtx<T>& C, const Task& t, std::vector<T>& panel) {
   const int64_t Tw = int64_t(Wd.k.size());
   const int64_t nth = hc.t1 - hc.t0, ntw = wc.t1 - wc.t0;
   const int64_t K = nth * ntw * C.Cin_g;
-  panel.resize(size_t(std::max<int64_t>(K, 1) * NR<T>));
+  // Runs are copied a whole vector at a time; what a vector writes past its run is overwritten by the next run
+  // (or zeroed: lanes >= nvalid), and the panel has one vector of slack. Only reads that would pass the end of x
+  // fall back to scalar copies.
+  panel.resize(size_t(std::max<int64_t>(K, 1) * NR<T> + W<T>));
   T* row = panel.data();
+  const T* x_end = C.x + P.N * P.Cin * C.HW;
   for (int64_t th = hc.t0; th < hc.t1; ++th)
     for (int64_t tw = wc.t0; tw < wc.t1; ++tw) {
       const T* src = C.x + H.base[size_t(th)] * P.W + Wd.base[size_t(tw)];
@@ -375,8 +410,10 @@ void phase_task(const PhaseCtx<T>& C, const Task& t, std::vector<T>& panel) {
         const T* s = src + ci * C.HW;
         for (int r = 0; r < nrun; ++r) {
           const int l0 = run_start[r], l1 = run_start[r + 1];
-          const T* sp = s + in_off[l0];
-          for (int l = l0; l < l1; ++l) row[l] = sp[l - l0];
+          const T* sp = s + in_off[l0] - l0;
+          int l = l0;
+          for (; l < l1 && sp + l + W<T> <= x_end; l += W<T>) store<T>(row + l, load<T>(sp + l));
+          for (; l < l1; ++l) row[l] = sp[l];
         }
         for (int l = nvalid; l < NR<T>; ++l) row[l] = T(0);
       }
@@ -400,6 +437,126 @@ void phase_task(const PhaseCtx<T>& C, const Task& t, std::vector<T>& panel) {
   }
 }
 
+// Direct mode: a tile is up to NV "row vectors", each W consecutive pixels of one output row of the phase, whose
+// B operand is read straight from the padded input (no packing): a row vector starting at phase column jw0 of
+// row jh reads xpad[n, c, hb + jh, Lpad + wb + jw0 .. + W).
+struct RowVec {
+  int64_t in, out;  // offsets in xpad (channel 0 of the group) and in y (channel 0)
+  int valid;
+};
+
+template <typename T, int MR, int NV>
+void direct_tile(const PhaseCtx<T>& C, const Phase1D& H, const Phase1D& Wd, const Phase1D::Cls& hc, const T* apanel,
+                 const RowVec* rv, int64_t co0) {
+  vec_t<T> acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
+  const int64_t Tw = int64_t(Wd.k.size());
+  const T* bp[NV];
+  for (int64_t th = hc.t0; th < hc.t1; ++th)
+    for (int64_t tw = 0; tw < Tw; ++tw) {
+      const int64_t off = H.base[size_t(th)] * C.Wp + Wd.base[size_t(tw)];
+      for (int v = 0; v < NV; ++v) bp[v] = C.xpad.data() + rv[v].in + off;
+      micro_rows<T, MR, NV>(C.Cin_g, apanel + (th * Tw + tw) * C.Cin_g * kMR, kMR, bp, C.HWp, acc);
+    }
+  const int64_t sw = C.P->sw;
+  T tmp[W<T>];
+  for (int m = 0; m < MR; ++m) {
+    const int64_t c = co0 + m;
+    T* yc = C.y + c * C.HWo;
+    for (int v = 0; v < NV; ++v) {
+      store<T>(tmp, C.ep.apply(acc[m][v], c));
+      T* yo = yc + rv[v].out;
+      if (sw == 1) {
+        for (int l = 0; l < rv[v].valid; ++l) yo[l] = tmp[l];
+      } else {
+        for (int l = 0; l < rv[v].valid; ++l) yo[l * sw] = tmp[l];
+      }
+    }
+  }
+}
+
+template <typename T>
+using DirectTileFn = void (*)(const PhaseCtx<T>&, const Phase1D&, const Phase1D&, const Phase1D::Cls&, const T*,
+                              const RowVec*, int64_t);
+
+#if GENRT_VEC_BYTES >= 64
+constexpr int kNVwide = 4;  // few output channels: more row vectors per tile keep enough accumulators busy
+#else
+constexpr int kNVwide = kNV;
+#endif
+
+template <typename T, int MR>
+DirectTileFn<T> direct_tile_nv(int nv) {
+  switch (nv) {
+    case 1: return &direct_tile<T, MR, 1>;
+#if GENRT_VEC_BYTES >= 64
+    case 3: return &direct_tile<T, MR, (MR <= 4 ? 3 : 2)>;
+    case 4: return &direct_tile<T, MR, (MR <= 4 ? 4 : 2)>;
+#endif
+    default: return &direct_tile<T, MR, 2>;
+  }
+}
+
+template <typename T>
+DirectTileFn<T> pick_direct_tile(int mr, int nv) {
+  switch (mr) {
+    case 1: return direct_tile_nv<T, 1>(nv);
+    case 2: return direct_tile_nv<T, 2>(nv);
+    case 3: return direct_tile_nv<T, 3>(nv);
+#if GENRT_VEC_BYTES >= 32
+    case 4: return direct_tile_nv<T, 4>(nv);
+    case 5: return direct_tile_nv<T, 5>(nv);
+#endif
+#if GENRT_VEC_BYTES >= 64
+    case 6: return direct_tile_nv<T, 6>(nv);
+    case 7: return direct_tile_nv<T, 7>(nv);
+#endif
+    default: return direct_tile_nv<T, kMR>(nv);
+  }
+}
+
+template <typename T>
+void direct_task(const PhaseCtx<T>& C, const Task& t) {
+  const ConvTranspose2dProblem& P = *C.P;
+  const Phase1D &H = C.ph_h[size_t(t.rh)], &Wd = C.ph_w[size_t(t.rw)];
+  const Phase1D::Cls& hc = H.cls[size_t(t.ch)];
+  const int64_t hh = hc.j1 - hc.j0, nvr = (Wd.n_out + W<T> - 1) / W<T>, total = P.N * hh * nvr;
+  RowVec rv[4];
+  const int nv = int(std::min<int64_t>(C.nvt, total - t.q0));
+  for (int v = 0; v < nv; ++v) {
+    const int64_t i = t.q0 + v, n = i / (hh * nvr), jh = hc.j0 + (i / nvr) % hh, jw0 = (i % nvr) * W<T>;
+    rv[v].in = (n * P.Cin + t.g * C.Cin_g) * P.H * C.Wp + jh * C.Wp + C.Lpad + jw0;
+    rv[v].out = n * P.Cout * C.HWo + (H.r + P.sh * jh) * P.Wo + Wd.r + P.sw * jw0;
+    rv[v].valid = int(std::min<int64_t>(W<T>, Wd.n_out - jw0));
+  }
+  const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
+  const T* wp = C.wpack[size_t((t.rh * P.sw + t.rw) * P.groups + t.g)].data();
+  for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
+    const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
+    pick_direct_tile<T>(mr, nv)(C, H, Wd, hc, wp + cb * Th * Tw * C.Cin_g * kMR, rv, t.g * C.Cout_g + cb * kMR);
+  }
+}
+
+// Direct mode pays for lanes past the end of short phase rows and for zero columns at the left/right borders;
+// packed mode pays for copying a B panel per pixel tile, shared by C_out/groups channels.
+template <typename T>
+bool prefer_direct(const ConvTranspose2dProblem& P, const std::vector<Phase1D>& ph_w) {
+  double lanes = 0, used = 0, taps_all = 0, taps_valid = 0;
+  for (const Phase1D& p : ph_w) {
+    lanes += double((p.n_out + W<T> - 1) / W<T> * W<T>);
+    used += double(p.n_out);
+    for (const Phase1D::Cls& c : p.cls) {
+      taps_all += double(p.k.size()) * double(c.j1 - c.j0);
+      taps_valid += double(c.t1 - c.t0) * double(c.j1 - c.j0);
+    }
+  }
+  if (used == 0 || taps_valid == 0) return false;
+  const double direct = lanes / used * taps_all / taps_valid;
+  const double packed = 1.0 + 20.0 / double(P.Cout / P.groups);
+  return direct <= packed;
+}
+
 template <typename T>
 void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, const Epilogue<T>& ep,
                 int threads) {
@@ -417,7 +574,42 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
   for (int64_t r = 0; r < P.sw; ++r) C.ph_w.push_back(make_phase(r, P.sw, P.pw, P.dw, P.kW, P.W, P.Wo));
   pack_phase_weights(C, w, threads);
 
+  const bool direct = prefer_direct<T>(P, C.ph_w);
   std::vector<Task> tasks;
+  if (direct) {
+    int64_t lo = 0, hi = P.W - 1;
+    for (const Phase1D& p : C.ph_w)
+      for (size_t t = 0; t < p.k.size(); ++t) {
+        lo = std::min(lo, p.base[t]);
+        hi = std::max(hi, p.base[t] + p.n_out - 1);
+      }
+    C.Lpad = -lo;
+    C.Wp = C.Lpad + hi + 1;
+    C.HWp = P.H * C.Wp;
+    C.nvt = C.Cout_g <= 4 ? kNVwide : kNV;
+    const int64_t rows = P.N * P.Cin * P.H;
+    C.xpad.resize(size_t(rows * C.Wp + C.Wp + 4 * W<T>));
+    T* xp = C.xpad.data();
+    parallel_for(rows, threads, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        T* d = xp + r * C.Wp;
+        std::fill(d, d + C.Lpad, T(0));
+        std::memcpy(d + C.Lpad, x + r * P.W, size_t(P.W) * sizeof(T));
+        std::fill(d + C.Lpad + P.W, d + C.Wp, T(0));
+      }
+    });
+    std::fill(xp + rows * C.Wp, xp + C.xpad.size(), T(0));
+    for (int32_t rh = 0; rh < int32_t(P.sh); ++rh)
+      for (int32_t rw = 0; rw < int32_t(P.sw); ++rw) {
+        const int64_t nvr = (C.ph_w[size_t(rw)].n_out + W<T> - 1) / W<T>;
+        for (int64_t g = 0; g < P.groups; ++g)
+          for (int32_t ch = 0; ch < int32_t(C.ph_h[size_t(rh)].cls.size()); ++ch) {
+            const auto& hc = C.ph_h[size_t(rh)].cls[size_t(ch)];
+            const int64_t total = P.N * (hc.j1 - hc.j0) * nvr;
+            for (int64_t q0 = 0; q0 < total; q0 += C.nvt) tasks.push_back({rh, rw, ch, 0, g, q0, 0, C.n_cb});
+          }
+      }
+  } else {
   for (int32_t rh = 0; rh < int32_t(P.sh); ++rh)
     for (int32_t rw = 0; rw < int32_t(P.sw); ++rw)
       for (int64_t g = 0; g < P.groups; ++g)
@@ -427,6 +619,7 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
             const int64_t total = P.N * (hc.j1 - hc.j0) * (wc.j1 - wc.j0);
             for (int64_t q0 = 0; q0 < total; q0 += NR<T>) tasks.push_back({rh, rw, ch, cw, g, q0, 0, C.n_cb});
           }
+  }
   // Too few pixel tiles for the threads: split the output channels as well.
   const int64_t want = int64_t(threads) * 8;
   if (threads > 1 && int64_t(tasks.size()) < want && C.n_cb > 1) {
@@ -443,7 +636,12 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
   }
   parallel_for(int64_t(tasks.size()), threads, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<T> panel;
-    for (int64_t i = i0; i < i1; ++i) phase_task(C, tasks[size_t(i)], panel);
+    for (int64_t i = i0; i < i1; ++i) {
+      if (direct)
+        direct_task(C, tasks[size_t(i)]);
+      else
+        phase_task(C, tasks[size_t(i)], panel);
+    }
   });
 }
 
