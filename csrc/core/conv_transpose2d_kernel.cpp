@@ -281,7 +281,7 @@ struct PhaseCtx {
   std::vector<Phase1D> ph_h, ph_w;
   std::vector<std::vector<T>> wpack;  // per (phase, group): [n_cb][Th][Tw][Cin_g][kMR]
   // Direct mode: x with its rows zero-padded to Wp (Lpad on the left), [N][C_in][H][Wp] plus slack.
-  std::vector<T> xpad;
+  T* xpad = nullptr;
   int64_t Wp = 0, Lpad = 0, HWp = 0, nvt = 0;
 };
 
@@ -456,7 +456,7 @@ void direct_tile(const PhaseCtx<T>& C, const Phase1D& H, const Phase1D& Wd, cons
   for (int64_t th = hc.t0; th < hc.t1; ++th)
     for (int64_t tw = 0; tw < Tw; ++tw) {
       const int64_t off = H.base[size_t(th)] * C.Wp + Wd.base[size_t(tw)];
-      for (int v = 0; v < NV; ++v) bp[v] = C.xpad.data() + rv[v].in + off;
+      for (int v = 0; v < NV; ++v) bp[v] = C.xpad + rv[v].in + off;
       micro_rows<T, MR, NV>(C.Cin_g, apanel + (th * Tw + tw) * C.Cin_g * kMR, kMR, bp, C.HWp, acc);
     }
   const int64_t sw = C.P->sw;
@@ -588,8 +588,16 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
     C.HWp = P.H * C.Wp;
     C.nvt = C.Cout_g <= 4 ? kNVwide : kNV;
     const int64_t rows = P.N * P.Cin * P.H;
-    C.xpad.resize(size_t(rows * C.Wp + C.Wp + 4 * W<T>));
-    T* xp = C.xpad.data();
+    // Scratch kept per calling thread: a fresh allocation would page-fault on every call.
+    thread_local std::vector<T> xpad_store;
+    const size_t xpad_size = size_t(rows * C.Wp + C.Wp + 4 * W<T>);
+    if (xpad_store.size() < xpad_size) {
+      xpad_store.clear();
+      xpad_store.shrink_to_fit();
+      xpad_store.resize(xpad_size);
+    }
+    C.xpad = xpad_store.data();
+    T* xp = C.xpad;
     parallel_for(rows, threads, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         T* d = xp + r * C.Wp;
@@ -598,7 +606,7 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
         std::fill(d + C.Lpad + P.W, d + C.Wp, T(0));
       }
     });
-    std::fill(xp + rows * C.Wp, xp + C.xpad.size(), T(0));
+    std::fill(xp + rows * C.Wp, xp + xpad_size, T(0));
     for (int32_t rh = 0; rh < int32_t(P.sh); ++rh)
       for (int32_t rw = 0; rw < int32_t(P.sw); ++rw) {
         const int64_t nvr = (C.ph_w[size_t(rw)].n_out + W<T> - 1) / W<T>;
@@ -619,6 +627,35 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
             const int64_t total = P.N * (hc.j1 - hc.j0) * (wc.j1 - wc.j0);
             for (int64_t q0 = 0; q0 < total; q0 += NR<T>) tasks.push_back({rh, rw, ch, cw, g, q0, 0, C.n_cb});
           }
+  }
+  // Phases of the same input rows run back to back (and, with the pool's contiguous chunks, on the same thread),
+  // so each input row is read from memory once, not once per phase.
+  {
+    std::vector<std::pair<int64_t, size_t>> key(tasks.size());
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      const Task& t = tasks[i];
+      const Phase1D &H = C.ph_h[size_t(t.rh)], &Wd = C.ph_w[size_t(t.rw)];
+      const Phase1D::Cls& hc = H.cls[size_t(t.ch)];
+      const int64_t hh = hc.j1 - hc.j0;
+      int64_t n, jh, jw;
+      if (direct) {
+        const int64_t nvr = (Wd.n_out + W<T> - 1) / W<T>;
+        n = t.q0 / (hh * nvr);
+        jh = hc.j0 + (t.q0 / nvr) % hh;
+        jw = (t.q0 % nvr) * W<T>;
+      } else {
+        const Phase1D::Cls& wc = Wd.cls[size_t(t.cw)];
+        const int64_t ww = wc.j1 - wc.j0;
+        n = t.q0 / (hh * ww);
+        jh = hc.j0 + (t.q0 / ww) % hh;
+        jw = wc.j0 + t.q0 % ww;
+      }
+      key[i] = {((t.g * P.N + n) * (P.H + 1) + jh) * (P.W + 1) + jw, i};
+    }
+    std::stable_sort(key.begin(), key.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<Task> sorted(tasks.size());
+    for (size_t i = 0; i < tasks.size(); ++i) sorted[i] = tasks[key[i].second];
+    tasks.swap(sorted);
   }
   // Too few pixel tiles for the threads: split the output channels as well.
   const int64_t want = int64_t(threads) * 8;
