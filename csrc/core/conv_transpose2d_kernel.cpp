@@ -186,10 +186,15 @@ struct Epilogue {
 // ---------------------------------------------------------------------------------------------------------------
 // Micro-kernel: acc[m][v] += sum_k a[k*lda + m] * b[k*ldb + v*W .. +W]
 
-template <typename T, int MR, int NV>
+// PF > 0: prefetch the B row PF rows ahead (B read in place with a large row stride, where the hardware
+// prefetchers do not follow).
+template <typename T, int MR, int NV, int PF = 0>
 __attribute__((always_inline)) inline void micro(int64_t K, const T* __restrict a, int64_t lda,
                                                  const T* __restrict b, int64_t ldb, vec_t<T> (&acc)[MR][NV]) {
   for (int64_t k = 0; k < K; ++k) {
+    if constexpr (PF > 0) {
+      for (int l = 0; l < NV * W<T>; l += 64 / int(sizeof(T))) __builtin_prefetch(b + PF * ldb + l);
+    }
     vec_t<T> bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W<T>);
@@ -685,18 +690,30 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
 // ---------------------------------------------------------------------------------------------------------------
 // Column GEMM
 
+#if GENRT_VEC_BYTES >= 64
+constexpr int kNVcw = 8;  // column tiles of the column GEMM when it has at most 2 pixel rows
+#else
+constexpr int kNVcw = 4;
+#endif
+
+template <typename T>
+constexpr int NRcol = (kNVcw > kNV ? kNVcw : kNV) * W<T>;  // widest column tile
+
 template <typename T, int MR, int NV>
-void col_tile(int64_t K, const T* apanel, const T* b, int64_t ldb, T* out /*[MR][NR]*/) {
+void col_tile(int64_t K, const T* apanel, const T* b, int64_t ldb, T* out, int64_t ldo) {
   vec_t<T> acc[MR][NV];
   for (int m = 0; m < MR; ++m)
     for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
-  micro<T, MR, NV>(K, apanel, kMR, b, ldb, acc);
+  if (ldb > NV * W<T>)
+    micro<T, MR, NV, 8>(K, apanel, kMR, b, ldb, acc);
+  else
+    micro<T, MR, NV>(K, apanel, kMR, b, ldb, acc);
   for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) store<T>(out + m * NR<T> + v * W<T>, acc[m][v]);
+    for (int v = 0; v < NV; ++v) store<T>(out + m * ldo + v * W<T>, acc[m][v]);
 }
 
 template <typename T>
-using ColTileFn = void (*)(int64_t, const T*, const T*, int64_t, T*);
+using ColTileFn = void (*)(int64_t, const T*, const T*, int64_t, T*, int64_t);
 
 template <typename T, int MR>
 ColTileFn<T> col_tile_nv(int nv) {
@@ -708,7 +725,8 @@ ColTileFn<T> col_tile_nv(int nv) {
 }
 
 template <typename T>
-ColTileFn<T> pick_col_tile(int mr, int nv) {
+ColTileFn<T> pick_col_tile(int mr, int nv, bool wide) {
+  if (wide) return mr == 1 ? &col_tile<T, 1, kNVcw> : &col_tile<T, 2, kNVcw>;
   switch (mr) {
     case 1: return col_tile_nv<T, 1>(nv);
     case 2: return col_tile_nv<T, 2>(nv);
@@ -723,6 +741,137 @@ ColTileFn<T> pick_col_tile(int mr, int nv) {
 #endif
     default: return col_tile_nv<T, kMR>(nv);
   }
+}
+
+// Column GEMM with more than two pixels: the roles swap. MR consecutive columns of one weight row (one cache line)
+// are broadcast in place and the pixels are the vectors, from x^T packed [C_in/groups][NV*W] (L1-resident), so
+// the weights stream through exactly once, in order, prefetched ahead.
+#if GENRT_VEC_BYTES >= 64
+constexpr int kCTNV = 4;
+template <int NV>
+constexpr int ct_mr = NV == 1 ? 16 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
+#else
+constexpr int kCTNV = 2;
+template <int NV>
+constexpr int ct_mr = NV == 1 ? 12 : 6;
+#endif
+constexpr int kCTMRmax = ct_mr<1>;
+
+template <typename T, int NV>
+void ct_tile(int64_t K, const T* a, int64_t lda, const T* b, T* out /*[MR][NV*W]*/) {
+  constexpr int MR = ct_mr<NV>;
+  vec_t<T> acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
+  for (int64_t k = 0; k < K; ++k) {
+    __builtin_prefetch(a + 48 * lda);
+    vec_t<T> bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W<T>);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const vec_t<T> av = bcast<T>(a[m]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
+    }
+    a += lda;
+    b += NV * W<T>;
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) store<T>(out + (m * NV + v) * W<T>, acc[m][v]);
+}
+
+template <typename T>
+void col_gemm_ct(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, const Epilogue<T>& ep,
+                 int threads) {
+  const int64_t Cin_g = P.Cin / P.groups, Cout_g = P.Cout / P.groups, HW = P.H * P.W, HWo = P.Ho * P.Wo;
+  const int64_t kk = P.kH * P.kW, J = Cout_g * kk, Np = P.N * HW;
+  const int nvb = int(std::min<int64_t>(kCTNV, (Np + W<T> - 1) / W<T>));
+  const int64_t PB = int64_t(nvb) * W<T>, n_pb = (Np + PB - 1) / PB;
+  int mrc = 0;
+  void (*tile_fn)(int64_t, const T*, int64_t, const T*, T*) = nullptr;
+  switch (nvb) {
+    case 1: mrc = ct_mr<1>; tile_fn = &ct_tile<T, 1>; break;
+#if GENRT_VEC_BYTES >= 64
+    case 3: mrc = ct_mr<3>; tile_fn = &ct_tile<T, 3>; break;
+    case 4: mrc = ct_mr<4>; tile_fn = &ct_tile<T, 4>; break;
+#endif
+    default: mrc = ct_mr<2>; tile_fn = &ct_tile<T, 2>; break;
+  }
+  // x^T per group and pixel block: [group][pixel block][C_in/groups][PB], zero padded.
+  std::vector<T> xt(size_t(P.groups * n_pb * Cin_g * PB));
+  parallel_for(P.groups * n_pb, threads, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t g = i / n_pb, pb = i % n_pb;
+      T* dst = xt.data() + i * Cin_g * PB;
+      for (int64_t ci = 0; ci < Cin_g; ++ci)
+        for (int64_t l = 0; l < PB; ++l) {
+          const int64_t p = pb * PB + l;
+          *dst++ = p < Np ? x[((p / HW) * P.Cin + g * Cin_g + ci) * HW + p % HW] : T(0);
+        }
+    }
+  });
+  // Input row segments of each pixel block: the scatter checks a row once and clips its column range.
+  struct RowSeg {
+    int64_t l0, len, ybase, oh0, ow0;  // tile offset, pixels, y offset of (n, oh0, ow0), first output row/col
+  };
+  std::vector<std::vector<RowSeg>> segs(static_cast<size_t>(n_pb));
+  for (int64_t pb = 0; pb < n_pb; ++pb)
+    for (int64_t p = pb * PB; p < std::min<int64_t>(Np, (pb + 1) * PB);) {
+      const int64_t n = p / HW, ih = (p % HW) / P.W, iw = p % P.W;
+      const int64_t len = std::min<int64_t>({P.W - iw, (pb + 1) * PB - p, Np - p});
+      const int64_t oh0 = ih * P.sh - P.ph, ow0 = iw * P.sw - P.pw;
+      segs[size_t(pb)].push_back({p - pb * PB, len, n * P.Cout * HWo + oh0 * P.Wo + ow0, oh0, ow0});
+      p += len;
+    }
+  const int64_t per_group =
+      std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + P.groups - 1) / P.groups));
+  parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<T> tail;
+    T tile[kCTMRmax * kCTNV * W<T>];
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t g = i / per_group, s = i % per_group;
+      const int64_t co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
+      if (co0 >= co1) continue;
+      for (int64_t n = 0; n < P.N; ++n)
+        std::memset(y + (n * P.Cout + g * Cout_g + co0) * HWo, 0, size_t((co1 - co0) * HWo) * sizeof(T));
+      const T* wg = w + g * Cin_g * J;
+      for (int64_t jt = co0 * kk; jt < co1 * kk; jt += mrc) {
+        const int ncols = int(std::min<int64_t>(mrc, co1 * kk - jt));
+        const T* a = wg + jt;
+        int64_t lda = J;
+        if (jt + mrc > J) {  // past the end of the weight rows: a zero-padded copy
+          tail.assign(size_t(Cin_g * mrc), T(0));
+          for (int64_t ci = 0; ci < Cin_g; ++ci)
+            for (int c = 0; c < J - jt; ++c) tail[size_t(ci * mrc + c)] = wg[ci * J + jt + c];
+          a = tail.data();
+          lda = mrc;
+        }
+        for (int64_t pb = 0; pb < n_pb; ++pb) {
+          tile_fn(Cin_g, a, lda, xt.data() + (g * n_pb + pb) * Cin_g * PB, tile);
+          for (int c = 0; c < ncols; ++c) {
+            const int64_t j = jt + c, co = j / kk, tap = j % kk;
+            const int64_t dh = (tap / P.kW) * P.dh, dw = (tap % P.kW) * P.dw;
+            T* yc = y + (g * Cout_g + co) * HWo + dh * P.Wo + dw;
+            const T* tr = tile + c * PB;
+            for (const RowSeg& r : segs[size_t(pb)]) {
+              const int64_t oh = r.oh0 + dh, ow = r.ow0 + dw;
+              if (oh < 0 || oh >= P.Ho) continue;
+              // columns ow + i*sw inside [0, Wo)
+              const int64_t i0 = ow >= 0 ? 0 : (-ow + P.sw - 1) / P.sw;
+              const int64_t i1 = ow >= P.Wo ? 0 : std::min<int64_t>(r.len, (P.Wo - 1 - ow) / P.sw + 1);
+              T* yr = yc + r.ybase;
+              const T* t = tr + r.l0;
+              for (int64_t i = i0; i < i1; ++i) yr[i * P.sw] += t[i];
+            }
+          }
+        }
+      }
+      for (int64_t n = 0; n < P.N; ++n)
+        for (int64_t co = co0; co < co1; ++co)
+          ep.run(y + (n * P.Cout + g * Cout_g + co) * HWo, HWo, g * Cout_g + co);
+    }
+  });
 }
 
 template <typename T>
@@ -744,10 +893,15 @@ void col_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, con
   });
   // Work: (group, channel chunk); a chunk owns its output channels.
   const int64_t per_group = std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + P.groups - 1) / P.groups));
+  // One or two pixels: wide column tiles (kNVcw vectors) so each weight row is read in long runs. Otherwise
+  // MR x NR tiles; a column tile of w used by several pixel blocks is first copied to a contiguous panel (rows
+  // of w are a multiple of 4 KiB apart in the typical layers, which would map them all to the same L1 sets).
+  const bool wide = Np <= 2;
+  const int64_t NRc = wide ? int64_t(kNVcw) * W<T> : NR<T>;
   parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<T> tail;
-    T tile[kMR * NR<T>];
-    int64_t col_off[NR<T>], col_dh[NR<T>], col_dw[NR<T>];
+    T tile[kMR * NRcol<T>];
+    int64_t col_off[NRcol<T>], col_dh[NRcol<T>], col_dw[NRcol<T>];
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t g = i / per_group, s = i % per_group;
       const int64_t co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
@@ -755,16 +909,22 @@ void col_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, con
       for (int64_t n = 0; n < P.N; ++n)
         std::memset(y + (n * P.Cout + g * Cout_g + co0) * HWo, 0, size_t((co1 - co0) * HWo) * sizeof(T));
       const T* wg = w + g * Cin_g * J;
-      for (int64_t jt = co0 * kk; jt < co1 * kk; jt += NR<T>) {
-        const int ncols = int(std::min<int64_t>(NR<T>, co1 * kk - jt));
+      for (int64_t jt = co0 * kk; jt < co1 * kk; jt += NRc) {
+        const int ncols = int(std::min<int64_t>(NRc, co1 * kk - jt));
         const T* b = wg + jt;
         int64_t ldb = J;
-        if (jt + NR<T> > J) {  // past the end of the weight rows: a zero-padded copy
-          tail.assign(size_t(Cin_g * NR<T>), T(0));
+        if (jt + NRc > J) {  // past the end of the weight rows: a zero-padded copy
+          tail.assign(size_t(Cin_g * NRc), T(0));
           for (int64_t ci = 0; ci < Cin_g; ++ci)
-            for (int c = 0; c < J - jt; ++c) tail[size_t(ci * NR<T> + c)] = wg[ci * J + jt + c];
+            for (int c = 0; c < J - jt; ++c) tail[size_t(ci * NRc + c)] = wg[ci * J + jt + c];
           b = tail.data();
-          ldb = NR<T>;
+          ldb = NRc;
+        } else if (n_pb > 4) {
+          tail.resize(size_t(Cin_g * NRc));
+          for (int64_t ci = 0; ci < Cin_g; ++ci)
+            for (int v = 0; v < NRc; v += W<T>) store<T>(tail.data() + ci * NRc + v, load<T>(wg + ci * J + jt + v));
+          b = tail.data();
+          ldb = NRc;
         }
         for (int c = 0; c < ncols; ++c) {
           const int64_t j = jt + c, co = j / kk, tap = j % kk;
@@ -775,12 +935,12 @@ void col_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, con
         const int nv = (ncols + W<T> - 1) / W<T>;
         for (int64_t pb = 0; pb < n_pb; ++pb) {
           const int mr = int(std::min<int64_t>(kMR, Np - pb * kMR));
-          pick_col_tile<T>(mr, nv)(Cin_g, xp.data() + (g * n_pb + pb) * Cin_g * kMR, b, ldb, tile);
+          pick_col_tile<T>(mr, nv, wide)(Cin_g, xp.data() + (g * n_pb + pb) * Cin_g * kMR, b, ldb, tile, NRc);
           for (int m = 0; m < mr; ++m) {
             const int64_t p = pb * kMR + m, n = p / HW, ih = (p % HW) / P.W, iw = p % P.W;
             const int64_t oh0 = ih * P.sh - P.ph, ow0 = iw * P.sw - P.pw;
             T* yb = y + n * P.Cout * HWo + oh0 * P.Wo + ow0;
-            const T* tr = tile + m * NR<T>;
+            const T* tr = tile + m * NRc;
             for (int c = 0; c < ncols; ++c) {
               const int64_t oh = oh0 + col_dh[c], ow = ow0 + col_dw[c];
               if (oh >= 0 && oh < P.Ho && ow >= 0 && ow < P.Wo) yb[col_off[c]] += tr[c];
@@ -808,8 +968,12 @@ void forward_impl(const ConvTranspose2dProblem& P, const T* x, const T* w, const
                        double(P.kH * P.kW);
   if (flops < 2e5) threads = 1;
   const Epilogue<T> ep{bias, scale, shift, P.activation, T(P.slope)};
-  if (use_col_gemm(P))
-    col_gemm(P, x, w, y, ep, threads);
+  if (use_col_gemm(P)) {
+    if (P.N * P.H * P.W <= 2)
+      col_gemm(P, x, w, y, ep, threads);
+    else
+      col_gemm_ct(P, x, w, y, ep, threads);
+  }
   else
     phase_gemm(P, x, w, y, ep, threads);
 }
