@@ -14,6 +14,7 @@ from genrt._native import _C
 from genrt.errors import ArgumentError
 
 __all__ = [
+    "conv_transpose2d",
     "cpu_isa",
     "get_num_threads",
     "minibatch_discrimination",
@@ -93,3 +94,88 @@ def minibatch_discrimination_backward(
         with ``e_ij = exp(-||M[i, b] - M[j, b]||_1)`` and sign(0) = 0.
     """
     return _C.minibatch_discrimination_backward(M, grad_out, _check_threads(threads))
+
+
+_ACTIVATIONS = ("none", "relu", "leaky_relu", "tanh", "sigmoid")
+
+
+def _pair(value, name: str) -> list[int]:
+    if isinstance(value, bool):
+        raise ArgumentError(f"{name}: expected an int or a pair of ints, got {value!r}")
+    if isinstance(value, int | np.integer):
+        return [int(value), int(value)]
+    try:
+        items = list(value)
+    except TypeError:
+        raise ArgumentError(f"{name}: expected an int or a pair of ints, got {value!r}") from None
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in items):
+        raise ArgumentError(f"{name}: expected an int or a pair of ints, got {value!r}")
+    return [int(items[0]), int(items[1])]
+
+
+def conv_transpose2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+    groups: int = 1,
+    activation: str | None = None,
+    negative_slope: float = 0.01,
+    scale: np.ndarray | None = None,
+    shift: np.ndarray | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Transposed 2-D convolution with a fused epilogue, as ``torch.nn.functional.conv_transpose2d`` / ONNX
+    ConvTranspose followed by ``act((y + bias) * scale + shift)`` per output channel.
+
+    ``H_out = (H - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kH - 1) + output_padding[0] + 1``, likewise
+    ``W_out``.
+
+    Args:
+        x: ``ndarray[N, C_in, H, W]``, float32 or float64, any strides.
+        w: ``ndarray[C_in, C_out // groups, kH, kW]``, x's dtype (the layout of torch's ConvTranspose2d.weight).
+        bias: ``ndarray[C_out]`` or None.
+        stride, padding, output_padding, dilation: an int or a (height, width) pair. stride and dilation must be
+            positive, padding non-negative, output_padding smaller than max(stride, dilation) in each dimension.
+        groups: divides C_in; C_out = groups * w.shape[1].
+        activation: None/"none", "relu", "leaky_relu", "tanh" or "sigmoid", applied last.
+        negative_slope: slope of leaky_relu for negative inputs.
+        scale, shift: ``ndarray[C_out]`` or None: a folded BatchNorm, ``y * scale[c] + shift[c]`` after the bias.
+        threads: threads to use; default :func:`get_num_threads`.
+
+    Returns:
+        A fresh C-contiguous ``ndarray[N, C_out, H_out, W_out]`` of x's dtype.
+
+    Raises:
+        ShapeError: wrong ranks, mismatched channels, bias/scale/shift of the wrong length, an empty output.
+        ArgumentError: bad stride, padding, output_padding, dilation, groups, activation or threads.
+        DTypeError: x or w is not a float32/float64 ndarray, or the dtypes differ.
+    """
+    act = "none" if activation is None else activation
+    if not isinstance(act, str) or act not in _ACTIVATIONS:
+        raise ArgumentError(f"activation: expected None or one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
+    if isinstance(groups, bool) or not isinstance(groups, int | np.integer):
+        raise ArgumentError(f"groups: expected a positive integer, got {groups!r}")
+    try:
+        slope = float(negative_slope)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"negative_slope: expected a number, got {negative_slope!r}") from None
+    return _C.conv_transpose2d_forward(
+        x,
+        w,
+        bias,
+        scale,
+        shift,
+        _pair(stride, "stride"),
+        _pair(padding, "padding"),
+        _pair(output_padding, "output_padding"),
+        _pair(dilation, "dilation"),
+        int(groups),
+        act,
+        slope,
+        _check_threads(threads),
+    )

@@ -7,9 +7,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <vector>
 
 #include "../core/common.h"
+#include "../core/conv_transpose2d.h"
 #include "../core/cpu_isa.h"
 #include "../core/minibatch_discrimination.h"
 #include "../core/parallel.h"
@@ -95,6 +97,51 @@ py::array mbd_backward(py::handle m_obj, py::handle g_obj, int threads) {
   return grad.array;
 }
 
+// A (height, width) pair from Python; genrt.kernels normalises single ints to pairs.
+void to_pair(const std::vector<int64_t>& v, const char* name, int64_t out[2]) {
+  if (v.size() != 2)
+    throw genrt::Error(genrt::Error::Kind::value,
+                       std::string(name) + ": expected 2 values (height, width), got " + std::to_string(v.size()));
+  out[0] = v[0];
+  out[1] = v[1];
+}
+
+py::array conv_transpose2d_forward(py::handle x_obj, py::handle w_obj, py::handle bias_obj, py::handle scale_obj,
+                                   py::handle shift_obj, const std::vector<int64_t>& stride,
+                                   const std::vector<int64_t>& padding, const std::vector<int64_t>& output_padding,
+                                   const std::vector<int64_t>& dilation, int64_t groups,
+                                   const std::string& activation, double negative_slope, int threads) {
+  Arg x("x", x_obj), w("weight", w_obj);
+  genrt::ConvTranspose2dParams p;
+  to_pair(stride, "stride", p.stride);
+  to_pair(padding, "padding", p.padding);
+  to_pair(output_padding, "output_padding", p.output_padding);
+  to_pair(dilation, "dilation", p.dilation);
+  p.groups = groups;
+  p.activation = genrt::parse_activation(activation);
+  p.negative_slope = negative_slope;
+  // Optional per-channel vectors: None means absent.
+  std::vector<std::unique_ptr<Arg>> opt;
+  genrt::TensorRef none[3];
+  const char* names[3] = {"bias", "scale", "shift"};
+  py::handle objs[3] = {bias_obj, scale_obj, shift_obj};
+  for (int i = 0; i < 3; ++i) {
+    none[i] = {names[i], nullptr, x.ref.dtype, 0, nullptr, nullptr};
+    if (!objs[i].is_none()) {
+      opt.push_back(std::make_unique<Arg>(names[i], objs[i]));
+      none[i] = opt.back()->ref;
+    }
+  }
+  int64_t shape[4];
+  genrt::conv_transpose2d_output_shape(x.ref, w.ref, p, shape);
+  Out out("out", x.ref.dtype, {shape[0], shape[1], shape[2], shape[3]});
+  {
+    py::gil_scoped_release nogil;
+    genrt::conv_transpose2d_forward(x.ref, w.ref, none[0], none[1], none[2], out.ref, p, resolve_threads(threads));
+  }
+  return out.array;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, mod) {
@@ -117,6 +164,14 @@ PYBIND11_MODULE(_C, mod) {
   mod.def("minibatch_discrimination_backward", &mbd_backward, py::arg("M"), py::arg("grad_out"),
           py::arg("threads") = 0, "Gradient of minibatch_discrimination_forward with respect to M: (N, B, C).");
 
+  mod.def("conv_transpose2d_forward", &conv_transpose2d_forward, py::arg("x"), py::arg("weight"),
+          py::arg("bias") = py::none(), py::arg("scale") = py::none(), py::arg("shift") = py::none(),
+          py::arg("stride") = std::vector<int64_t>{1, 1}, py::arg("padding") = std::vector<int64_t>{0, 0},
+          py::arg("output_padding") = std::vector<int64_t>{0, 0}, py::arg("dilation") = std::vector<int64_t>{1, 1},
+          py::arg("groups") = 1, py::arg("activation") = "none", py::arg("negative_slope") = 0.01,
+          py::arg("threads") = 0,
+          "Transposed 2-D convolution with fused bias, scale/shift and activation; x (N, C_in, H, W), weight "
+          "(C_in, C_out/groups, kH, kW) -> (N, C_out, H_out, W_out).");
   mod.def("hardware_threads", &genrt::hardware_threads, "Hardware threads usable by this process.");
   mod.def("available_isas", &genrt::available_isas, "Instruction sets compiled in and supported by this CPU.");
   mod.def("active_isa", [] { return std::string(genrt::isa_name(genrt::active_isa())); });

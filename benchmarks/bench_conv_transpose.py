@@ -1,0 +1,142 @@
+"""python benchmarks/bench_conv_transpose.py [--threads 2] [--repeats 7] [--batches 1,16,64]
+
+genrt.kernels.conv_transpose2d vs torch.nn.functional.conv_transpose2d vs ONNX Runtime (a one-node ConvTranspose
+model on the CPU provider), float32, all on the same thread count, in one process with the three interleaved per
+repeat (the machine may be shared, so medians of interleaved runs are what compare). Layers: the DCGAN-64
+generator's five transposed convolutions (100->512 k4 s1 p0 from 1x1, then k4 s2 p1 up to 64->3 at 64x64) at
+several batch sizes, and the Johnson et al. super-resolution / style-transfer upsampling layers (k3 s2 p1 op1 to
+256x256). The ceiling is torch.mm (sgemm) of a comparable size on the same threads.
+
+Prints per layer: milliseconds (median), GFLOP/s (2 * N * C_in * H * W * C_out/groups * kH * kW useful flops),
+ratios genrt/torch and genrt/ORT as speedups (their time / genrt's time), and genrt's rate as a fraction of sgemm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from genrt import kernels
+
+DCGAN = [  # name, cin, cout, hw, k, stride, padding, output_padding
+    ("dcgan1 100->512 1->4", 100, 512, 1, 4, 1, 0, 0),
+    ("dcgan2 512->256 4->8", 512, 256, 4, 4, 2, 1, 0),
+    ("dcgan3 256->128 8->16", 256, 128, 8, 4, 2, 1, 0),
+    ("dcgan4 128->64 16->32", 128, 64, 16, 4, 2, 1, 0),
+    ("dcgan5 64->3 32->64", 64, 3, 32, 4, 2, 1, 0),
+]
+JOHNSON = [
+    ("johnson 128->64 64->128", 128, 64, 64, 3, 2, 1, 1),
+    ("johnson 64->32 128->256", 64, 32, 128, 3, 2, 1, 1),
+]
+
+
+def ort_session(w, stride, padding, output_padding, threads):
+    k = list(w.shape[2:])
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[stride] * 2, pads=[padding] * 4,
+                            output_padding=[output_padding] * 2, kernel_shape=k)
+    graph = helper.make_graph([node], "ct", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def interleaved(fns, repeats, min_time=0.02):
+    """Median seconds per call of each fn; every repeat runs each fn (inner-looped to >= min_time) in turn."""
+    for f in fns:
+        f()
+    inner = [max(1, int(min_time / max(timed(f), 1e-6))) for f in fns]
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, f in enumerate(fns):
+            t = time.perf_counter()
+            for _ in range(inner[i]):
+                f()
+            times[i].append((time.perf_counter() - t) / inner[i])
+    return [float(np.median(t)) for t in times]
+
+
+def sgemm_rate(threads, repeats):
+    a = torch.randn(2048, 1024)
+    b = torch.randn(1024, 1024)
+    (t,) = interleaved([lambda: torch.mm(a, b)], repeats)
+    return 2 * 2048 * 1024 * 1024 / t / 1e9
+
+
+def bench_layer(spec, n, threads, repeats, rng):
+    name, cin, cout, hw, k, s, p, op = spec
+    x = rng.standard_normal((n, cin, hw, hw), dtype=np.float32)
+    w = (rng.standard_normal((cin, cout, k, k), dtype=np.float32) / np.sqrt(cin * k)).astype(np.float32)
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+    sess = ort_session(w, s, p, op, threads)
+    yg = kernels.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op, threads=threads)
+    yt = torch.nn.functional.conv_transpose2d(xt, wt, stride=s, padding=p, output_padding=op)
+    err = float(np.abs(yg - yt.numpy()).max())
+    if err > 1e-3 * max(1.0, float(np.abs(yt.numpy()).max())):
+        raise SystemExit(f"{name}: genrt differs from torch by {err}")
+    fns = [
+        lambda: kernels.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op, threads=threads),
+        lambda: torch.nn.functional.conv_transpose2d(xt, wt, stride=s, padding=p, output_padding=op),
+        lambda: sess.run(None, {"x": x}),
+    ]
+    tg, tt, to = interleaved(fns, repeats)
+    flops = 2.0 * n * cin * hw * hw * cout * k * k
+    return flops, tg, tt, to
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--batches", default="1,16,64")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    peak = sgemm_rate(args.threads, args.repeats)
+    print(f"threads={args.threads} isa={kernels.cpu_isa()} torch={torch.__version__} onnxruntime={ort.__version__}")
+    print(f"sgemm ceiling (torch.mm 2048x1024 @ 1024x1024): {peak:.1f} GFLOP/s\n")
+    hdr = (f"{'layer':<26}{'batch':>6}{'genrt ms':>10}{'torch ms':>10}{'ORT ms':>9}{'genrt GF/s':>11}"
+           f"{'torch GF/s':>11}{'ORT GF/s':>9}{'vs torch':>9}{'vs ORT':>8}{'of sgemm':>9}")
+    runs = [("DCGAN-64 generator", DCGAN, [int(b) for b in args.batches.split(",")]), ("Johnson upsampling", JOHNSON, [1])]
+    for model, layers, batches in runs:
+        for n in batches:
+            print(f"{model}, batch {n}")
+            print(hdr)
+            tot = np.zeros(4)
+            big = np.zeros(2)
+            for spec in layers:
+                flops, tg, tt, to = bench_layer(spec, n, args.threads, args.repeats, rng)
+                tot += [flops, tg, tt, to]
+                if spec[0].startswith(("dcgan2", "dcgan3", "dcgan4")):
+                    big += [flops, tg]
+                print(f"{spec[0]:<26}{n:>6}{tg * 1e3:>10.3f}{tt * 1e3:>10.3f}{to * 1e3:>9.3f}{flops / tg / 1e9:>11.1f}"
+                      f"{flops / tt / 1e9:>11.1f}{flops / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x"
+                      f"{flops / tg / 1e9 / peak:>9.0%}")
+            f, tg, tt, to = tot
+            print(f"{'total':<26}{n:>6}{tg * 1e3:>10.3f}{tt * 1e3:>10.3f}{to * 1e3:>9.3f}{f / tg / 1e9:>11.1f}"
+                  f"{f / tt / 1e9:>11.1f}{f / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x{f / tg / 1e9 / peak:>9.0%}")
+            if big[0]:
+                print(f"{'layers 2-4 (big three)':<26}{n:>6}{big[1] * 1e3:>10.3f}{'':>30}{big[0] / big[1] / 1e9:>11.1f}"
+                      f"{'':>37}{big[0] / big[1] / 1e9 / peak:>9.0%}")
+            print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+// Transposed 2-D convolution (the gradient of conv2d with respect to its input), with a fused epilogue.
+//
+//   y[n, g*Cog + o, oh, ow] = sum_{c in group g} sum_{kh, kw} x[n, c, ih, iw] w[c, o, kh, kw]
+//                             over oh = ih*sh - ph + kh*dh, ow = iw*sw - pw + kw*dw
+//   H_out = (H - 1) sh - 2 ph + dh (kH - 1) + oph + 1, likewise W_out
+//
+// exactly as torch.nn.functional.conv_transpose2d and ONNX ConvTranspose (NCHW; weight (C_in, C_out/groups, kH,
+// kW)). The epilogue runs on each output tile while it is in registers or cache: y = act((y + bias[c]) *
+// scale[c] + shift[c]), act one of none, relu, leaky_relu(negative_slope), tanh, sigmoid. Any of bias, scale and
+// shift may be absent (data == nullptr).
+#pragma once
+
+#include <string>
+
+#include "common.h"
+
+namespace genrt {
+
+enum class Activation { none = 0, relu = 1, leaky_relu = 2, tanh = 3, sigmoid = 4 };
+
+// Parses "none"/"relu"/"leaky_relu"/"tanh"/"sigmoid"; throws genrt::Error naming `activation` otherwise.
+Activation parse_activation(const std::string& name);
+
+struct ConvTranspose2dParams {
+  int64_t stride[2] = {1, 1};
+  int64_t padding[2] = {0, 0};
+  int64_t output_padding[2] = {0, 0};
+  int64_t dilation[2] = {1, 1};
+  int64_t groups = 1;
+  Activation activation = Activation::none;
+  double negative_slope = 0.01;
+};
+
+// Output shape (N, C_out, H_out, W_out) after validating x, w and params (bias/scale/shift are checked by the
+// forward call). Throws genrt::Error naming the offending argument.
+void conv_transpose2d_output_shape(const TensorRef& x, const TensorRef& w, const ConvTranspose2dParams& p,
+                                   int64_t out_shape[4]);
+
+// x: (N, C_in, H, W); w: (C_in, C_out/groups, kH, kW); bias/scale/shift: (C_out,) or data == nullptr; any
+// strides (non-contiguous operands are packed first). out: C-contiguous (N, C_out, H_out, W_out), x's dtype.
+void conv_transpose2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bias,
+                              const TensorRef& scale, const TensorRef& shift, const TensorRef& out,
+                              const ConvTranspose2dParams& p, int threads);
+
+// Shape and options handed to the per-ISA kernels (all operands contiguous).
+struct ConvTranspose2dProblem {
+  int64_t N, Cin, H, W, Cout, kH, kW, Ho, Wo;
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+  int activation;
+  double slope;
+};
+
+}  // namespace genrt

@@ -1,0 +1,995 @@
+// conv_transpose2d kernel bodies, compiled once per instruction set (see simd.h).
+//
+// Two algorithms, both GEMMs with a register-tiled micro-kernel (MR rows broadcast x NV vectors of columns,
+// vector FMA), chosen per call by shape:
+//
+// Phase GEMM (the default). Output rows oh = r + sh*j of one residue r (mod sh) receive only the kernel rows kh
+//   with (r + ph - kh*dh) = 0 (mod sh), from input rows ih = j + base[kh]; likewise for columns. So the strided
+//   transposed convolution splits into sh*sw dense convolutions ("phases") with no multiplications by the zeros
+//   a strided upsampling would insert. Each phase is an implicit GEMM C[C_out x pixels] = A[C_out x K] B[K x
+//   pixels], K = taps * C_in/groups. Pixels whose taps fall partly outside the input (the border) are grouped
+//   into classes that share the same valid tap ranges, so a class's GEMM runs over its valid taps only (K
+//   segments) and no zero is multiplied at the borders either. A (the weights of one phase) is packed once per
+//   call as [C_out/MR][tap][C_in][MR]; B is packed per tile of NR pixels as [K][NR] (runs of input row copies)
+//   and reused for every C_out block. The micro-kernel broadcasts MR weights and FMAs NV vectors of NR pixels;
+//   the epilogue (bias, scale, shift, activation) is applied to the accumulators in registers and each value is
+//   stored once, straight to its phase position in the output.
+//
+// Column GEMM (few input pixels: batch 1 at small spatial sizes, or a 1x1 input). Packing the weights would
+//   cost more than the GEMM, so the weights are used in place: cols[pixel][(co, kh, kw)] = x^T w with w read as
+//   the row-major (C_in, C_out/groups*kH*kW) matrix it already is; the columns are scatter-added to the output
+//   (threads own disjoint output channels, so no races) and the epilogue runs over each thread's channels
+//   while they are in cache.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "conv_transpose2d.h"
+#include "parallel.h"
+#include "simd.h"
+
+namespace genrt {
+namespace GENRT_ISA_NS {
+namespace {
+
+template <typename T>
+constexpr int W = Vec<T>::size;
+
+#if GENRT_VEC_BYTES >= 64
+constexpr int kMR = 8;  // 32 zmm registers: 8 x 2 accumulators + 2 B vectors + 1 broadcast
+constexpr int kNV = 2;
+#elif GENRT_VEC_BYTES >= 32
+constexpr int kMR = 6;  // 16 ymm registers: 6 x 2 accumulators + 2 + 1
+constexpr int kNV = 2;
+#else
+constexpr int kMR = 4;
+constexpr int kNV = 2;
+#endif
+
+template <typename T>
+constexpr int NR = kNV * W<T>;
+
+// Broadcast for the micro-kernels. simd.h's splat is `vec{} + x`, which the compiler cannot fold (0 + -0.0 is
+// +0.0), so it costs a scalar add per broadcast and keeps the broadcast from fusing into the FMA's memory operand.
+// x - (+0.0) is x for every x, -0.0 and NaN included, so this one folds to a plain broadcast.
+template <typename T>
+inline vec_t<T> bcast(T x) {
+  return x - vec_t<T>{};
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Epilogue
+
+// expm1(x) for x <= 0, accurate to a few ulp relative (so tanh of tiny values keeps full precision).
+template <typename T>
+inline vec_t<T> vexpm1_nonpos(vec_t<T> x);
+
+template <>
+inline vec_t<float> vexpm1_nonpos<float>(vec_t<float> x) {
+  using V = vec_t<float>;
+  using I = ivec_t<float>;
+  const V lo = splat<float>(-87.0f);
+  const I under = x < lo;
+  V xc = x < lo ? lo : x;
+  const V magic = splat<float>(12582912.0f);
+  V n = (xc * 1.44269504088896341f + magic) - magic;
+  V r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  V p = splat<float>(1.0f / 40320);  // expm1(r) = r + r^2/2 + ... + r^8/8!
+  p = p * r + 1.0f / 5040;
+  p = p * r + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r * r + r;
+  const I ni = __builtin_convertvector(n, I);
+  const V sc = (V)((ni + 127) << 23);
+  V y = sc * p + (sc - 1.0f);
+  return under ? splat<float>(-1.0f) : y;
+}
+
+template <>
+inline vec_t<double> vexpm1_nonpos<double>(vec_t<double> x) {
+  using V = vec_t<double>;
+  using I = ivec_t<double>;
+  const V lo = splat<double>(-708.0);
+  const I under = x < lo;
+  V xc = x < lo ? lo : x;
+  const V magic = splat<double>(6755399441055744.0);
+  V n = (xc * 1.4426950408889634074 + magic) - magic;
+  V r = xc - n * 6.93147180369123816490e-01;
+  r = r - n * 1.90821492927058770002e-10;
+  V p = splat<double>(1.0 / 87178291200.0);  // r^14/14!
+  p = p * r + 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r * r + r;
+  const I ni = __builtin_convertvector(n, I);
+  const V sc = (V)((ni + 1023) << 52);
+  V y = sc * p + (sc - 1.0);
+  return under ? splat<double>(-1.0) : y;
+}
+
+template <typename T>
+inline vec_t<T> vtanh(vec_t<T> x) {
+  using V = vec_t<T>;
+  using I = ivec_t<T>;
+  const V a = vabs<T>(x);
+  const V em = vexpm1_nonpos<T>(a * T(-2));
+  const V t = -em / (em + T(2));  // tanh|x| = -expm1(-2|x|) / (2 + expm1(-2|x|))
+  using E = decltype(I{}[0] + 0);
+  const I signbit = I{} + E(E(1) << (8 * sizeof(T) - 1));  // not splat(-0.0): 0.0 + -0.0 is +0.0
+  return (V)(((I)t & ~signbit) | ((I)x & signbit));
+}
+
+template <typename T>
+inline vec_t<T> vsigmoid(vec_t<T> x) {
+  using V = vec_t<T>;
+  const V e = vexp_nonpos<T>(-vabs<T>(x));  // exp(-|x|) <= 1: no overflow either way
+  const V d = T(1) / (e + T(1));
+  return x >= T(0) ? d : e * d;
+}
+
+template <typename T>
+struct Epilogue {
+  const T* bias;
+  const T* scale;
+  const T* shift;
+  int act;
+  T slope;
+
+  // Per-channel affine part for channel c, then the activation.
+  inline vec_t<T> apply(vec_t<T> v, int64_t c) const {
+    if (bias) v += bias[c];
+    if (scale) v *= scale[c];
+    if (shift) v += shift[c];
+    return activate(v);
+  }
+  inline vec_t<T> activate(vec_t<T> v) const {
+    switch (act) {
+      case 1:
+        return v < T(0) ? splat<T>(0) : v;  // NaN kept
+      case 2:
+        return v > T(0) ? v : v * slope;
+      case 3:
+        return vtanh<T>(v);
+      case 4:
+        return vsigmoid<T>(v);
+      default:
+        return v;
+    }
+  }
+  // In-place epilogue over a contiguous run of channel c.
+  void run(T* p, int64_t len, int64_t c) const {
+    int64_t i = 0;
+    for (; i + W<T> <= len; i += W<T>) store<T>(p + i, apply(load<T>(p + i), c));
+    if (i < len) {
+      T tmp[W<T>] = {};
+      std::memcpy(tmp, p + i, size_t(len - i) * sizeof(T));
+      store<T>(tmp, apply(load<T>(tmp), c));
+      std::memcpy(p + i, tmp, size_t(len - i) * sizeof(T));
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Micro-kernel: acc[m][v] += sum_k a[k*lda + m] * b[k*ldb + v*W .. +W]
+
+// PF > 0: prefetch the B row PF rows ahead (B read in place with a large row stride, where the hardware
+// prefetchers do not follow).
+template <typename T, int MR, int NV, int PF = 0>
+__attribute__((always_inline)) inline void micro(int64_t K, const T* __restrict a, int64_t lda,
+                                                 const T* __restrict b, int64_t ldb, vec_t<T> (&acc)[MR][NV]) {
+  for (int64_t k = 0; k < K; ++k) {
+    if constexpr (PF > 0) {
+      for (int l = 0; l < NV * W<T>; l += 64 / int(sizeof(T))) __builtin_prefetch(b + PF * ldb + l);
+    }
+    vec_t<T> bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W<T>);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const vec_t<T> av = bcast<T>(a[m]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
+    }
+    a += lda;
+    b += ldb;
+  }
+}
+
+// Same with one B pointer per vector: acc[m][v] += sum_k a[k*lda + m] * b[v][k*ldb .. +W]
+template <typename T, int MR, int NV>
+__attribute__((always_inline)) inline void micro_rows(int64_t K, const T* __restrict a, int64_t lda,
+                                                      const T* const* bp, int64_t ldb, vec_t<T> (&acc)[MR][NV]) {
+  const T* b[NV];
+  for (int v = 0; v < NV; ++v) b[v] = bp[v];
+  for (int64_t k = 0; k < K; ++k) {
+    vec_t<T> bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = load<T>(b[v] + k * ldb);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const vec_t<T> av = bcast<T>(a[m]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
+    }
+    a += lda;
+  }
+}
+
+struct Seg {
+  int64_t a_off;  // first K row of the segment in the packed weights
+  int64_t len;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Phase GEMM
+
+struct Phase1D {
+  int64_t r = 0, n_out = 0;
+  std::vector<int64_t> k, base;  // kernel index and input offset of each tap
+  struct Cls {
+    int64_t j0, j1, t0, t1;  // output index range [j0, j1) of this phase whose valid taps are [t0, t1)
+  };
+  std::vector<Cls> cls;
+};
+
+Phase1D make_phase(int64_t r, int64_t s, int64_t pad, int64_t dil, int64_t ks, int64_t in, int64_t out) {
+  Phase1D p;
+  p.r = r;
+  p.n_out = r < out ? (out - r + s - 1) / s : 0;
+  for (int64_t kk = 0; kk < ks; ++kk) {
+    const int64_t v = r + pad - kk * dil;
+    if (((v % s) + s) % s == 0) {
+      p.k.push_back(kk);
+      p.base.push_back(v / s);  // exact
+    }
+  }
+  const int64_t T = int64_t(p.k.size());
+  for (int64_t j = 0; j < p.n_out; ++j) {
+    int64_t t0 = T, t1 = T;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t i = p.base[t] + j;
+      if (i >= 0 && i < in) {
+        if (t0 == T) t0 = t;
+        t1 = t + 1;
+      }
+    }
+    if (t0 == T) t0 = t1 = 0;
+    if (!p.cls.empty() && p.cls.back().t0 == t0 && p.cls.back().t1 == t1 && p.cls.back().j1 == j)
+      p.cls.back().j1 = j + 1;
+    else
+      p.cls.push_back({j, j + 1, t0, t1});
+  }
+  return p;
+}
+
+template <typename T>
+struct PhaseCtx {
+  const ConvTranspose2dProblem* P;
+  const T* x;
+  T* y;
+  Epilogue<T> ep;
+  int64_t Cin_g, Cout_g, HW, HWo, n_cb;
+  std::vector<Phase1D> ph_h, ph_w;
+  std::vector<std::vector<T>> wpack;  // per (phase, group): [n_cb][Th][Tw][Cin_g][kMR]
+  // Direct mode: x with its rows zero-padded to Wp (Lpad on the left), [N][C_in][H][Wp] plus slack.
+  T* xpad = nullptr;
+  int64_t Wp = 0, Lpad = 0, HWp = 0, nvt = 0;
+};
+
+struct Task {
+  int32_t rh, rw, ch, cw;
+  int64_t g, q0, cb0, cb1;
+};
+
+template <typename T, int MR, int NV>
+void phase_tile(const PhaseCtx<T>& C, const Seg* segs, int nseg, const T* apanel, const T* bpanel, int64_t co0,
+                const int64_t* out_off, int nvalid) {
+  vec_t<T> acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
+  const T* b = bpanel;
+  for (int s = 0; s < nseg; ++s) {
+    micro<T, MR, NV>(segs[s].len, apanel + segs[s].a_off * kMR, kMR, b, NR<T>, acc);
+    b += segs[s].len * NR<T>;
+  }
+  T tmp[NV * W<T>];
+  for (int m = 0; m < MR; ++m) {
+    const int64_t c = co0 + m;
+    for (int v = 0; v < NV; ++v) store<T>(tmp + v * W<T>, C.ep.apply(acc[m][v], c));
+    T* yc = C.y + c * C.HWo;
+    for (int l = 0; l < nvalid; ++l) yc[out_off[l]] = tmp[l];
+  }
+}
+
+template <typename T>
+using PhaseTileFn = void (*)(const PhaseCtx<T>&, const Seg*, int, const T*, const T*, int64_t, const int64_t*, int);
+
+template <typename T, int MR>
+PhaseTileFn<T> phase_tile_nv(int nv) {
+  if constexpr (kNV >= 2) {
+    if (nv >= 2) return &phase_tile<T, MR, kNV>;
+  }
+  (void)nv;
+  return &phase_tile<T, MR, 1>;
+}
+
+template <typename T>
+PhaseTileFn<T> pick_phase_tile(int mr, int nv) {
+  switch (mr) {
+    case 1: return phase_tile_nv<T, 1>(nv);
+    case 2: return phase_tile_nv<T, 2>(nv);
+    case 3: return phase_tile_nv<T, 3>(nv);
+#if GENRT_VEC_BYTES >= 32
+    case 4: return phase_tile_nv<T, 4>(nv);
+    case 5: return phase_tile_nv<T, 5>(nv);
+#endif
+#if GENRT_VEC_BYTES >= 64
+    case 6: return phase_tile_nv<T, 6>(nv);
+    case 7: return phase_tile_nv<T, 7>(nv);
+#endif
+    default: return phase_tile_nv<T, kMR>(nv);
+  }
+}
+
+template <typename T>
+void pack_phase_weights(PhaseCtx<T>& C, const T* w, int threads) {
+  const ConvTranspose2dProblem& P = *C.P;
+  const int64_t nph = P.sh * P.sw;
+  C.wpack.assign(size_t(nph * P.groups), {});
+  for (int64_t ph = 0; ph < nph; ++ph) {
+    const Phase1D &H = C.ph_h[size_t(ph / P.sw)], &Wd = C.ph_w[size_t(ph % P.sw)];
+    const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
+    for (int64_t g = 0; g < P.groups; ++g)
+      C.wpack[size_t(ph * P.groups + g)].resize(size_t(C.n_cb * Th * Tw * C.Cin_g * kMR));
+  }
+  const int64_t kk = P.kH * P.kW;
+  parallel_for(nph * P.groups * C.n_cb, threads, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t cb = i % C.n_cb, g = (i / C.n_cb) % P.groups, ph = i / (C.n_cb * P.groups);
+      const Phase1D &H = C.ph_h[size_t(ph / P.sw)], &Wd = C.ph_w[size_t(ph % P.sw)];
+      const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
+      T* dst = C.wpack[size_t(ph * P.groups + g)].data() + cb * Th * Tw * C.Cin_g * kMR;
+      for (int64_t th = 0; th < Th; ++th)
+        for (int64_t tw = 0; tw < Tw; ++tw) {
+          const int64_t tap = H.k[size_t(th)] * P.kW + Wd.k[size_t(tw)];
+          for (int64_t ci = 0; ci < C.Cin_g; ++ci) {
+            const T* src = w + ((g * C.Cin_g + ci) * C.Cout_g) * kk + tap;
+            for (int m = 0; m < kMR; ++m) {
+              const int64_t co = cb * kMR + m;
+              *dst++ = co < C.Cout_g ? src[co * kk] : T(0);
+            }
+          }
+        }
+    }
+  });
+}
+
+template <typename T>
+void phase_task(const PhaseCtx<T>& C, const Task& t, std::vector<T>& panel) {
+  const ConvTranspose2dProblem& P = *C.P;
+  const Phase1D &H = C.ph_h[size_t(t.rh)], &Wd = C.ph_w[size_t(t.rw)];
+  const Phase1D::Cls &hc = H.cls[size_t(t.ch)], &wc = Wd.cls[size_t(t.cw)];
+  const int64_t hh = hc.j1 - hc.j0, ww = wc.j1 - wc.j0, per_img = hh * ww;
+  const int64_t total = P.N * per_img;
+  const int nvalid = int(std::min<int64_t>(NR<T>, total - t.q0));
+  int64_t out_off[NR<T>], in_off[NR<T>];
+  for (int l = 0; l < nvalid; ++l) {
+    const int64_t q = t.q0 + l, n = q / per_img, rem = q % per_img;
+    const int64_t jh = hc.j0 + rem / ww, jw = wc.j0 + rem % ww;
+    out_off[l] = n * P.Cout * C.HWo + (H.r + P.sh * jh) * P.Wo + (Wd.r + P.sw * jw);
+    in_off[l] = (n * P.Cin + t.g * C.Cin_g) * C.HW + jh * P.W + jw;
+  }
+  // Runs of consecutive input positions: each is one row copy per (tap, channel).
+  int run_start[NR<T> + 1], nrun = 0;
+  for (int l = 0; l < nvalid; ++l)
+    if (l == 0 || in_off[l] != in_off[l - 1] + 1) run_start[nrun++] = l;
+  run_start[nrun] = nvalid;
+
+  const int64_t Tw = int64_t(Wd.k.size());
+  const int64_t nth = hc.t1 - hc.t0, ntw = wc.t1 - wc.t0;
+  const int64_t K = nth * ntw * C.Cin_g;
+  // Runs are copied a whole vector at a time; what a vector writes past its run is overwritten by the next run
+  // (or zeroed: lanes >= nvalid), and the panel has one vector of slack. Only reads that would pass the end of x
+  // fall back to scalar copies.
+  panel.resize(size_t(std::max<int64_t>(K, 1) * NR<T> + W<T>));
+  T* row = panel.data();
+  const T* x_end = C.x + P.N * P.Cin * C.HW;
+  for (int64_t th = hc.t0; th < hc.t1; ++th)
+    for (int64_t tw = wc.t0; tw < wc.t1; ++tw) {
+      const T* src = C.x + H.base[size_t(th)] * P.W + Wd.base[size_t(tw)];
+      for (int64_t ci = 0; ci < C.Cin_g; ++ci, row += NR<T>) {
+        const T* s = src + ci * C.HW;
+        for (int r = 0; r < nrun; ++r) {
+          const int l0 = run_start[r], l1 = run_start[r + 1];
+          const T* sp = s + in_off[l0] - l0;
+          int l = l0;
+          for (; l < l1 && sp + l + W<T> <= x_end; l += W<T>) store<T>(row + l, load<T>(sp + l));
+          for (; l < l1; ++l) row[l] = sp[l];
+        }
+        for (int l = nvalid; l < NR<T>; ++l) row[l] = T(0);
+      }
+    }
+  Seg segs[64];
+  int nseg = 0;
+  std::vector<Seg> many;
+  Seg* sp = segs;
+  if (nth > 64) {
+    many.resize(size_t(nth));
+    sp = many.data();
+  }
+  for (int64_t th = hc.t0; th < hc.t1; ++th) sp[nseg++] = {(th * Tw + wc.t0) * C.Cin_g, ntw * C.Cin_g};
+  const int64_t Th = int64_t(H.k.size());
+  const T* wp = C.wpack[size_t((t.rh * P.sw + t.rw) * P.groups + t.g)].data();
+  const int nv = (nvalid + W<T> - 1) / W<T>;
+  for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
+    const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
+    pick_phase_tile<T>(mr, nv)(C, sp, nseg, wp + cb * Th * Tw * C.Cin_g * kMR, panel.data(),
+                               t.g * C.Cout_g + cb * kMR, out_off, nvalid);
+  }
+}
+
+// Direct mode: a tile is up to NV "row vectors", each W consecutive pixels of one output row of the phase, whose
+// B operand is read straight from the padded input (no packing): a row vector starting at phase column jw0 of
+// row jh reads xpad[n, c, hb + jh, Lpad + wb + jw0 .. + W).
+struct RowVec {
+  int64_t in, out;  // offsets in xpad (channel 0 of the group) and in y (channel 0)
+  int valid;
+};
+
+template <typename T, int MR, int NV>
+void direct_tile(const PhaseCtx<T>& C, const Phase1D& H, const Phase1D& Wd, const Phase1D::Cls& hc, const T* apanel,
+                 const RowVec* rv, int64_t co0) {
+  vec_t<T> acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
+  const int64_t Tw = int64_t(Wd.k.size());
+  const T* bp[NV];
+  for (int64_t th = hc.t0; th < hc.t1; ++th)
+    for (int64_t tw = 0; tw < Tw; ++tw) {
+      const int64_t off = H.base[size_t(th)] * C.Wp + Wd.base[size_t(tw)];
+      for (int v = 0; v < NV; ++v) bp[v] = C.xpad + rv[v].in + off;
+      micro_rows<T, MR, NV>(C.Cin_g, apanel + (th * Tw + tw) * C.Cin_g * kMR, kMR, bp, C.HWp, acc);
+    }
+  const int64_t sw = C.P->sw;
+  T tmp[W<T>];
+  for (int m = 0; m < MR; ++m) {
+    const int64_t c = co0 + m;
+    T* yc = C.y + c * C.HWo;
+    for (int v = 0; v < NV; ++v) {
+      store<T>(tmp, C.ep.apply(acc[m][v], c));
+      T* yo = yc + rv[v].out;
+      if (sw == 1) {
+        for (int l = 0; l < rv[v].valid; ++l) yo[l] = tmp[l];
+      } else {
+        for (int l = 0; l < rv[v].valid; ++l) yo[l * sw] = tmp[l];
+      }
+    }
+  }
+}
+
+template <typename T>
+using DirectTileFn = void (*)(const PhaseCtx<T>&, const Phase1D&, const Phase1D&, const Phase1D::Cls&, const T*,
+                              const RowVec*, int64_t);
+
+#if GENRT_VEC_BYTES >= 64
+constexpr int kNVwide = 4;  // few output channels: more row vectors per tile keep enough accumulators busy
+#else
+constexpr int kNVwide = kNV;
+#endif
+
+template <typename T, int MR>
+DirectTileFn<T> direct_tile_nv(int nv) {
+  switch (nv) {
+    case 1: return &direct_tile<T, MR, 1>;
+#if GENRT_VEC_BYTES >= 64
+    case 3: return &direct_tile<T, MR, (MR <= 4 ? 3 : 2)>;
+    case 4: return &direct_tile<T, MR, (MR <= 4 ? 4 : 2)>;
+#endif
+    default: return &direct_tile<T, MR, 2>;
+  }
+}
+
+template <typename T>
+DirectTileFn<T> pick_direct_tile(int mr, int nv) {
+  switch (mr) {
+    case 1: return direct_tile_nv<T, 1>(nv);
+    case 2: return direct_tile_nv<T, 2>(nv);
+    case 3: return direct_tile_nv<T, 3>(nv);
+#if GENRT_VEC_BYTES >= 32
+    case 4: return direct_tile_nv<T, 4>(nv);
+    case 5: return direct_tile_nv<T, 5>(nv);
+#endif
+#if GENRT_VEC_BYTES >= 64
+    case 6: return direct_tile_nv<T, 6>(nv);
+    case 7: return direct_tile_nv<T, 7>(nv);
+#endif
+    default: return direct_tile_nv<T, kMR>(nv);
+  }
+}
+
+template <typename T>
+void direct_task(const PhaseCtx<T>& C, const Task& t) {
+  const ConvTranspose2dProblem& P = *C.P;
+  const Phase1D &H = C.ph_h[size_t(t.rh)], &Wd = C.ph_w[size_t(t.rw)];
+  const Phase1D::Cls& hc = H.cls[size_t(t.ch)];
+  const int64_t hh = hc.j1 - hc.j0, nvr = (Wd.n_out + W<T> - 1) / W<T>, total = P.N * hh * nvr;
+  RowVec rv[4];
+  const int nv = int(std::min<int64_t>(C.nvt, total - t.q0));
+  for (int v = 0; v < nv; ++v) {
+    const int64_t i = t.q0 + v, n = i / (hh * nvr), jh = hc.j0 + (i / nvr) % hh, jw0 = (i % nvr) * W<T>;
+    rv[v].in = (n * P.Cin + t.g * C.Cin_g) * P.H * C.Wp + jh * C.Wp + C.Lpad + jw0;
+    rv[v].out = n * P.Cout * C.HWo + (H.r + P.sh * jh) * P.Wo + Wd.r + P.sw * jw0;
+    rv[v].valid = int(std::min<int64_t>(W<T>, Wd.n_out - jw0));
+  }
+  const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
+  const T* wp = C.wpack[size_t((t.rh * P.sw + t.rw) * P.groups + t.g)].data();
+  for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
+    const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
+    pick_direct_tile<T>(mr, nv)(C, H, Wd, hc, wp + cb * Th * Tw * C.Cin_g * kMR, rv, t.g * C.Cout_g + cb * kMR);
+  }
+}
+
+// Direct mode pays for lanes past the end of short phase rows and for zero columns at the left/right borders;
+// packed mode pays for copying a B panel per pixel tile, shared by C_out/groups channels.
+template <typename T>
+bool prefer_direct(const ConvTranspose2dProblem& P, const std::vector<Phase1D>& ph_w) {
+  double lanes = 0, used = 0, taps_all = 0, taps_valid = 0;
+  for (const Phase1D& p : ph_w) {
+    lanes += double((p.n_out + W<T> - 1) / W<T> * W<T>);
+    used += double(p.n_out);
+    for (const Phase1D::Cls& c : p.cls) {
+      taps_all += double(p.k.size()) * double(c.j1 - c.j0);
+      taps_valid += double(c.t1 - c.t0) * double(c.j1 - c.j0);
+    }
+  }
+  if (used == 0 || taps_valid == 0) return false;
+  const double direct = lanes / used * taps_all / taps_valid;
+  const double packed = 1.0 + 20.0 / double(P.Cout / P.groups);
+  return direct <= packed;
+}
+
+template <typename T>
+void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, const Epilogue<T>& ep,
+                int threads) {
+  PhaseCtx<T> C;
+  C.P = &P;
+  C.x = x;
+  C.y = y;
+  C.ep = ep;
+  C.Cin_g = P.Cin / P.groups;
+  C.Cout_g = P.Cout / P.groups;
+  C.HW = P.H * P.W;
+  C.HWo = P.Ho * P.Wo;
+  C.n_cb = (C.Cout_g + kMR - 1) / kMR;
+  for (int64_t r = 0; r < P.sh; ++r) C.ph_h.push_back(make_phase(r, P.sh, P.ph, P.dh, P.kH, P.H, P.Ho));
+  for (int64_t r = 0; r < P.sw; ++r) C.ph_w.push_back(make_phase(r, P.sw, P.pw, P.dw, P.kW, P.W, P.Wo));
+  pack_phase_weights(C, w, threads);
+
+  const bool direct = prefer_direct<T>(P, C.ph_w);
+  std::vector<Task> tasks;
+  if (direct) {
+    int64_t lo = 0, hi = P.W - 1;
+    for (const Phase1D& p : C.ph_w)
+      for (size_t t = 0; t < p.k.size(); ++t) {
+        lo = std::min(lo, p.base[t]);
+        hi = std::max(hi, p.base[t] + p.n_out - 1);
+      }
+    C.Lpad = -lo;
+    C.Wp = C.Lpad + hi + 1;
+    C.HWp = P.H * C.Wp;
+    C.nvt = C.Cout_g <= 4 ? kNVwide : kNV;
+    const int64_t rows = P.N * P.Cin * P.H;
+    // Scratch kept per calling thread: a fresh allocation would page-fault on every call.
+    thread_local std::vector<T> xpad_store;
+    const size_t xpad_size = size_t(rows * C.Wp + C.Wp + 4 * W<T>);
+    if (xpad_store.size() < xpad_size) {
+      xpad_store.clear();
+      xpad_store.shrink_to_fit();
+      xpad_store.resize(xpad_size);
+    }
+    C.xpad = xpad_store.data();
+    T* xp = C.xpad;
+    parallel_for(rows, threads, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        T* d = xp + r * C.Wp;
+        std::fill(d, d + C.Lpad, T(0));
+        std::memcpy(d + C.Lpad, x + r * P.W, size_t(P.W) * sizeof(T));
+        std::fill(d + C.Lpad + P.W, d + C.Wp, T(0));
+      }
+    });
+    std::fill(xp + rows * C.Wp, xp + xpad_size, T(0));
+    for (int32_t rh = 0; rh < int32_t(P.sh); ++rh)
+      for (int32_t rw = 0; rw < int32_t(P.sw); ++rw) {
+        const int64_t nvr = (C.ph_w[size_t(rw)].n_out + W<T> - 1) / W<T>;
+        for (int64_t g = 0; g < P.groups; ++g)
+          for (int32_t ch = 0; ch < int32_t(C.ph_h[size_t(rh)].cls.size()); ++ch) {
+            const auto& hc = C.ph_h[size_t(rh)].cls[size_t(ch)];
+            const int64_t total = P.N * (hc.j1 - hc.j0) * nvr;
+            for (int64_t q0 = 0; q0 < total; q0 += C.nvt) tasks.push_back({rh, rw, ch, 0, g, q0, 0, C.n_cb});
+          }
+      }
+  } else {
+  for (int32_t rh = 0; rh < int32_t(P.sh); ++rh)
+    for (int32_t rw = 0; rw < int32_t(P.sw); ++rw)
+      for (int64_t g = 0; g < P.groups; ++g)
+        for (int32_t ch = 0; ch < int32_t(C.ph_h[size_t(rh)].cls.size()); ++ch)
+          for (int32_t cw = 0; cw < int32_t(C.ph_w[size_t(rw)].cls.size()); ++cw) {
+            const auto &hc = C.ph_h[size_t(rh)].cls[size_t(ch)], &wc = C.ph_w[size_t(rw)].cls[size_t(cw)];
+            const int64_t total = P.N * (hc.j1 - hc.j0) * (wc.j1 - wc.j0);
+            for (int64_t q0 = 0; q0 < total; q0 += NR<T>) tasks.push_back({rh, rw, ch, cw, g, q0, 0, C.n_cb});
+          }
+  }
+  // Phases of the same input rows run back to back (and, with the pool's contiguous chunks, on the same thread),
+  // so each input row is read from memory once, not once per phase.
+  {
+    std::vector<std::pair<int64_t, size_t>> key(tasks.size());
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      const Task& t = tasks[i];
+      const Phase1D &H = C.ph_h[size_t(t.rh)], &Wd = C.ph_w[size_t(t.rw)];
+      const Phase1D::Cls& hc = H.cls[size_t(t.ch)];
+      const int64_t hh = hc.j1 - hc.j0;
+      int64_t n, jh, jw;
+      if (direct) {
+        const int64_t nvr = (Wd.n_out + W<T> - 1) / W<T>;
+        n = t.q0 / (hh * nvr);
+        jh = hc.j0 + (t.q0 / nvr) % hh;
+        jw = (t.q0 % nvr) * W<T>;
+      } else {
+        const Phase1D::Cls& wc = Wd.cls[size_t(t.cw)];
+        const int64_t ww = wc.j1 - wc.j0;
+        n = t.q0 / (hh * ww);
+        jh = hc.j0 + (t.q0 / ww) % hh;
+        jw = wc.j0 + t.q0 % ww;
+      }
+      key[i] = {((t.g * P.N + n) * (P.H + 1) + jh) * (P.W + 1) + jw, i};
+    }
+    std::stable_sort(key.begin(), key.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<Task> sorted(tasks.size());
+    for (size_t i = 0; i < tasks.size(); ++i) sorted[i] = tasks[key[i].second];
+    tasks.swap(sorted);
+  }
+  // Too few pixel tiles for the threads: split the output channels as well.
+  const int64_t want = int64_t(threads) * 8;
+  if (threads > 1 && int64_t(tasks.size()) < want && C.n_cb > 1) {
+    const int64_t split = std::min<int64_t>(C.n_cb, (want + int64_t(tasks.size()) - 1) / int64_t(tasks.size()));
+    std::vector<Task> more;
+    for (const Task& t : tasks)
+      for (int64_t s = 0; s < split; ++s) {
+        Task u = t;
+        u.cb0 = C.n_cb * s / split;
+        u.cb1 = C.n_cb * (s + 1) / split;
+        if (u.cb0 < u.cb1) more.push_back(u);
+      }
+    tasks.swap(more);
+  }
+  parallel_for(int64_t(tasks.size()), threads, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<T> panel;
+    for (int64_t i = i0; i < i1; ++i) {
+      if (direct)
+        direct_task(C, tasks[size_t(i)]);
+      else
+        phase_task(C, tasks[size_t(i)], panel);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Column GEMM
+
+#if GENRT_VEC_BYTES >= 64
+constexpr int kNVcw = 8;  // column tiles of the column GEMM when it has at most 2 pixel rows
+#else
+constexpr int kNVcw = 4;
+#endif
+
+template <typename T>
+constexpr int NRcol = (kNVcw > kNV ? kNVcw : kNV) * W<T>;  // widest column tile
+
+template <typename T, int MR, int NV>
+void col_tile(int64_t K, const T* apanel, const T* b, int64_t ldb, T* out, int64_t ldo) {
+  vec_t<T> acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
+  if (ldb > NV * W<T>)
+    micro<T, MR, NV, 8>(K, apanel, kMR, b, ldb, acc);
+  else
+    micro<T, MR, NV>(K, apanel, kMR, b, ldb, acc);
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) store<T>(out + m * ldo + v * W<T>, acc[m][v]);
+}
+
+template <typename T>
+using ColTileFn = void (*)(int64_t, const T*, const T*, int64_t, T*, int64_t);
+
+template <typename T, int MR>
+ColTileFn<T> col_tile_nv(int nv) {
+  if constexpr (kNV >= 2) {
+    if (nv >= 2) return &col_tile<T, MR, kNV>;
+  }
+  (void)nv;
+  return &col_tile<T, MR, 1>;
+}
+
+template <typename T>
+ColTileFn<T> pick_col_tile(int mr, int nv, bool wide) {
+  if (wide) return mr == 1 ? &col_tile<T, 1, kNVcw> : &col_tile<T, 2, kNVcw>;
+  switch (mr) {
+    case 1: return col_tile_nv<T, 1>(nv);
+    case 2: return col_tile_nv<T, 2>(nv);
+    case 3: return col_tile_nv<T, 3>(nv);
+#if GENRT_VEC_BYTES >= 32
+    case 4: return col_tile_nv<T, 4>(nv);
+    case 5: return col_tile_nv<T, 5>(nv);
+#endif
+#if GENRT_VEC_BYTES >= 64
+    case 6: return col_tile_nv<T, 6>(nv);
+    case 7: return col_tile_nv<T, 7>(nv);
+#endif
+    default: return col_tile_nv<T, kMR>(nv);
+  }
+}
+
+// Column GEMM with more than two pixels: the roles swap. MR consecutive columns of one weight row (one cache line)
+// are broadcast in place and the pixels are the vectors, from x^T packed [C_in/groups][NV*W] (L1-resident), so
+// the weights stream through exactly once, in order, prefetched ahead.
+#if GENRT_VEC_BYTES >= 64
+constexpr int kCTNV = 4;
+template <int NV>
+constexpr int ct_mr = NV == 1 ? 16 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
+#else
+constexpr int kCTNV = 2;
+template <int NV>
+constexpr int ct_mr = NV == 1 ? 12 : 6;
+#endif
+constexpr int kCTMRmax = ct_mr<1>;
+
+template <typename T, int NV>
+void ct_tile(int64_t K, const T* a, int64_t lda, const T* b, T* out /*[MR][NV*W]*/) {
+  constexpr int MR = ct_mr<NV>;
+  vec_t<T> acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
+  for (int64_t k = 0; k < K; ++k) {
+    __builtin_prefetch(a + 48 * lda);
+    vec_t<T> bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W<T>);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const vec_t<T> av = bcast<T>(a[m]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
+    }
+    a += lda;
+    b += NV * W<T>;
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) store<T>(out + (m * NV + v) * W<T>, acc[m][v]);
+}
+
+template <typename T>
+void col_gemm_ct(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, const Epilogue<T>& ep,
+                 int threads) {
+  const int64_t Cin_g = P.Cin / P.groups, Cout_g = P.Cout / P.groups, HW = P.H * P.W, HWo = P.Ho * P.Wo;
+  const int64_t kk = P.kH * P.kW, J = Cout_g * kk, Np = P.N * HW;
+  const int nvb = int(std::min<int64_t>(kCTNV, (Np + W<T> - 1) / W<T>));
+  const int64_t PB = int64_t(nvb) * W<T>, n_pb = (Np + PB - 1) / PB;
+  int mrc = 0;
+  void (*tile_fn)(int64_t, const T*, int64_t, const T*, T*) = nullptr;
+  switch (nvb) {
+    case 1: mrc = ct_mr<1>; tile_fn = &ct_tile<T, 1>; break;
+#if GENRT_VEC_BYTES >= 64
+    case 3: mrc = ct_mr<3>; tile_fn = &ct_tile<T, 3>; break;
+    case 4: mrc = ct_mr<4>; tile_fn = &ct_tile<T, 4>; break;
+#endif
+    default: mrc = ct_mr<2>; tile_fn = &ct_tile<T, 2>; break;
+  }
+  // x^T per group and pixel block: [group][pixel block][C_in/groups][PB], zero padded.
+  std::vector<T> xt(size_t(P.groups * n_pb * Cin_g * PB));
+  parallel_for(P.groups * n_pb, threads, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t g = i / n_pb, pb = i % n_pb;
+      T* dst = xt.data() + i * Cin_g * PB;
+      for (int64_t ci = 0; ci < Cin_g; ++ci)
+        for (int64_t l = 0; l < PB; ++l) {
+          const int64_t p = pb * PB + l;
+          *dst++ = p < Np ? x[((p / HW) * P.Cin + g * Cin_g + ci) * HW + p % HW] : T(0);
+        }
+    }
+  });
+  // Input row segments of each pixel block: the scatter checks a row once and clips its column range.
+  struct RowSeg {
+    int64_t l0, len, ybase, oh0, ow0;  // tile offset, pixels, y offset of (n, oh0, ow0), first output row/col
+  };
+  std::vector<std::vector<RowSeg>> segs(static_cast<size_t>(n_pb));
+  for (int64_t pb = 0; pb < n_pb; ++pb)
+    for (int64_t p = pb * PB; p < std::min<int64_t>(Np, (pb + 1) * PB);) {
+      const int64_t n = p / HW, ih = (p % HW) / P.W, iw = p % P.W;
+      const int64_t len = std::min<int64_t>({P.W - iw, (pb + 1) * PB - p, Np - p});
+      const int64_t oh0 = ih * P.sh - P.ph, ow0 = iw * P.sw - P.pw;
+      segs[size_t(pb)].push_back({p - pb * PB, len, n * P.Cout * HWo + oh0 * P.Wo + ow0, oh0, ow0});
+      p += len;
+    }
+  const int64_t per_group =
+      std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + P.groups - 1) / P.groups));
+  parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<T> tail;
+    T tile[kCTMRmax * kCTNV * W<T>];
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t g = i / per_group, s = i % per_group;
+      const int64_t co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
+      if (co0 >= co1) continue;
+      for (int64_t n = 0; n < P.N; ++n)
+        std::memset(y + (n * P.Cout + g * Cout_g + co0) * HWo, 0, size_t((co1 - co0) * HWo) * sizeof(T));
+      const T* wg = w + g * Cin_g * J;
+      for (int64_t jt = co0 * kk; jt < co1 * kk; jt += mrc) {
+        const int ncols = int(std::min<int64_t>(mrc, co1 * kk - jt));
+        const T* a = wg + jt;
+        int64_t lda = J;
+        if (jt + mrc > J) {  // past the end of the weight rows: a zero-padded copy
+          tail.assign(size_t(Cin_g * mrc), T(0));
+          for (int64_t ci = 0; ci < Cin_g; ++ci)
+            for (int c = 0; c < J - jt; ++c) tail[size_t(ci * mrc + c)] = wg[ci * J + jt + c];
+          a = tail.data();
+          lda = mrc;
+        }
+        for (int64_t pb = 0; pb < n_pb; ++pb) {
+          tile_fn(Cin_g, a, lda, xt.data() + (g * n_pb + pb) * Cin_g * PB, tile);
+          for (int c = 0; c < ncols; ++c) {
+            const int64_t j = jt + c, co = j / kk, tap = j % kk;
+            const int64_t dh = (tap / P.kW) * P.dh, dw = (tap % P.kW) * P.dw;
+            T* yc = y + (g * Cout_g + co) * HWo + dh * P.Wo + dw;
+            const T* tr = tile + c * PB;
+            for (const RowSeg& r : segs[size_t(pb)]) {
+              const int64_t oh = r.oh0 + dh, ow = r.ow0 + dw;
+              if (oh < 0 || oh >= P.Ho) continue;
+              // columns ow + i*sw inside [0, Wo)
+              const int64_t i0 = ow >= 0 ? 0 : (-ow + P.sw - 1) / P.sw;
+              const int64_t i1 = ow >= P.Wo ? 0 : std::min<int64_t>(r.len, (P.Wo - 1 - ow) / P.sw + 1);
+              T* yr = yc + r.ybase;
+              const T* t = tr + r.l0;
+              for (int64_t i = i0; i < i1; ++i) yr[i * P.sw] += t[i];
+            }
+          }
+        }
+      }
+      for (int64_t n = 0; n < P.N; ++n)
+        for (int64_t co = co0; co < co1; ++co)
+          ep.run(y + (n * P.Cout + g * Cout_g + co) * HWo, HWo, g * Cout_g + co);
+    }
+  });
+}
+
+template <typename T>
+void col_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, const Epilogue<T>& ep, int threads) {
+  const int64_t Cin_g = P.Cin / P.groups, Cout_g = P.Cout / P.groups, HW = P.H * P.W, HWo = P.Ho * P.Wo;
+  const int64_t kk = P.kH * P.kW, J = Cout_g * kk, Np = P.N * HW, n_pb = (Np + kMR - 1) / kMR;
+  // x^T per group, packed as [group][pixel block][C_in/groups][MR].
+  std::vector<T> xp(size_t(P.groups * n_pb * Cin_g * kMR));
+  parallel_for(P.groups * n_pb, threads, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t g = i / n_pb, pb = i % n_pb;
+      T* dst = xp.data() + i * Cin_g * kMR;
+      for (int64_t ci = 0; ci < Cin_g; ++ci)
+        for (int m = 0; m < kMR; ++m) {
+          const int64_t p = pb * kMR + m;
+          *dst++ = p < Np ? x[((p / HW) * P.Cin + g * Cin_g + ci) * HW + p % HW] : T(0);
+        }
+    }
+  });
+  // Work: (group, channel chunk); a chunk owns its output channels.
+  const int64_t per_group = std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + P.groups - 1) / P.groups));
+  // One or two pixels: wide column tiles (kNVcw vectors) so each weight row is read in long runs. Otherwise
+  // MR x NR tiles; a column tile of w used by several pixel blocks is first copied to a contiguous panel (rows
+  // of w are a multiple of 4 KiB apart in the typical layers, which would map them all to the same L1 sets).
+  const bool wide = Np <= 2;
+  const int64_t NRc = wide ? int64_t(kNVcw) * W<T> : NR<T>;
+  parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<T> tail;
+    T tile[kMR * NRcol<T>];
+    int64_t col_off[NRcol<T>], col_dh[NRcol<T>], col_dw[NRcol<T>];
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t g = i / per_group, s = i % per_group;
+      const int64_t co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
+      if (co0 >= co1) continue;
+      for (int64_t n = 0; n < P.N; ++n)
+        std::memset(y + (n * P.Cout + g * Cout_g + co0) * HWo, 0, size_t((co1 - co0) * HWo) * sizeof(T));
+      const T* wg = w + g * Cin_g * J;
+      for (int64_t jt = co0 * kk; jt < co1 * kk; jt += NRc) {
+        const int ncols = int(std::min<int64_t>(NRc, co1 * kk - jt));
+        const T* b = wg + jt;
+        int64_t ldb = J;
+        if (jt + NRc > J) {  // past the end of the weight rows: a zero-padded copy
+          tail.assign(size_t(Cin_g * NRc), T(0));
+          for (int64_t ci = 0; ci < Cin_g; ++ci)
+            for (int c = 0; c < J - jt; ++c) tail[size_t(ci * NRc + c)] = wg[ci * J + jt + c];
+          b = tail.data();
+          ldb = NRc;
+        } else if (n_pb > 4) {
+          tail.resize(size_t(Cin_g * NRc));
+          for (int64_t ci = 0; ci < Cin_g; ++ci)
+            for (int v = 0; v < NRc; v += W<T>) store<T>(tail.data() + ci * NRc + v, load<T>(wg + ci * J + jt + v));
+          b = tail.data();
+          ldb = NRc;
+        }
+        for (int c = 0; c < ncols; ++c) {
+          const int64_t j = jt + c, co = j / kk, tap = j % kk;
+          col_dh[c] = (tap / P.kW) * P.dh;
+          col_dw[c] = (tap % P.kW) * P.dw;
+          col_off[c] = (g * Cout_g + co) * HWo + col_dh[c] * P.Wo + col_dw[c];
+        }
+        const int nv = (ncols + W<T> - 1) / W<T>;
+        for (int64_t pb = 0; pb < n_pb; ++pb) {
+          const int mr = int(std::min<int64_t>(kMR, Np - pb * kMR));
+          pick_col_tile<T>(mr, nv, wide)(Cin_g, xp.data() + (g * n_pb + pb) * Cin_g * kMR, b, ldb, tile, NRc);
+          for (int m = 0; m < mr; ++m) {
+            const int64_t p = pb * kMR + m, n = p / HW, ih = (p % HW) / P.W, iw = p % P.W;
+            const int64_t oh0 = ih * P.sh - P.ph, ow0 = iw * P.sw - P.pw;
+            T* yb = y + n * P.Cout * HWo + oh0 * P.Wo + ow0;
+            const T* tr = tile + m * NRc;
+            for (int c = 0; c < ncols; ++c) {
+              const int64_t oh = oh0 + col_dh[c], ow = ow0 + col_dw[c];
+              if (oh >= 0 && oh < P.Ho && ow >= 0 && ow < P.Wo) yb[col_off[c]] += tr[c];
+            }
+          }
+        }
+      }
+      for (int64_t n = 0; n < P.N; ++n)
+        for (int64_t co = co0; co < co1; ++co)
+          ep.run(y + (n * P.Cout + g * Cout_g + co) * HWo, HWo, g * Cout_g + co);
+    }
+  });
+}
+
+// Few input pixels per weight: the column GEMM uses the weights in place instead of packing them.
+bool use_col_gemm(const ConvTranspose2dProblem& P) {
+  return P.N * P.H * P.W <= P.Cin / P.groups;
+}
+
+template <typename T>
+void forward_impl(const ConvTranspose2dProblem& P, const T* x, const T* w, const T* bias, const T* scale,
+                  const T* shift, T* y, int threads) {
+  threads = std::max(threads, 1);
+  const double flops = double(P.N) * double(P.Cin) * double(P.H * P.W) * double(P.Cout / P.groups) *
+                       double(P.kH * P.kW);
+  if (flops < 2e5) threads = 1;
+  const Epilogue<T> ep{bias, scale, shift, P.activation, T(P.slope)};
+  if (use_col_gemm(P)) {
+    if (P.N * P.H * P.W <= 2)
+      col_gemm(P, x, w, y, ep, threads);
+    else
+      col_gemm_ct(P, x, w, y, ep, threads);
+  }
+  else
+    phase_gemm(P, x, w, y, ep, threads);
+}
+
+}  // namespace
+
+void conv_transpose2d_forward_kernel(const ConvTranspose2dProblem& P, const float* x, const float* w,
+                                     const float* bias, const float* scale, const float* shift, float* y,
+                                     int threads) {
+  forward_impl(P, x, w, bias, scale, shift, y, threads);
+}
+void conv_transpose2d_forward_kernel(const ConvTranspose2dProblem& P, const double* x, const double* w,
+                                     const double* bias, const double* scale, const double* shift, double* y,
+                                     int threads) {
+  forward_impl(P, x, w, bias, scale, shift, y, threads);
+}
+
+}  // namespace GENRT_ISA_NS
+}  // namespace genrt
