@@ -38,11 +38,22 @@ JOHNSON = [
 
 def ort_session(w, stride, padding, output_padding, threads):
     k = list(w.shape[2:])
-    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[stride] * 2, pads=[padding] * 4,
-                            output_padding=[output_padding] * 2, kernel_shape=k)
-    graph = helper.make_graph([node], "ct", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(w, "w")])
+    node = helper.make_node(
+        "ConvTranspose",
+        ["x", "w"],
+        ["y"],
+        strides=[stride] * 2,
+        pads=[padding] * 4,
+        output_padding=[output_padding] * 2,
+        kernel_shape=k,
+    )
+    graph = helper.make_graph(
+        [node],
+        "ct",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     so = ort.SessionOptions()
@@ -112,9 +123,14 @@ def main():
     peak = sgemm_rate(args.threads, args.repeats)
     print(f"threads={args.threads} isa={kernels.cpu_isa()} torch={torch.__version__} onnxruntime={ort.__version__}")
     print(f"sgemm ceiling (torch.mm 2048x1024 @ 1024x1024): {peak:.1f} GFLOP/s\n")
-    hdr = (f"{'layer':<26}{'batch':>6}{'genrt ms':>10}{'torch ms':>10}{'ORT ms':>9}{'genrt GF/s':>11}"
-           f"{'torch GF/s':>11}{'ORT GF/s':>9}{'vs torch':>9}{'vs ORT':>8}{'of sgemm':>9}")
-    runs = [("DCGAN-64 generator", DCGAN, [int(b) for b in args.batches.split(",")]), ("Johnson upsampling", JOHNSON, [1])]
+    hdr = (
+        f"{'layer':<26}{'batch':>6}{'genrt ms':>10}{'torch ms':>10}{'ORT ms':>9}{'genrt GF/s':>11}"
+        f"{'torch GF/s':>11}{'ORT GF/s':>9}{'vs torch':>9}{'vs ORT':>8}{'of sgemm':>9}"
+    )
+    runs = [
+        ("DCGAN-64 generator", DCGAN, [int(b) for b in args.batches.split(",")]),
+        ("Johnson upsampling", JOHNSON, [1]),
+    ]
     for model, layers, batches in runs:
         for n in batches:
             print(f"{model}, batch {n}")
@@ -126,15 +142,21 @@ def main():
                 tot += [flops, tg, tt, to]
                 if spec[0].startswith(("dcgan2", "dcgan3", "dcgan4")):
                     big += [flops, tg]
-                print(f"{spec[0]:<26}{n:>6}{tg * 1e3:>10.3f}{tt * 1e3:>10.3f}{to * 1e3:>9.3f}{flops / tg / 1e9:>11.1f}"
-                      f"{flops / tt / 1e9:>11.1f}{flops / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x"
-                      f"{flops / tg / 1e9 / peak:>9.0%}")
+                print(
+                    f"{spec[0]:<26}{n:>6}{tg * 1e3:>10.3f}{tt * 1e3:>10.3f}{to * 1e3:>9.3f}{flops / tg / 1e9:>11.1f}"
+                    f"{flops / tt / 1e9:>11.1f}{flops / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x"
+                    f"{flops / tg / 1e9 / peak:>9.0%}"
+                )
             f, tg, tt, to = tot
-            print(f"{'total':<26}{n:>6}{tg * 1e3:>10.3f}{tt * 1e3:>10.3f}{to * 1e3:>9.3f}{f / tg / 1e9:>11.1f}"
-                  f"{f / tt / 1e9:>11.1f}{f / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x{f / tg / 1e9 / peak:>9.0%}")
+            print(
+                f"{'total':<26}{n:>6}{tg * 1e3:>10.3f}{tt * 1e3:>10.3f}{to * 1e3:>9.3f}{f / tg / 1e9:>11.1f}"
+                f"{f / tt / 1e9:>11.1f}{f / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x{f / tg / 1e9 / peak:>9.0%}"
+            )
             if big[0]:
-                print(f"{'layers 2-4 (big three)':<26}{n:>6}{big[1] * 1e3:>10.3f}{'':>30}{big[0] / big[1] / 1e9:>11.1f}"
-                      f"{'':>37}{big[0] / big[1] / 1e9 / peak:>9.0%}")
+                print(
+                    f"{'layers 2-4 (big three)':<26}{n:>6}{big[1] * 1e3:>10.3f}{'':>30}{big[0] / big[1] / 1e9:>11.1f}"
+                    f"{'':>37}{big[0] / big[1] / 1e9 / peak:>9.0%}"
+                )
             print()
 
 

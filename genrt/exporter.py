@@ -53,10 +53,32 @@ def _mbd_portable(M):
     return op.Sub(total, op.CastLike(1.0, total))
 
 
+def _conv_transpose2d(input, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), groups=1,
+                      dilation=(1, 1)):  # fmt: skip
+    # Standard ConvTranspose in both flavours: genrt.load fuses it with its BatchNorm and activation at load time.
+    from onnxscript import opset18 as op
+
+    attrs = dict(
+        strides=list(stride),
+        pads=[padding[0], padding[1], padding[0], padding[1]],
+        output_padding=list(output_padding),
+        dilations=list(dilation),
+        group=groups,
+    )
+    return (
+        op.ConvTranspose(input, weight, bias, **attrs)
+        if bias is not None
+        else op.ConvTranspose(input, weight, **attrs)
+    )
+
+
 def _translation_table(portable: bool) -> dict:
     import genrt.ops  # noqa: F401  (registers the ops)
 
-    return {torch.ops.genrt.minibatch_discrimination.default: _mbd_portable if portable else _mbd_native}
+    return {
+        torch.ops.genrt.minibatch_discrimination.default: _mbd_portable if portable else _mbd_native,
+        torch.ops.genrt.conv_transpose2d.default: _conv_transpose2d,
+    }
 
 
 def _as_tuple(example_inputs) -> tuple:

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 from genrt._torch import torch
 from genrt.errors import ArgumentError, ShapeError
-from genrt.ops import minibatch_discrimination
+from genrt.ops import conv_transpose2d, minibatch_discrimination
 
-__all__ = ["MinibatchDiscrimination"]
+__all__ = ["ConvTranspose2d", "MinibatchDiscrimination"]
+
+
+class ConvTranspose2d(torch.nn.ConvTranspose2d):
+    """``torch.nn.ConvTranspose2d`` running genrt's transposed-convolution kernel on CPU.
+
+    Same constructor, parameters, state dict and output as the torch module (it is a subclass), so it can
+    replace it in a trained model. Only ``padding_mode="zeros"`` exists for transposed convolutions in torch too.
+    """
+
+    def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if input.dim() != 4:
+            raise ShapeError(f"input: expected a 4-D tensor (N, C, H, W), got shape {tuple(input.shape)}")
+        output_padding = self._output_padding(
+            input, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
+        )
+        return conv_transpose2d(
+            input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
+        )
 
 
 class MinibatchDiscrimination(torch.nn.Module):
