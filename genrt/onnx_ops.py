@@ -30,6 +30,8 @@ def register_schemas() -> None:
         param = defs.OpSchema.FormalParameter
         attr = defs.OpSchema.Attribute
         INT = defs.OpSchema.AttrType.INT
+        INTS = defs.OpSchema.AttrType.INTS
+        optional = defs.OpSchema.FormalParameterOption.Optional
         schemas = [
             defs.OpSchema(
                 "MinibatchDiscrimination",
@@ -40,6 +42,36 @@ def register_schemas() -> None:
                 outputs=[param("o", "T", "(N, B)")],
                 type_constraints=[T],
                 attributes=[attr("threads", INT, "kernel threads (0: all CPUs); set by genrt.load", required=False)],
+            ),
+            defs.OpSchema(
+                "ConvTranspose",
+                DOMAIN,
+                VERSION,
+                doc="ONNX ConvTranspose, then act((y + B) * scale + shift) per output channel, in one pass.",
+                inputs=[
+                    param("X", "T", "(N, C_in, H, W)"),
+                    param("W", "T", "(C_in, C_out / group, kH, kW)"),
+                    param("B", "T", "(C_out,)", param_option=optional),
+                    param("scale", "T", "(C_out,): a folded BatchNormalization", param_option=optional),
+                    param("shift", "T", "(C_out,)", param_option=optional),
+                ],
+                outputs=[param("Y", "T", "(N, C_out, H_out, W_out)")],
+                type_constraints=[T],
+                attributes=[
+                    attr("strides", INTS, "(sh, sw)", required=False),
+                    attr("pads", INTS, "[top, left, bottom, right], symmetric", required=False),
+                    attr("output_padding", INTS, "(oph, opw)", required=False),
+                    attr("dilations", INTS, "(dh, dw)", required=False),
+                    attr("group", INT, "groups", required=False),
+                    attr(
+                        "activation",
+                        defs.OpSchema.AttrType.STRING,
+                        "none|relu|leaky_relu|tanh|sigmoid",
+                        required=False,
+                    ),
+                    attr("alpha", defs.OpSchema.AttrType.FLOAT, "leaky_relu slope", required=False),
+                    attr("threads", INT, "kernel threads; set by genrt.load", required=False),
+                ],
             ),
         ]
         for schema in schemas:

@@ -9,6 +9,7 @@
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
 
+#include <memory>
 #include <string>
 #include <vector>
 

@@ -52,9 +52,7 @@ def load(path_or_name, *, device: str = "cpu", threads: int | None = None, provi
     if fmt == "onnx":
         model = load_onnx(path)
         metadata = onnx_metadata(model)
-        session, used, native = create_session(model, path, device=device, threads=threads, providers=providers)
-        how = "genrt kernel" if native else "standard ONNX ops (genrt's ORT library not built)"
-        kernels = {op: how for op in used}
+        session, kernels = create_session(model, path, device=device, threads=threads, providers=providers)
         runner = _OrtRunner(session)
     else:
         from genrt.runtime.torch_backend import TorchRunner

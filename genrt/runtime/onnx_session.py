@@ -78,39 +78,48 @@ def _providers(device: str, providers):
     raise ArgumentError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
 
 
-def prepare(model: onnx.ModelProto, threads: int) -> tuple[onnx.ModelProto, list[str], bool]:
-    """Makes the genrt-domain nodes runnable. Returns (model, genrt ops used, whether the library is needed).
+def prepare(model: onnx.ModelProto, threads: int, device: str) -> tuple[onnx.ModelProto, dict[str, str], bool]:
+    """Makes the model ready for ORT. Returns (model, {genrt op: how it runs}, whether genrt's library is needed).
 
-    With the library: each genrt node gets the session's thread count as its `threads` attribute. Without it:
-    the ops are defined as model-local functions of standard ops, and genrt says so once.
+    With the library: ConvTranspose chains are rewritten to genrt's fused op where it measured faster (CPU only),
+    and each genrt node gets the session's thread count as its `threads` attribute. Without it: genrt ops are
+    defined as model-local functions of standard ops, and genrt says so once.
     """
     global _warned_no_library
-    nodes = onnx_ops.genrt_nodes(model)
-    used = sorted({n.op_type for n in nodes})
-    if not nodes:
-        return model, used, False
-    if ort_ops_library():
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-        for node in onnx_ops.genrt_nodes(out):
-            kept = [a for a in node.attribute if a.name != "threads"]
-            del node.attribute[:]
-            node.attribute.extend(kept + [onnx.helper.make_attribute("threads", threads)])
-        return out, used, True
-    if not _warned_no_library:
-        warnings.warn(
-            "genrt's ONNX Runtime kernels are not built (no ORT headers at build time): running genrt ops as "
-            "standard ONNX ops, which is slower. See scripts/fetch_ort_headers.sh.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        _warned_no_library = True
-    return onnx_ops.inline_decompositions(model), used, False
+    used = sorted({n.op_type for n in onnx_ops.genrt_nodes(model)})
+    library = ort_ops_library()
+    if library is None:
+        if used and not _warned_no_library:
+            warnings.warn(
+                "genrt's ONNX Runtime kernels are not built (no ORT headers at build time): running genrt ops as "
+                "standard ONNX ops, which is slower. See scripts/fetch_ort_headers.sh.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            _warned_no_library = True
+        how = "standard ONNX ops (genrt's ORT library not built)"
+        return onnx_ops.inline_decompositions(model) if used else model, {op: how for op in used}, False
+    kernels = {op: "genrt kernel" for op in used}
+    if device == "cpu":
+        from genrt.runtime.fuse import fuse
+
+        model, fused = fuse(model, threads=threads, library=library)
+        if fused:
+            kernels["ConvTranspose"] = f"genrt fused kernel for {len(fused)} layer(s): " + "; ".join(fused)
+    if not onnx_ops.genrt_nodes(model):
+        return model, kernels, False
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for node in onnx_ops.genrt_nodes(out):
+        kept = [a for a in node.attribute if a.name != "threads"]
+        del node.attribute[:]
+        node.attribute.extend(kept + [onnx.helper.make_attribute("threads", threads)])
+    return out, kernels, True
 
 
 def create_session(model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers):
-    """Returns (session, genrt ops the model uses, whether they run on genrt's kernels)."""
-    model, used, native = prepare(model, threads)
+    """Returns (session, {genrt op: how it runs})."""
+    model, kernels, native = prepare(model, threads, device if providers is None else "custom")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -124,7 +133,7 @@ def create_session(model: onnx.ModelProto, path: Path, *, device: str, threads: 
         raise
     except Exception as exc:
         raise InvalidModelError(f"{path}: onnxruntime cannot load this model: {exc}") from None
-    return session, used, native
+    return session, kernels
 
 
 def io_specs(args) -> list[IOSpec]:

@@ -1,0 +1,266 @@
+"""Load-time rewrite: ConvTranspose [-> BatchNormalization] [-> activation] -> genrt.ConvTranspose.
+
+A chain is rewritten only where genrt's fused kernel measured faster than ONNX Runtime running the original
+nodes, on that layer's shape, dtype, thread count and instruction set. Each decision is measured once and kept
+in a JSON cache (``$GENRT_CACHE_DIR``, default ``~/.cache/genrt``). ``GENRT_CONV_TRANSPOSE=genrt|ort`` forces
+the choice (tests and benchmarks use it); the default is ``auto``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper, shape_inference
+
+import genrt
+from genrt import onnx_ops
+
+ACTIVATIONS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+_BATCHES = (1, 16)  # decisions weigh a single image and a batch
+_lock = threading.Lock()
+
+
+@dataclass
+class Chain:
+    conv: onnx.NodeProto
+    bn: onnx.NodeProto | None = None
+    act: onnx.NodeProto | None = None
+    x_shape: list = field(default_factory=list)  # (N, C, H, W), ints or None
+
+    @property
+    def nodes(self) -> list[onnx.NodeProto]:
+        return [n for n in (self.conv, self.bn, self.act) if n is not None]
+
+    @property
+    def output(self) -> str:
+        return self.nodes[-1].output[0]
+
+
+def mode() -> str:
+    value = os.environ.get("GENRT_CONV_TRANSPOSE", "auto")
+    return value if value in ("auto", "genrt", "ort") else "auto"
+
+
+def _cache_path() -> Path:
+    root = os.environ.get("GENRT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "genrt")
+    return Path(root) / "conv_transpose_choice.json"
+
+
+def _read_cache() -> dict:
+    try:
+        return json.loads(_cache_path().read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _write_cache(cache: dict) -> None:
+    path = _cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs re-measuring next time
+
+
+def _attr(node, name, default):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def find_chains(model: onnx.ModelProto) -> list[Chain]:
+    """ConvTranspose nodes genrt's kernel can run, with the BatchNormalization and activation that follow."""
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    try:
+        inferred = shape_inference.infer_shapes(model)
+        shapes = {
+            v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+            for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+        }
+    except Exception:
+        shapes = {}
+
+    def only_consumer(name):
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in graph_outputs else None
+
+    chains = []
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type != "ConvTranspose":
+            continue
+        pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+        if (
+            _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or _attr(node, "output_shape", None) is not None
+            or len(pads) != 4
+            or pads[0] != pads[2]
+            or pads[1] != pads[3]
+            or len(shapes.get(node.input[0], [])) != 4
+        ):
+            continue
+        chain = Chain(node, x_shape=shapes[node.input[0]])
+        nxt = only_consumer(node.output[0])
+        if (
+            nxt is not None
+            and nxt.op_type == "BatchNormalization"
+            and len(nxt.output) == 1
+            and all(name in inits for name in nxt.input[1:5])
+        ):
+            chain.bn = nxt
+            nxt = only_consumer(nxt.output[0])
+        if nxt is not None and nxt.op_type in ACTIVATIONS and nxt.domain in ("", "ai.onnx"):
+            chain.act = nxt
+        chains.append(chain)
+    return chains
+
+
+def _genrt_node(chain: Chain, extra_inputs: list[str], threads: int) -> onnx.NodeProto:
+    conv = chain.conv
+    act = "none" if chain.act is None else ACTIVATIONS[chain.act.op_type]
+    inputs = [conv.input[0], conv.input[1], conv.input[2] if len(conv.input) > 2 else ""] + extra_inputs
+    while inputs and inputs[-1] == "":
+        inputs.pop()
+    return helper.make_node(
+        "ConvTranspose",
+        inputs,
+        [chain.output],
+        name=(conv.name or "conv_transpose") + "_genrt",
+        domain=onnx_ops.DOMAIN,
+        strides=list(_attr(conv, "strides", [1, 1])),
+        pads=list(_attr(conv, "pads", [0, 0, 0, 0])),
+        output_padding=list(_attr(conv, "output_padding", [0, 0])),
+        dilations=list(_attr(conv, "dilations", [1, 1])),
+        group=int(_attr(conv, "group", 1)),
+        activation=act,
+        alpha=float(_attr(chain.act, "alpha", 0.01)) if chain.act is not None else 0.01,
+        threads=threads,
+    )
+
+
+def _fold_bn(chain: Chain, inits: dict) -> tuple[np.ndarray, np.ndarray]:
+    gamma, beta, mean, var = (inits[name] for name in chain.bn.input[1:5])
+    eps = float(_attr(chain.bn, "epsilon", 1e-5))
+    scale = gamma / np.sqrt(var + eps)
+    return scale, beta - mean * scale
+
+
+def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype) -> bytes:
+    used = {name for n in nodes for name in n.input if name in inits}
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph = helper.make_graph(
+        list(nodes),
+        "layer",
+        [helper.make_tensor_value_info(chain.conv.input[0], elem, x_shape)],
+        [helper.make_tensor_value_info(chain.output, elem, None)],
+        [numpy_helper.from_array(inits[name], name) for name in sorted(used)],
+    )
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.VERSION)]
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+
+
+def _time(model: bytes, x: np.ndarray, threads: int, library: str | None) -> float:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    if library:
+        options.register_custom_ops_library(library)
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    session.run(None, {name: x})
+    times, start = [], time.perf_counter()
+    while len(times) < 5 or (len(times) < 50 and time.perf_counter() - start < 0.2):
+        t0 = time.perf_counter()
+        session.run(None, {name: x})
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fuse(model: onnx.ModelProto, *, threads: int, library: str) -> tuple[onnx.ModelProto, list[str]]:
+    """Returns the rewritten model and a description of each rewritten chain."""
+    how = mode()
+    if how == "ort":
+        return model, []
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    chains = find_chains(out)
+    if not chains:
+        return model, []
+    inits = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    cache = _read_cache() if how == "auto" else {}
+    cache_dirty = False
+    replaced, notes, drop = {}, [], set()
+    for index, chain in enumerate(chains):
+        weight = inits.get(chain.conv.input[1])
+        extra, new_inits = [], []
+        if chain.bn is not None:
+            scale, shift = _fold_bn(chain, inits)
+            dtype = weight.dtype if weight is not None else np.float32
+            base = f"{chain.conv.name or 'conv_transpose'}_{index}_genrt"
+            new_inits = [(f"{base}_scale", scale.astype(dtype)), (f"{base}_shift", shift.astype(dtype))]
+            extra = [name for name, _ in new_inits]
+        node = _genrt_node(chain, extra, threads)
+        label = (
+            f"{chain.conv.name or 'ConvTranspose'} {tuple(chain.x_shape[1:])} -> "
+            f"{'+'.join(n.op_type for n in chain.nodes)}"
+        )
+        if how == "auto":
+            if weight is None or any(d is None for d in chain.x_shape[1:]):
+                continue  # no static shape to measure on: keep ORT's nodes
+            key = json.dumps(
+                [genrt.__version__, genrt.kernels.cpu_isa(), threads, str(weight.dtype), list(weight.shape),
+                 chain.x_shape[1:], [n.op_type for n in chain.nodes], [list(a.ints) or a.i for a in chain.conv.attribute]]
+            )  # fmt: skip
+            if key not in cache:
+                all_inits = dict(inits, **dict(new_inits))
+                ms_ort = ms_genrt = 0.0
+                for batch in _BATCHES:
+                    x = np.random.default_rng(0).standard_normal([batch] + chain.x_shape[1:]).astype(weight.dtype)
+                    ms_ort += _time(_subgraph(chain, chain.nodes, all_inits, x.shape, weight.dtype), x, threads, None)
+                    ms_genrt += _time(_subgraph(chain, [node], all_inits, x.shape, weight.dtype), x, threads, library)
+                cache[key] = {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
+                cache_dirty = True
+            if not cache[key]["genrt"]:
+                continue
+        replaced[id(chain.conv)] = node
+        drop.update(id(n) for n in chain.nodes[1:])
+        out.graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in new_inits)
+        notes.append(label)
+    if cache_dirty:
+        with _lock:
+            merged = _read_cache()
+            merged.update(cache)
+            _write_cache(merged)
+    if not replaced:
+        return model, []
+    nodes = [replaced.get(id(n), n) for n in out.graph.node if id(n) not in drop]
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    _drop_unused_initializers(out)
+    if not any(o.domain == onnx_ops.DOMAIN for o in out.opset_import):
+        out.opset_import.append(helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.VERSION))
+    return out, notes
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    used = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
