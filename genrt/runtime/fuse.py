@@ -224,10 +224,9 @@ def fuse(model: onnx.ModelProto, *, threads: int, library: str) -> tuple[onnx.Mo
         if how == "auto":
             if weight is None or any(d is None for d in chain.x_shape[1:]):
                 continue  # no static shape to measure on: keep ORT's nodes
-            key = json.dumps(
-                [genrt.__version__, genrt.kernels.cpu_isa(), threads, str(weight.dtype), list(weight.shape),
-                 chain.x_shape[1:], [n.op_type for n in chain.nodes], [list(a.ints) or a.i for a in chain.conv.attribute]]
-            )  # fmt: skip
+            attrs = [(a.name, list(a.ints) or a.i) for a in chain.conv.attribute]
+            layer = [str(weight.dtype), list(weight.shape), chain.x_shape[1:], [n.op_type for n in chain.nodes], attrs]
+            key = json.dumps([genrt.__version__, genrt.kernels.cpu_isa(), threads] + layer)
             if key not in cache:
                 all_inits = dict(inits, **dict(new_inits))
                 ms_ort = ms_genrt = 0.0
