@@ -28,7 +28,8 @@ def dcgan64_generator(nz=100, ngf=64) -> torch.nn.Module:
     """The DCGAN paper's 64x64 generator: 100 -> 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x64 -> 64x64x3."""
 
     def up(cin, cout, stride, pad):
-        return [torch.nn.ConvTranspose2d(cin, cout, 4, stride, pad, bias=False), torch.nn.BatchNorm2d(cout), torch.nn.ReLU()]
+        conv = torch.nn.ConvTranspose2d(cin, cout, 4, stride, pad, bias=False)
+        return [conv, torch.nn.BatchNorm2d(cout), torch.nn.ReLU()]
 
     layers = [torch.nn.Unflatten(1, (nz, 1, 1))]
     layers += up(nz, ngf * 8, 1, 0) + up(ngf * 8, ngf * 4, 2, 1) + up(ngf * 4, ngf * 2, 2, 1) + up(ngf * 2, ngf, 2, 1)
@@ -59,10 +60,12 @@ def main() -> None:
     t_torch = {}
     with torch.inference_mode():
         for batch, z in latents.items():
-            t_torch[batch] = median_time(lambda zt=torch.from_numpy(z): net(zt), repeats=9, min_time=0.5)
+            zt = torch.from_numpy(z)
+            t_torch[batch] = median_time(lambda zt=zt: net(zt), repeats=9, min_time=0.5)
     with tempfile.TemporaryDirectory() as tmp:
-        native = genrt.export(net, Path(tmp) / "g.onnx", torch.randn(2, 100), kind="generator")
-        portable = genrt.export(net, Path(tmp) / "g-portable.onnx", torch.randn(2, 100), kind="generator", portable=True)
+        z2 = torch.randn(2, 100)
+        native = genrt.export(net, Path(tmp) / "g.onnx", z2, kind="generator")
+        portable = genrt.export(net, Path(tmp) / "g-portable.onnx", z2, kind="generator", portable=True)
         model = genrt.load(native, threads=args.threads)  # measures and caches its layer choices on first load
         print(f"genrt kernels: {model.kernels or 'none'}")
         options = ort.SessionOptions()
@@ -77,6 +80,7 @@ def main() -> None:
             t_genrt = median_time(lambda z=z: model(z), repeats=9, min_time=0.5)
             print(f"{batch:5d} | {t_torch[batch] * 1e3:9.2f} {t_ort * 1e3:9.2f} {t_genrt * 1e3:9.2f} | "
                   f"{t_ort / t_genrt:6.2f}x {t_torch[batch] / t_genrt:7.2f}x", flush=True)  # fmt: skip
+
 
 if __name__ == "__main__":
     main()
