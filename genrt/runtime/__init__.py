@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from genrt.runtime import files
+from genrt.runtime.fuse import bucket_for
 from genrt.runtime.models import CLASSES, Generator, Model
 from genrt.runtime.onnx_session import (
     IOSpec,
@@ -17,13 +18,21 @@ __all__ = ["Generator", "IOSpec", "Model", "list_models", "load"]
 
 
 class _OrtRunner:
-    def __init__(self, session):
-        self._session = session
-        self.inputs = io_specs(session.get_inputs())
-        self.outputs = io_specs(session.get_outputs())
+    """One ORT session per batch bucket whose kernel choices differ (usually one); each call picks by batch size."""
+
+    def __init__(self, sessions):
+        self._sessions = sessions  # [(bucket batch size, session)], buckets ascending
+        first = sessions[0][1]
+        self.inputs = io_specs(first.get_inputs())
+        self.outputs = io_specs(first.get_outputs())
 
     def run(self, feeds):
-        return self._session.run(None, feeds)
+        session = self._sessions[-1][1]
+        if len(self._sessions) > 1:
+            first = next(iter(feeds.values()))
+            bucket = bucket_for(first.shape[0] if first.ndim else 1)
+            session = next((s for b, s in self._sessions if b >= bucket), session)
+        return session.run(None, feeds)
 
 
 def load(path_or_name, *, device: str = "cpu", threads: int | None = None, providers=None) -> Model:
@@ -52,8 +61,8 @@ def load(path_or_name, *, device: str = "cpu", threads: int | None = None, provi
     if fmt == "onnx":
         model = load_onnx(path)
         metadata = onnx_metadata(model)
-        session, kernels = create_session(model, path, device=device, threads=threads, providers=providers)
-        runner = _OrtRunner(session)
+        sessions, kernels = create_session(model, path, device=device, threads=threads, providers=providers)
+        runner = _OrtRunner(sessions)
     else:
         from genrt.runtime.torch_backend import TorchRunner
 

@@ -25,7 +25,16 @@ import genrt
 from genrt import onnx_ops
 
 ACTIVATIONS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
-_BATCHES = (1, 16)  # decisions weigh a single image and a batch
+# Layer choices are measured per batch bucket: a model gets one session per distinct set of choices, and each
+# call runs the session of its batch size's bucket (see BUCKETS and bucket_for).
+BUCKETS = (1, 32)  # the batch size each bucket is measured at
+_SMALL_BATCH_LIMIT = 4  # batches up to this size use the first bucket's choices
+
+
+def bucket_for(batch: int) -> int:
+    return BUCKETS[0] if batch <= _SMALL_BATCH_LIMIT else BUCKETS[1]
+
+
 _lock = threading.Lock()
 
 
@@ -193,8 +202,8 @@ def _time(model: bytes, x: np.ndarray, threads: int, library: str | None) -> flo
     return statistics.median(times)
 
 
-def fuse(model: onnx.ModelProto, *, threads: int, library: str) -> tuple[onnx.ModelProto, list[str]]:
-    """Returns the rewritten model and a description of each rewritten chain."""
+def fuse(model: onnx.ModelProto, *, threads: int, library: str, batch: int) -> tuple[onnx.ModelProto, list[str]]:
+    """Returns the rewritten model and a description of each rewritten chain, choosing for batch size `batch`."""
     how = mode()
     if how == "ort":
         return model, []
@@ -226,14 +235,12 @@ def fuse(model: onnx.ModelProto, *, threads: int, library: str) -> tuple[onnx.Mo
                 continue  # no static shape to measure on: keep ORT's nodes
             attrs = [(a.name, list(a.ints) or a.i) for a in chain.conv.attribute]
             layer = [str(weight.dtype), list(weight.shape), chain.x_shape[1:], [n.op_type for n in chain.nodes], attrs]
-            key = json.dumps([genrt.__version__, genrt.kernels.cpu_isa(), threads] + layer)
+            key = json.dumps([genrt.__version__, genrt.kernels.cpu_isa(), threads, batch] + layer)
             if key not in cache:
                 all_inits = dict(inits, **dict(new_inits))
-                ms_ort = ms_genrt = 0.0
-                for batch in _BATCHES:
-                    x = np.random.default_rng(0).standard_normal([batch] + chain.x_shape[1:]).astype(weight.dtype)
-                    ms_ort += _time(_subgraph(chain, chain.nodes, all_inits, x.shape, weight.dtype), x, threads, None)
-                    ms_genrt += _time(_subgraph(chain, [node], all_inits, x.shape, weight.dtype), x, threads, library)
+                x = np.random.default_rng(0).standard_normal([batch] + chain.x_shape[1:]).astype(weight.dtype)
+                ms_ort = _time(_subgraph(chain, chain.nodes, all_inits, x.shape, weight.dtype), x, threads, None)
+                ms_genrt = _time(_subgraph(chain, [node], all_inits, x.shape, weight.dtype), x, threads, library)
                 cache[key] = {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
                 cache_dirty = True
             if not cache[key]["genrt"]:

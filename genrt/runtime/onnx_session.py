@@ -13,6 +13,7 @@ import onnxruntime as ort
 
 from genrt import onnx_ops
 from genrt.errors import ArgumentError, GenrtError, InvalidModelError
+from genrt.runtime import fuse
 from genrt.runtime import metadata as md
 
 _LIB_GLOB = str(Path(__file__).resolve().parent.parent / "_ort_ops*.so")
@@ -78,12 +79,23 @@ def _providers(device: str, providers):
     raise ArgumentError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
 
 
-def prepare(model: onnx.ModelProto, threads: int, device: str) -> tuple[onnx.ModelProto, dict[str, str], bool]:
-    """Makes the model ready for ORT. Returns (model, {genrt op: how it runs}, whether genrt's library is needed).
+def _with_threads(model: onnx.ModelProto, threads: int) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for node in onnx_ops.genrt_nodes(out):
+        kept = [a for a in node.attribute if a.name != "threads"]
+        del node.attribute[:]
+        node.attribute.extend(kept + [onnx.helper.make_attribute("threads", threads)])
+    return out
+
+
+def prepare(model: onnx.ModelProto, threads: int, device: str) -> tuple[list, dict[str, str]]:
+    """Makes the model ready for ORT: returns ([(bucket batch size, model, needs genrt's library)], kernels).
 
     With the library: ConvTranspose chains are rewritten to genrt's fused op where it measured faster (CPU only),
-    and each genrt node gets the session's thread count as its `threads` attribute. Without it: genrt ops are
-    defined as model-local functions of standard ops, and genrt says so once.
+    once per batch bucket, and each genrt node gets the session's thread count as its `threads` attribute.
+    Without it: genrt ops are defined as model-local functions of standard ops, and genrt says so once.
+    `kernels` says how each genrt op runs, for `genrt info`.
     """
     global _warned_no_library
     used = sorted({n.op_type for n in onnx_ops.genrt_nodes(model)})
@@ -98,42 +110,47 @@ def prepare(model: onnx.ModelProto, threads: int, device: str) -> tuple[onnx.Mod
             )
             _warned_no_library = True
         how = "standard ONNX ops (genrt's ORT library not built)"
-        return onnx_ops.inline_decompositions(model) if used else model, {op: how for op in used}, False
+        ready = onnx_ops.inline_decompositions(model) if used else model
+        return [(fuse.BUCKETS[-1], ready, False)], {op: how for op in used}
     kernels = {op: "genrt kernel" for op in used}
-    if device == "cpu":
-        from genrt.runtime.fuse import fuse
-
-        model, fused = fuse(model, threads=threads, library=library)
-        if fused:
-            kernels["ConvTranspose"] = f"genrt fused kernel for {len(fused)} layer(s): " + "; ".join(fused)
-    if not onnx_ops.genrt_nodes(model):
-        return model, kernels, False
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    for node in onnx_ops.genrt_nodes(out):
-        kept = [a for a in node.attribute if a.name != "threads"]
-        del node.attribute[:]
-        node.attribute.extend(kept + [onnx.helper.make_attribute("threads", threads)])
-    return out, kernels, True
+    variants, fused_by_bucket = [], {}
+    for bucket in fuse.BUCKETS if device == "cpu" else fuse.BUCKETS[-1:]:
+        rewritten, fused = (
+            fuse.fuse(model, threads=threads, library=library, batch=bucket) if device == "cpu" else (model, [])
+        )
+        if variants and fused == fused_by_bucket[variants[-1][0]]:
+            variants[-1] = (bucket, variants[-1][1], variants[-1][2])  # same choices: one session serves both
+            fused_by_bucket[bucket] = fused
+            continue
+        fused_by_bucket[bucket] = fused
+        variants.append((bucket, _with_threads(rewritten, threads), bool(onnx_ops.genrt_nodes(rewritten))))
+    descriptions = [f"batch {'<=' if b == fuse.BUCKETS[0] else '>'} {fuse._SMALL_BATCH_LIMIT}: {len(f)} layer(s)"
+                    for b, f in fused_by_bucket.items() if f]  # fmt: skip
+    if descriptions:
+        kernels["ConvTranspose"] = "genrt fused kernel for " + "; ".join(descriptions)
+    return variants, kernels
 
 
 def create_session(model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers):
-    """Returns (session, {genrt op: how it runs})."""
-    model, kernels, native = prepare(model, threads, device if providers is None else "custom")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    if native:
-        options.register_custom_ops_library(ort_ops_library())
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=_providers(device, providers))
-    except GenrtError:
-        raise
-    except Exception as exc:
-        raise InvalidModelError(f"{path}: onnxruntime cannot load this model: {exc}") from None
-    return session, kernels
+    """Returns ([(bucket batch size, session)], {genrt op: how it runs})."""
+    variants, kernels = prepare(model, threads, device if providers is None else "custom")
+    sessions = []
+    for bucket, ready, native in variants:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if native:
+            options.register_custom_ops_library(ort_ops_library())
+        try:
+            session = ort.InferenceSession(ready.SerializeToString(), options, providers=_providers(device, providers))
+        except GenrtError:
+            raise
+        except Exception as exc:
+            raise InvalidModelError(f"{path}: onnxruntime cannot load this model: {exc}") from None
+        sessions.append((bucket, session))
+    return sessions, kernels
 
 
 def io_specs(args) -> list[IOSpec]:

@@ -101,10 +101,10 @@ def test_auto_measures_once_and_caches(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fuse_mod, "_time", counting)
     first = genrt.load(path)
-    assert len(calls) == 2 * len(fuse_mod._BATCHES)  # ORT's nodes and genrt's op, per batch size
+    assert len(calls) == 2 * len(fuse_mod.BUCKETS)  # ORT's nodes and genrt's op, per batch bucket
     assert (tmp_path / "cache" / "conv_transpose_choice.json").is_file()
     second = genrt.load(path)
-    assert len(calls) == 2 * len(fuse_mod._BATCHES)  # decided from the cache
+    assert len(calls) == 2 * len(fuse_mod.BUCKETS)  # decided from the cache
     assert first.kernels == second.kernels
     x = np.random.default_rng(1).standard_normal((2, 6, 5, 7)).astype(np.float32)
     np.testing.assert_allclose(first(x), second(x), rtol=1e-5, atol=1e-5)
