@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import pickle
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,38 @@ from genrt.errors import InvalidModelError
 from genrt.runtime.onnx_session import IOSpec
 
 METADATA_FILE = "genrt.json"  # inside the archive; the same JSON also sits beside the file as PATH.json
+
+
+_patch_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _refusing_pickles(torch, path: Path):
+    """While a .pt2 loads: torch.load only with weights_only=True, and no plain unpickling at all.
+
+    torch.export.load falls back to full unpickling for some archives, which can run arbitrary code; genrt loads
+    only what loads without it.
+    """
+
+    def refuse(*args, **kwargs):
+        raise InvalidModelError(
+            f"{path}: this archive needs Python unpickling to load, which can run arbitrary code; genrt refuses it. "
+            "Re-export the model with genrt.export(...)."
+        )
+
+    real_load = torch.load
+
+    def weights_only_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real_load(*args, **kwargs)
+
+    with _patch_lock:
+        saved = (torch.load, pickle.loads, pickle.load, torch._C._pickle_load_obj)
+        torch.load, pickle.loads, pickle.load, torch._C._pickle_load_obj = weights_only_load, refuse, refuse, refuse
+        try:
+            yield
+        finally:
+            torch.load, pickle.loads, pickle.load, torch._C._pickle_load_obj = saved
 
 
 def sidecar_path(path: Path) -> Path:
@@ -27,10 +62,13 @@ class TorchRunner:
         extra = {METADATA_FILE: ""}
         try:
             if fmt == "pt2":
-                program = torch.export.load(str(path), extra_files=extra)
+                with _refusing_pickles(torch, path):
+                    program = torch.export.load(str(path), extra_files=extra)
                 self._module = program.module()
             else:
                 self._module = torch.jit.load(str(path), map_location=self._device, _extra_files=extra)
+        except InvalidModelError:
+            raise
         except Exception as exc:
             raise InvalidModelError(f"{path}: torch cannot load this {fmt} file: {exc}") from None
         text = extra[METADATA_FILE]

@@ -178,3 +178,31 @@ def test_model_without_genrt_metadata(tmp_path):
     with pytest.raises(genrt.ModelKindError, match=r"sample\(\) needs a generator model; .* has no genrt metadata"):
         model.sample(1)
     assert not hasattr(model, "interpolate")
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/genrt-pwned",))
+
+
+def test_pt2_loading_never_unpickles(tmp_path, monkeypatch):
+    import os
+
+    g, _ = make()
+    path = genrt.export(g, tmp_path / "g.pt2", torch.randn(2, 16), kind="generator")
+    blob = pickle.dumps(_Payload())
+    real = torch.export.load
+
+    def load_with_pickled_constant(*args, **kwargs):  # what torch.export.load does for some constants
+        pickle.loads(blob)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.export, "load", load_with_pickled_constant)
+    if os.path.exists("/tmp/genrt-pwned"):
+        os.unlink("/tmp/genrt-pwned")
+    with pytest.raises(genrt.InvalidModelError, match="needs Python unpickling"):
+        genrt.load(path)
+    assert not os.path.exists("/tmp/genrt-pwned")
+    assert pickle.loads(pickle.dumps(1)) == 1  # restored afterwards
