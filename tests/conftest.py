@@ -1,7 +1,13 @@
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 from genrt import _C
+
+# Kernel-choice caches go to a throwaway folder, not the user's ~/.cache/genrt.
+os.environ.setdefault("GENRT_CACHE_DIR", tempfile.mkdtemp(prefix="genrt-test-cache-"))
 
 
 @pytest.fixture(params=_C.available_isas())
