@@ -757,14 +757,15 @@ constexpr int ct_mr = NV == 1 ? 12 : 6;
 #endif
 constexpr int kCTMRmax = ct_mr<1>;
 
+// acc (in `out`, [MR][NV*W]) += sum over K rows.
 template <typename T, int NV>
-void ct_tile(int64_t K, const T* a, int64_t lda, const T* b, T* out /*[MR][NV*W]*/) {
+void ct_tile(int64_t K, const T* a, int64_t lda, const T* b, T* out) {
   constexpr int MR = ct_mr<NV>;
   vec_t<T> acc[MR][NV];
   for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
+    for (int v = 0; v < NV; ++v) acc[m][v] = load<T>(out + (m * NV + v) * W<T>);
   for (int64_t k = 0; k < K; ++k) {
-    __builtin_prefetch(a + 48 * lda);
+    __builtin_prefetch(a + 2 * MR);
     vec_t<T> bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W<T>);
@@ -827,8 +828,7 @@ void col_gemm_ct(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, 
   const int64_t per_group =
       std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + P.groups - 1) / P.groups));
   parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
-    thread_local std::vector<T> tail;
-    T tile[kCTMRmax * kCTNV * W<T>];
+    thread_local std::vector<T> tail, acc;
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t g = i / per_group, s = i % per_group;
       const int64_t co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
@@ -836,19 +836,37 @@ void col_gemm_ct(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, 
       for (int64_t n = 0; n < P.N; ++n)
         std::memset(y + (n * P.Cout + g * Cout_g + co0) * HWo, 0, size_t((co1 - co0) * HWo) * sizeof(T));
       const T* wg = w + g * Cin_g * J;
-      for (int64_t jt = co0 * kk; jt < co1 * kk; jt += mrc) {
-        const int ncols = int(std::min<int64_t>(mrc, co1 * kk - jt));
-        const T* a = wg + jt;
-        int64_t lda = J;
-        if (jt + mrc > J) {  // past the end of the weight rows: a zero-padded copy
-          tail.assign(size_t(Cin_g * mrc), T(0));
-          for (int64_t ci = 0; ci < Cin_g; ++ci)
-            for (int c = 0; c < J - jt; ++c) tail[size_t(ci * mrc + c)] = wg[ci * J + jt + c];
-          a = tail.data();
-          lda = mrc;
-        }
+      const int64_t jb = co0 * kk, je = co1 * kk, n_jt = (je - jb + mrc - 1) / mrc;
+      // The last tile may pass the end of the weight rows: it reads a zero-padded copy.
+      const bool has_tail = jb + n_jt * mrc > J;
+      if (has_tail) {
+        const int64_t jt = jb + (n_jt - 1) * mrc;
+        tail.assign(size_t(Cin_g * mrc), T(0));
+        for (int64_t ci = 0; ci < Cin_g; ++ci)
+          for (int c = 0; c < J - jt; ++c) tail[size_t(ci * mrc + c)] = wg[ci * J + jt + c];
+      }
+      // K blocks of kKB rows; within a block the tiles sweep the chunk's columns (each tile prefetching the part
+      // of its rows two tiles on), so the weights are read in place, each once per pixel block.
+      constexpr int64_t kKB = 64;
+      acc.assign(size_t(n_pb * n_jt * mrc * PB), T(0));
+      for (int64_t k0 = 0; k0 < Cin_g; k0 += kKB) {
+        const int64_t kn = std::min<int64_t>(kKB, Cin_g - k0);
         for (int64_t pb = 0; pb < n_pb; ++pb) {
-          tile_fn(Cin_g, a, lda, xt.data() + (g * n_pb + pb) * Cin_g * PB, tile);
+          const T* xb = xt.data() + ((g * n_pb + pb) * Cin_g + k0) * PB;
+          for (int64_t t = 0; t < n_jt; ++t) {
+            T* at = acc.data() + (pb * n_jt + t) * mrc * PB;
+            if (has_tail && t == n_jt - 1)
+              tile_fn(kn, tail.data() + k0 * mrc, mrc, xb, at);
+            else
+              tile_fn(kn, wg + k0 * J + jb + t * mrc, J, xb, at);
+          }
+        }
+      }
+      for (int64_t pb = 0; pb < n_pb; ++pb) {
+        for (int64_t t = 0; t < n_jt; ++t) {
+          const int64_t jt = jb + t * mrc;
+          const int ncols = int(std::min<int64_t>(mrc, je - jt));
+          const T* tile = acc.data() + (pb * n_jt + t) * mrc * PB;
           for (int c = 0; c < ncols; ++c) {
             const int64_t j = jt + c, co = j / kk, tap = j % kk;
             const int64_t dh = (tap / P.kW) * P.dh, dw = (tap % P.kW) * P.dw;
