@@ -229,6 +229,31 @@ __attribute__((always_inline)) inline void micro_rows(int64_t K, const T* __rest
   }
 }
 
+// micro_rows with a lane mask per vector (lanes whose tap falls outside the input read as zero).
+template <typename T, int MR, int NV>
+__attribute__((always_inline)) inline void micro_rows_masked(int64_t K, const T* __restrict a, int64_t lda,
+                                                             const T* const* bp, int64_t ldb,
+                                                             const ivec_t<T>* mask, vec_t<T> (&acc)[MR][NV]) {
+  const T* b[NV];
+  ivec_t<T> mk[NV];
+  for (int v = 0; v < NV; ++v) {
+    b[v] = bp[v];
+    mk[v] = mask[v];
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    vec_t<T> bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = (vec_t<T>)((ivec_t<T>)load<T>(b[v] + k * ldb) & mk[v]);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const vec_t<T> av = bcast<T>(a[m]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
+    }
+    a += lda;
+  }
+}
+
 struct Seg {
   int64_t a_off;  // first K row of the segment in the packed weights
   int64_t len;
@@ -481,6 +506,120 @@ void direct_tile(const PhaseCtx<T>& C, const Phase1D& H, const Phase1D& Wd, cons
   }
 }
 
+// Flat mode (phase width == input width, narrower than a vector): a vector is W consecutive pixels of the
+// phase's flattened (row, column) plane of one image, which for every tap are W consecutive input elements
+// (offset hb*W_in + wb). Lanes whose tap falls outside the input are masked to zero; the input carries slack on
+// both ends so that such reads stay inside the buffer.
+struct FlatVec {
+  int64_t in;                // offset in xpad of the vector's first pixel (channel 0 of the group), no tap
+  int64_t out[64];           // y offset of each lane (channel 0)
+  int64_t jh[64], jw[64];    // phase row / column of each lane (jh = -1 for lanes past the image)
+  int valid;
+};
+
+template <typename T, int MR, int NV>
+void flat_tile(const PhaseCtx<T>& C, const Phase1D& H, const Phase1D& Wd, const T* apanel, const FlatVec* fv,
+               int64_t co0) {
+  using I = ivec_t<T>;
+  using E = decltype(I{}[0] + 0);
+  const ConvTranspose2dProblem& P = *C.P;
+  vec_t<T> acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
+  const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
+  const T* bp[NV];
+  I mask[NV];
+  for (int64_t th = 0; th < Th; ++th)
+    for (int64_t tw = 0; tw < Tw; ++tw) {
+      const int64_t hb = H.base[size_t(th)], wb = Wd.base[size_t(tw)];
+      bool any = false;
+      for (int v = 0; v < NV; ++v) {
+        for (int l = 0; l < W<T>; ++l) {
+          const int64_t ih = fv[v].jh[l] + hb, iw = fv[v].jw[l] + wb;
+          const bool ok = fv[v].jh[l] >= 0 && ih >= 0 && ih < P.H && iw >= 0 && iw < P.W;
+          mask[v][l] = ok ? E(-1) : E(0);
+          any |= ok;
+        }
+        bp[v] = C.xpad + fv[v].in + hb * P.W + wb;
+      }
+      if (!any) continue;
+      micro_rows_masked<T, MR, NV>(C.Cin_g, apanel + (th * Tw + tw) * C.Cin_g * kMR, kMR, bp, C.HW, mask, acc);
+    }
+  T tmp[W<T>];
+  for (int m = 0; m < MR; ++m) {
+    const int64_t c = co0 + m;
+    T* yc = C.y + c * C.HWo;
+    for (int v = 0; v < NV; ++v) {
+      store<T>(tmp, C.ep.apply(acc[m][v], c));
+      for (int l = 0; l < fv[v].valid; ++l) yc[fv[v].out[l]] = tmp[l];
+    }
+  }
+}
+
+template <typename T>
+using FlatTileFn = void (*)(const PhaseCtx<T>&, const Phase1D&, const Phase1D&, const T*, const FlatVec*, int64_t);
+
+template <typename T, int MR>
+FlatTileFn<T> flat_tile_nv(int nv) {
+  switch (nv) {
+    case 1: return &flat_tile<T, MR, 1>;
+#if GENRT_VEC_BYTES >= 64
+    case 3: return &flat_tile<T, MR, (MR <= 4 ? 3 : 2)>;
+    case 4: return &flat_tile<T, MR, (MR <= 4 ? 4 : 2)>;
+#endif
+    default: return &flat_tile<T, MR, 2>;
+  }
+}
+
+template <typename T>
+FlatTileFn<T> pick_flat_tile(int mr, int nv) {
+  switch (mr) {
+    case 1: return flat_tile_nv<T, 1>(nv);
+    case 2: return flat_tile_nv<T, 2>(nv);
+    case 3: return flat_tile_nv<T, 3>(nv);
+#if GENRT_VEC_BYTES >= 32
+    case 4: return flat_tile_nv<T, 4>(nv);
+    case 5: return flat_tile_nv<T, 5>(nv);
+#endif
+#if GENRT_VEC_BYTES >= 64
+    case 6: return flat_tile_nv<T, 6>(nv);
+    case 7: return flat_tile_nv<T, 7>(nv);
+#endif
+    default: return flat_tile_nv<T, kMR>(nv);
+  }
+}
+
+template <typename T>
+void flat_task(const PhaseCtx<T>& C, const Task& t) {
+  const ConvTranspose2dProblem& P = *C.P;
+  const Phase1D &H = C.ph_h[size_t(t.rh)], &Wd = C.ph_w[size_t(t.rw)];
+  const int64_t plane = H.n_out * P.W, nvq = (plane + W<T> - 1) / W<T>, total = P.N * nvq;
+  FlatVec fv[4];
+  const int nv = int(std::min<int64_t>(C.nvt, total - t.q0));
+  for (int v = 0; v < nv; ++v) {
+    const int64_t i = t.q0 + v, n = i / nvq, q0 = (i % nvq) * W<T>;
+    fv[v].in = (n * P.Cin + t.g * C.Cin_g) * C.HW + q0;
+    fv[v].valid = int(std::min<int64_t>(W<T>, plane - q0));
+    for (int l = 0; l < W<T>; ++l) {
+      const int64_t q = q0 + l;
+      if (l < fv[v].valid) {
+        fv[v].jh[l] = q / P.W;
+        fv[v].jw[l] = q % P.W;
+        fv[v].out[l] = n * P.Cout * C.HWo + (H.r + P.sh * fv[v].jh[l]) * P.Wo + Wd.r + P.sw * fv[v].jw[l];
+      } else {
+        fv[v].jh[l] = -1;
+        fv[v].jw[l] = 0;
+      }
+    }
+  }
+  const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
+  const T* wp = C.wpack[size_t((t.rh * P.sw + t.rw) * P.groups + t.g)].data();
+  for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
+    const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
+    pick_flat_tile<T>(mr, nv)(C, H, Wd, wp + cb * Th * Tw * C.Cin_g * kMR, fv, t.g * C.Cout_g + cb * kMR);
+  }
+}
+
 template <typename T>
 using DirectTileFn = void (*)(const PhaseCtx<T>&, const Phase1D&, const Phase1D&, const Phase1D::Cls&, const T*,
                               const RowVec*, int64_t);
@@ -579,9 +718,36 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
   for (int64_t r = 0; r < P.sw; ++r) C.ph_w.push_back(make_phase(r, P.sw, P.pw, P.dw, P.kW, P.W, P.Wo));
   pack_phase_weights(C, w, threads);
 
-  const bool direct = prefer_direct<T>(P, C.ph_w);
+  bool flat = P.W < W<T>;
+  for (const Phase1D& p : C.ph_w) flat &= p.n_out == P.W;
+  const bool direct = !flat && prefer_direct<T>(P, C.ph_w);
   std::vector<Task> tasks;
-  if (direct) {
+  if (flat) {
+    int64_t reach = 0;  // how far a tap reads outside one image's planes
+    for (const Phase1D& p : C.ph_h)
+      for (int64_t b : p.base) reach = std::max(reach, std::abs(b) + 1);
+    for (const Phase1D& p : C.ph_w)
+      for (int64_t b : p.base) reach = std::max(reach, std::abs(b) + 1);
+    const int64_t slack = reach * (P.W + 1) + 2 * W<T>, count = P.N * P.Cin * C.HW;
+    thread_local std::vector<T> xflat_store;
+    const size_t size = size_t(count + 2 * slack);
+    if (xflat_store.size() < size) {
+      xflat_store.clear();
+      xflat_store.shrink_to_fit();
+      xflat_store.resize(size);
+    }
+    std::fill(xflat_store.begin(), xflat_store.begin() + slack, T(0));
+    std::memcpy(xflat_store.data() + slack, x, size_t(count) * sizeof(T));
+    std::fill(xflat_store.begin() + slack + count, xflat_store.begin() + size_t(count + 2 * slack), T(0));
+    C.xpad = xflat_store.data() + slack;
+    C.nvt = C.Cout_g <= 4 ? kNVwide : kNV;
+    for (int32_t rh = 0; rh < int32_t(P.sh); ++rh)
+      for (int32_t rw = 0; rw < int32_t(P.sw); ++rw) {
+        const int64_t plane = C.ph_h[size_t(rh)].n_out * P.W, total = P.N * ((plane + W<T> - 1) / W<T>);
+        for (int64_t g = 0; g < P.groups; ++g)
+          for (int64_t q0 = 0; q0 < total; q0 += C.nvt) tasks.push_back({rh, rw, 0, 0, g, q0, 0, C.n_cb});
+      }
+  } else if (direct) {
     int64_t lo = 0, hi = P.W - 1;
     for (const Phase1D& p : C.ph_w)
       for (size_t t = 0; t < p.k.size(); ++t) {
@@ -640,10 +806,15 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
     for (size_t i = 0; i < tasks.size(); ++i) {
       const Task& t = tasks[i];
       const Phase1D &H = C.ph_h[size_t(t.rh)], &Wd = C.ph_w[size_t(t.rw)];
-      const Phase1D::Cls& hc = H.cls[size_t(t.ch)];
+      const Phase1D::Cls hc = H.cls.empty() ? Phase1D::Cls{0, 1, 0, 0} : H.cls[size_t(t.ch)];
       const int64_t hh = hc.j1 - hc.j0;
       int64_t n, jh, jw;
-      if (direct) {
+      if (flat) {
+        const int64_t plane = H.n_out * P.W, nvq = (plane + W<T> - 1) / W<T>;
+        n = t.q0 / nvq;
+        jh = ((t.q0 % nvq) * W<T>) / P.W;
+        jw = 0;
+      } else if (direct) {
         const int64_t nvr = (Wd.n_out + W<T> - 1) / W<T>;
         n = t.q0 / (hh * nvr);
         jh = hc.j0 + (t.q0 / nvr) % hh;
@@ -679,7 +850,9 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
   parallel_for(int64_t(tasks.size()), threads, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<T> panel;
     for (int64_t i = i0; i < i1; ++i) {
-      if (direct)
+      if (flat)
+        flat_task(C, tasks[size_t(i)]);
+      else if (direct)
         direct_task(C, tasks[size_t(i)]);
       else
         phase_task(C, tasks[size_t(i)], panel);
@@ -867,20 +1040,46 @@ void col_gemm_ct(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, 
           const int64_t jt = jb + t * mrc;
           const int ncols = int(std::min<int64_t>(mrc, je - jt));
           const T* tile = acc.data() + (pb * n_jt + t) * mrc * PB;
+          int64_t col_off[kCTMRmax], col_dh[kCTMRmax], col_dw[kCTMRmax];
           for (int c = 0; c < ncols; ++c) {
             const int64_t j = jt + c, co = j / kk, tap = j % kk;
-            const int64_t dh = (tap / P.kW) * P.dh, dw = (tap % P.kW) * P.dw;
-            T* yc = y + (g * Cout_g + co) * HWo + dh * P.Wo + dw;
+            col_dh[c] = (tap / P.kW) * P.dh;
+            col_dw[c] = (tap % P.kW) * P.dw;
+            col_off[c] = (g * Cout_g + co) * HWo + col_dh[c] * P.Wo + col_dw[c];
+          }
+          if (P.W < 4) {  // short input rows: columns inner
+            for (const RowSeg& r : segs[size_t(pb)])
+              for (int64_t i = 0; i < r.len; ++i) {
+                const int64_t oh0 = r.oh0, ow0 = r.ow0 + i * P.sw;
+                T* yp = y + r.ybase + i * P.sw;
+                const T* tp = tile + r.l0 + i;
+                const bool inside = oh0 >= 0 && oh0 + (P.kH - 1) * P.dh < P.Ho && ow0 >= 0 &&
+                                    ow0 + (P.kW - 1) * P.dw < P.Wo;
+                if (inside) {
+                  for (int c = 0; c < ncols; ++c) yp[col_off[c]] += tp[c * PB];
+                } else {
+                  for (int c = 0; c < ncols; ++c) {
+                    const int64_t oh = oh0 + col_dh[c], ow = ow0 + col_dw[c];
+                    if (oh >= 0 && oh < P.Ho && ow >= 0 && ow < P.Wo) yp[col_off[c]] += tp[c * PB];
+                  }
+                }
+              }
+            continue;
+          }
+          for (int c = 0; c < ncols; ++c) {
+            T* yc = y + col_off[c];
             const T* tr = tile + c * PB;
             for (const RowSeg& r : segs[size_t(pb)]) {
-              const int64_t oh = r.oh0 + dh, ow = r.ow0 + dw;
+              const int64_t oh = r.oh0 + col_dh[c], ow = r.ow0 + col_dw[c];
               if (oh < 0 || oh >= P.Ho) continue;
-              // columns ow + i*sw inside [0, Wo)
+              // columns ow + i*sw inside [0, Wo); divisions only for segments that cross a border
               const int64_t i0 = ow >= 0 ? 0 : (-ow + P.sw - 1) / P.sw;
-              const int64_t i1 = ow >= P.Wo ? 0 : std::min<int64_t>(r.len, (P.Wo - 1 - ow) / P.sw + 1);
+              const int64_t i1 = ow + (r.len - 1) * P.sw < P.Wo ? r.len
+                                 : ow >= P.Wo                  ? 0
+                                                               : (P.Wo - 1 - ow) / P.sw + 1;
               T* yr = yc + r.ybase;
-              const T* t = tr + r.l0;
-              for (int64_t i = i0; i < i1; ++i) yr[i * P.sw] += t[i];
+              const T* tt = tr + r.l0;
+              for (int64_t i = i0; i < i1; ++i) yr[i * P.sw] += tt[i];
             }
           }
         }
