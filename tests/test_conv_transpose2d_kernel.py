@@ -93,6 +93,29 @@ def test_matches_torch_float32(cfg):
     np.testing.assert_allclose(y, ref, rtol=2e-4, atol=2e-4 * max(1.0, np.abs(ref).max()))
 
 
+ALGORITHMS = ["col", "packed", "direct", "flat"]  # GENRT_CONV_TRANSPOSE_ALGO; flat falls back where it does not apply
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(cfg=configs())
+def test_every_algorithm_matches_torch(monkeypatch, algo, cfg):
+    monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
+    for dtype, tol in ((np.float64, 1e-11), (np.float32, 2e-4)):
+        x, w, b, kw = make(cfg, dtype)
+        y = kernels.conv_transpose2d(x, w, b, **kw, threads=2)
+        ref = reference(*(None if a is None else a.astype(np.float64) for a in (x, w, b)),
+                        **{k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()})
+        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * max(1.0, np.abs(ref).max()), err_msg=algo)
+
+
+def test_algorithm_override_rejects_unknown(monkeypatch):
+    monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", "fft")
+    with pytest.raises(genrt.GenrtError, match="GENRT_CONV_TRANSPOSE_ALGO"):
+        kernels.conv_transpose2d(X, Wt)
+
+
 # Shapes of the generator layers the kernel is tuned for (both algorithms, every blocking remainder), small batch.
 LAYERS = [
     # cin, cout, hw, k, stride, padding, output_padding, n
@@ -109,7 +132,14 @@ LAYERS = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_generator_layers(layer, dtype, activation):
+def test_generator_layers(layer, dtype, activation, monkeypatch):
+    cin, cout, hw, k, s, p, op, n = layer
+    for algo in ["auto"] + ALGORITHMS:
+        monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
+        check_layer(layer, dtype, activation)
+
+
+def check_layer(layer, dtype, activation):
     cin, cout, hw, k, s, p, op, n = layer
     rng = np.random.default_rng(cin * cout + hw)
     x = rng.standard_normal((n, cin, hw, hw)).astype(dtype)

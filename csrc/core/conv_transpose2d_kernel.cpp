@@ -37,8 +37,13 @@ template <typename T>
 constexpr int W = Vec<T>::size;
 
 #if GENRT_VEC_BYTES >= 64
-constexpr int kMR = 8;  // 32 zmm registers: 8 x 2 accumulators + 2 B vectors + 1 broadcast
-constexpr int kNV = 2;
+#ifndef GENRT_CT_MR
+#define GENRT_CT_MR 8
+#define GENRT_CT_NV 3
+#endif
+constexpr int kMR = GENRT_CT_MR;  // 32 zmm registers: MR x NV accumulators + NV B vectors + 1 broadcast
+static_assert(kMR <= 12, "the tile pickers dispatch remainders up to 11 rows");
+constexpr int kNV = GENRT_CT_NV;
 #elif GENRT_VEC_BYTES >= 32
 constexpr int kMR = 6;  // 16 ymm registers: 6 x 2 accumulators + 2 + 1
 constexpr int kNV = 2;
@@ -365,6 +370,12 @@ PhaseTileFn<T> pick_phase_tile(int mr, int nv) {
 #if GENRT_VEC_BYTES >= 64
     case 6: return phase_tile_nv<T, 6>(nv);
     case 7: return phase_tile_nv<T, 7>(nv);
+#if GENRT_CT_MR > 8
+    case 8: return phase_tile_nv<T, 8>(nv);
+    case 9: return phase_tile_nv<T, 9>(nv);
+    case 10: return phase_tile_nv<T, 10>(nv);
+    case 11: return phase_tile_nv<T, 11>(nv);
+#endif
 #endif
     default: return phase_tile_nv<T, kMR>(nv);
   }
@@ -561,11 +572,12 @@ using FlatTileFn = void (*)(const PhaseCtx<T>&, const Phase1D&, const Phase1D&, 
 
 template <typename T, int MR>
 FlatTileFn<T> flat_tile_nv(int nv) {
+  // nv <= max(kNV, kNVwide); kNVwide (4) only with MR <= 4
   switch (nv) {
     case 1: return &flat_tile<T, MR, 1>;
 #if GENRT_VEC_BYTES >= 64
-    case 3: return &flat_tile<T, MR, (MR <= 4 ? 3 : 2)>;
-    case 4: return &flat_tile<T, MR, (MR <= 4 ? 4 : 2)>;
+    case 3: return &flat_tile<T, MR, 3>;
+    case 4: return &flat_tile<T, MR, (MR <= 4 ? 4 : 3)>;
 #endif
     default: return &flat_tile<T, MR, 2>;
   }
@@ -584,6 +596,12 @@ FlatTileFn<T> pick_flat_tile(int mr, int nv) {
 #if GENRT_VEC_BYTES >= 64
     case 6: return flat_tile_nv<T, 6>(nv);
     case 7: return flat_tile_nv<T, 7>(nv);
+#if GENRT_CT_MR > 8
+    case 8: return flat_tile_nv<T, 8>(nv);
+    case 9: return flat_tile_nv<T, 9>(nv);
+    case 10: return flat_tile_nv<T, 10>(nv);
+    case 11: return flat_tile_nv<T, 11>(nv);
+#endif
 #endif
     default: return flat_tile_nv<T, kMR>(nv);
   }
@@ -632,11 +650,12 @@ constexpr int kNVwide = kNV;
 
 template <typename T, int MR>
 DirectTileFn<T> direct_tile_nv(int nv) {
+  // nv <= max(kNV, kNVwide); kNVwide (4) only with MR <= 4
   switch (nv) {
     case 1: return &direct_tile<T, MR, 1>;
 #if GENRT_VEC_BYTES >= 64
-    case 3: return &direct_tile<T, MR, (MR <= 4 ? 3 : 2)>;
-    case 4: return &direct_tile<T, MR, (MR <= 4 ? 4 : 2)>;
+    case 3: return &direct_tile<T, MR, 3>;
+    case 4: return &direct_tile<T, MR, (MR <= 4 ? 4 : 3)>;
 #endif
     default: return &direct_tile<T, MR, 2>;
   }
@@ -655,6 +674,12 @@ DirectTileFn<T> pick_direct_tile(int mr, int nv) {
 #if GENRT_VEC_BYTES >= 64
     case 6: return direct_tile_nv<T, 6>(nv);
     case 7: return direct_tile_nv<T, 7>(nv);
+#if GENRT_CT_MR > 8
+    case 8: return direct_tile_nv<T, 8>(nv);
+    case 9: return direct_tile_nv<T, 9>(nv);
+    case 10: return direct_tile_nv<T, 10>(nv);
+    case 11: return direct_tile_nv<T, 11>(nv);
+#endif
 #endif
     default: return direct_tile_nv<T, kMR>(nv);
   }
@@ -718,9 +743,10 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
   for (int64_t r = 0; r < P.sw; ++r) C.ph_w.push_back(make_phase(r, P.sw, P.pw, P.dw, P.kW, P.W, P.Wo));
   pack_phase_weights(C, w, threads);
 
-  bool flat = P.W < W<T>;
-  for (const Phase1D& p : C.ph_w) flat &= p.n_out == P.W;
-  const bool direct = !flat && prefer_direct<T>(P, C.ph_w);
+  bool flat_ok = true;
+  for (const Phase1D& p : C.ph_w) flat_ok &= p.n_out == P.W;
+  const bool flat = flat_ok && (P.algo == 4 || (P.algo == 0 && P.W < W<T>));
+  const bool direct = !flat && (P.algo == 3 || (P.algo != 2 && prefer_direct<T>(P, C.ph_w)));
   std::vector<Task> tasks;
   if (flat) {
     int64_t reach = 0;  // how far a tap reads outside one image's planes
@@ -911,6 +937,12 @@ ColTileFn<T> pick_col_tile(int mr, int nv, bool wide) {
 #if GENRT_VEC_BYTES >= 64
     case 6: return col_tile_nv<T, 6>(nv);
     case 7: return col_tile_nv<T, 7>(nv);
+#if GENRT_CT_MR > 8
+    case 8: return col_tile_nv<T, 8>(nv);
+    case 9: return col_tile_nv<T, 9>(nv);
+    case 10: return col_tile_nv<T, 10>(nv);
+    case 11: return col_tile_nv<T, 11>(nv);
+#endif
 #endif
     default: return col_tile_nv<T, kMR>(nv);
   }
@@ -1185,7 +1217,7 @@ void forward_impl(const ConvTranspose2dProblem& P, const T* x, const T* w, const
                        double(P.kH * P.kW);
   if (flops < 2e5) threads = 1;
   const Epilogue<T> ep{bias, scale, shift, P.activation, T(P.slope)};
-  if (use_col_gemm(P)) {
+  if (P.algo == 1 || (P.algo == 0 && use_col_gemm(P))) {
     if (P.N * P.H * P.W <= 2)
       col_gemm(P, x, w, y, ep, threads);
     else
