@@ -297,3 +297,15 @@ def test_bad_arguments(call, match):
 def test_binding_rejects_bad_pairs():
     with pytest.raises(genrt.GenrtError, match="stride"):
         _C.conv_transpose2d_forward(X, Wt, None, None, None, [1], [0, 0], [0, 0], [1, 1], 1, "none", 0.01, 1)
+
+
+def test_huge_stride_is_cheap(monkeypatch):
+    # a 1x1 input: the output is only the kernel footprint, however large the stride (phases are capped by H_out)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 1, 1))
+    w = rng.standard_normal((3, 2, 3, 2))
+    ref = reference(x, w, stride=(10**9, 10**9), output_padding=(5, 0))
+    for algo in ["auto"] + ALGORITHMS:
+        monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
+        y = kernels.conv_transpose2d(x, w, stride=(10**9, 10**9), output_padding=(5, 0))
+        np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=algo)

@@ -384,10 +384,10 @@ PhaseTileFn<T> pick_phase_tile(int mr, int nv) {
 template <typename T>
 void pack_phase_weights(PhaseCtx<T>& C, const T* w, int threads) {
   const ConvTranspose2dProblem& P = *C.P;
-  const int64_t nph = P.sh * P.sw;
+  const int64_t nph_w = int64_t(C.ph_w.size()), nph = int64_t(C.ph_h.size()) * nph_w;
   C.wpack.assign(size_t(nph * P.groups), {});
   for (int64_t ph = 0; ph < nph; ++ph) {
-    const Phase1D &H = C.ph_h[size_t(ph / P.sw)], &Wd = C.ph_w[size_t(ph % P.sw)];
+    const Phase1D &H = C.ph_h[size_t(ph / nph_w)], &Wd = C.ph_w[size_t(ph % nph_w)];
     const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
     for (int64_t g = 0; g < P.groups; ++g)
       C.wpack[size_t(ph * P.groups + g)].resize(size_t(C.n_cb * Th * Tw * C.Cin_g * kMR));
@@ -396,7 +396,7 @@ void pack_phase_weights(PhaseCtx<T>& C, const T* w, int threads) {
   parallel_for(nph * P.groups * C.n_cb, threads, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t cb = i % C.n_cb, g = (i / C.n_cb) % P.groups, ph = i / (C.n_cb * P.groups);
-      const Phase1D &H = C.ph_h[size_t(ph / P.sw)], &Wd = C.ph_w[size_t(ph % P.sw)];
+      const Phase1D &H = C.ph_h[size_t(ph / nph_w)], &Wd = C.ph_w[size_t(ph % nph_w)];
       const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
       T* dst = C.wpack[size_t(ph * P.groups + g)].data() + cb * Th * Tw * C.Cin_g * kMR;
       for (int64_t th = 0; th < Th; ++th)
@@ -469,7 +469,7 @@ void phase_task(const PhaseCtx<T>& C, const Task& t, std::vector<T>& panel) {
   }
   for (int64_t th = hc.t0; th < hc.t1; ++th) sp[nseg++] = {(th * Tw + wc.t0) * C.Cin_g, ntw * C.Cin_g};
   const int64_t Th = int64_t(H.k.size());
-  const T* wp = C.wpack[size_t((t.rh * P.sw + t.rw) * P.groups + t.g)].data();
+  const T* wp = C.wpack[size_t((t.rh * int64_t(C.ph_w.size()) + t.rw) * P.groups + t.g)].data();
   const int nv = (nvalid + W<T> - 1) / W<T>;
   for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
     const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
@@ -631,7 +631,7 @@ void flat_task(const PhaseCtx<T>& C, const Task& t) {
     }
   }
   const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
-  const T* wp = C.wpack[size_t((t.rh * P.sw + t.rw) * P.groups + t.g)].data();
+  const T* wp = C.wpack[size_t((t.rh * int64_t(C.ph_w.size()) + t.rw) * P.groups + t.g)].data();
   for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
     const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
     pick_flat_tile<T>(mr, nv)(C, H, Wd, wp + cb * Th * Tw * C.Cin_g * kMR, fv, t.g * C.Cout_g + cb * kMR);
@@ -700,7 +700,7 @@ void direct_task(const PhaseCtx<T>& C, const Task& t) {
     rv[v].valid = int(std::min<int64_t>(W<T>, Wd.n_out - jw0));
   }
   const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
-  const T* wp = C.wpack[size_t((t.rh * P.sw + t.rw) * P.groups + t.g)].data();
+  const T* wp = C.wpack[size_t((t.rh * int64_t(C.ph_w.size()) + t.rw) * P.groups + t.g)].data();
   for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
     const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
     pick_direct_tile<T>(mr, nv)(C, H, Wd, hc, wp + cb * Th * Tw * C.Cin_g * kMR, rv, t.g * C.Cout_g + cb * kMR);
@@ -739,8 +739,11 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
   C.HW = P.H * P.W;
   C.HWo = P.Ho * P.Wo;
   C.n_cb = (C.Cout_g + kMR - 1) / kMR;
-  for (int64_t r = 0; r < P.sh; ++r) C.ph_h.push_back(make_phase(r, P.sh, P.ph, P.dh, P.kH, P.H, P.Ho));
-  for (int64_t r = 0; r < P.sw; ++r) C.ph_w.push_back(make_phase(r, P.sw, P.pw, P.dw, P.kW, P.W, P.Wo));
+  // Residues r >= H_out have no output rows: at most min(stride, H_out) phases (a huge stride stays cheap).
+  for (int64_t r = 0; r < std::min(P.sh, P.Ho); ++r)
+    C.ph_h.push_back(make_phase(r, P.sh, P.ph, P.dh, P.kH, P.H, P.Ho));
+  for (int64_t r = 0; r < std::min(P.sw, P.Wo); ++r)
+    C.ph_w.push_back(make_phase(r, P.sw, P.pw, P.dw, P.kW, P.W, P.Wo));
   pack_phase_weights(C, w, threads);
 
   bool flat_ok = true;
@@ -767,8 +770,8 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
     std::fill(xflat_store.begin() + slack + count, xflat_store.begin() + size_t(count + 2 * slack), T(0));
     C.xpad = xflat_store.data() + slack;
     C.nvt = C.Cout_g <= 4 ? kNVwide : kNV;
-    for (int32_t rh = 0; rh < int32_t(P.sh); ++rh)
-      for (int32_t rw = 0; rw < int32_t(P.sw); ++rw) {
+    for (int32_t rh = 0; rh < int32_t(C.ph_h.size()); ++rh)
+      for (int32_t rw = 0; rw < int32_t(C.ph_w.size()); ++rw) {
         const int64_t plane = C.ph_h[size_t(rh)].n_out * P.W, total = P.N * ((plane + W<T> - 1) / W<T>);
         for (int64_t g = 0; g < P.groups; ++g)
           for (int64_t q0 = 0; q0 < total; q0 += C.nvt) tasks.push_back({rh, rw, 0, 0, g, q0, 0, C.n_cb});
@@ -804,8 +807,8 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
       }
     });
     std::fill(xp + rows * C.Wp, xp + xpad_size, T(0));
-    for (int32_t rh = 0; rh < int32_t(P.sh); ++rh)
-      for (int32_t rw = 0; rw < int32_t(P.sw); ++rw) {
+    for (int32_t rh = 0; rh < int32_t(C.ph_h.size()); ++rh)
+      for (int32_t rw = 0; rw < int32_t(C.ph_w.size()); ++rw) {
         const int64_t nvr = (C.ph_w[size_t(rw)].n_out + W<T> - 1) / W<T>;
         for (int64_t g = 0; g < P.groups; ++g)
           for (int32_t ch = 0; ch < int32_t(C.ph_h[size_t(rh)].cls.size()); ++ch) {
@@ -815,8 +818,8 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
           }
       }
   } else {
-  for (int32_t rh = 0; rh < int32_t(P.sh); ++rh)
-    for (int32_t rw = 0; rw < int32_t(P.sw); ++rw)
+  for (int32_t rh = 0; rh < int32_t(C.ph_h.size()); ++rh)
+    for (int32_t rw = 0; rw < int32_t(C.ph_w.size()); ++rw)
       for (int64_t g = 0; g < P.groups; ++g)
         for (int32_t ch = 0; ch < int32_t(C.ph_h[size_t(rh)].cls.size()); ++ch)
           for (int32_t cw = 0; cw < int32_t(C.ph_w[size_t(rw)].cls.size()); ++cw) {
