@@ -1,25 +1,34 @@
 // conv_transpose2d kernel bodies, compiled once per instruction set (see simd.h).
 //
-// Two algorithms, both GEMMs with a register-tiled micro-kernel (MR rows broadcast x NV vectors of columns,
-// vector FMA), chosen per call by shape:
+// Every path is a GEMM with a register-tiled micro-kernel: MR values of one operand broadcast (straight from
+// memory into the FMA) times NV vectors of the other, MR x NV accumulators in registers (AVX-512: 8 x 3).
+// The path is chosen per call by shape (GENRT_CONV_TRANSPOSE_ALGO forces one, for tests and benchmarks):
 //
 // Phase GEMM (the default). Output rows oh = r + sh*j of one residue r (mod sh) receive only the kernel rows kh
 //   with (r + ph - kh*dh) = 0 (mod sh), from input rows ih = j + base[kh]; likewise for columns. So the strided
-//   transposed convolution splits into sh*sw dense convolutions ("phases") with no multiplications by the zeros
+//   transposed convolution splits into sh*sw dense convolutions ("phases"), with no multiplications by the zeros
 //   a strided upsampling would insert. Each phase is an implicit GEMM C[C_out x pixels] = A[C_out x K] B[K x
-//   pixels], K = taps * C_in/groups. Pixels whose taps fall partly outside the input (the border) are grouped
-//   into classes that share the same valid tap ranges, so a class's GEMM runs over its valid taps only (K
-//   segments) and no zero is multiplied at the borders either. A (the weights of one phase) is packed once per
-//   call as [C_out/MR][tap][C_in][MR]; B is packed per tile of NR pixels as [K][NR] (runs of input row copies)
-//   and reused for every C_out block. The micro-kernel broadcasts MR weights and FMAs NV vectors of NR pixels;
-//   the epilogue (bias, scale, shift, activation) is applied to the accumulators in registers and each value is
-//   stored once, straight to its phase position in the output.
+//   pixels], K = taps * C_in/groups. A (the weights of one phase) is packed once per call as
+//   [C_out/MR][tap][C_in][MR]; the broadcast operand is A, the vectors are output pixels, and the epilogue (bias,
+//   scale, shift, activation) is applied to the accumulators in registers, each value stored once, straight to
+//   its phase position in the output. Tasks are ordered so that the phases of the same input rows run back to
+//   back on one thread. Three ways to feed B:
+//   - direct: the input, with its rows zero-padded, is read in place; a vector is W consecutive pixels of one
+//     phase row (chosen when phase rows fill the vectors well, and for few output channels, where packing would
+//     not be amortised). Output rows whose taps leave the input are grouped in classes that skip those taps.
+//   - flat: phase width == input width, narrower than a vector (the 4x4 and 8x8 layers): a vector is W
+//     consecutive pixels of the flattened phase plane, which for every tap are W consecutive input elements;
+//     lanes whose tap leaves the input are masked to zero.
+//   - packed: otherwise, a B panel [K][NR] per tile of NR pixels (copied as row runs), reused by every C_out
+//     block; pixels are grouped in classes of equal valid tap ranges, so no zero is multiplied at the borders.
 //
 // Column GEMM (few input pixels: batch 1 at small spatial sizes, or a 1x1 input). Packing the weights would
-//   cost more than the GEMM, so the weights are used in place: cols[pixel][(co, kh, kw)] = x^T w with w read as
-//   the row-major (C_in, C_out/groups*kH*kW) matrix it already is; the columns are scatter-added to the output
-//   (threads own disjoint output channels, so no races) and the epilogue runs over each thread's channels
-//   while they are in cache.
+//   cost more than the GEMM, so they are read in place: cols[(co, kh, kw)][pixel] = w^T x with w the row-major
+//   (C_in, C_out/groups*kH*kW) matrix it already is, MR consecutive weight columns (one cache line) broadcast,
+//   the pixels as vectors (x^T packed, L1-resident), in K blocks so each weight row streams in order with
+//   software prefetch. (One or two pixels: the weights are the vectors instead, in wide tiles.) The columns are
+//   scatter-added to the output (threads own disjoint output channels, so no races) and the epilogue runs over
+//   each thread's channels while they are in cache.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -1126,6 +1135,7 @@ void col_gemm_ct(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, 
   });
 }
 
+// Column GEMM with the weights as the vectors and the pixels broadcast.
 template <typename T>
 void col_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, const Epilogue<T>& ep, int threads) {
   const int64_t Cin_g = P.Cin / P.groups, Cout_g = P.Cout / P.groups, HW = P.H * P.W, HWo = P.Ho * P.Wo;
@@ -1145,9 +1155,8 @@ void col_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, con
   });
   // Work: (group, channel chunk); a chunk owns its output channels.
   const int64_t per_group = std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + P.groups - 1) / P.groups));
-  // One or two pixels: wide column tiles (kNVcw vectors) so each weight row is read in long runs. Otherwise
-  // MR x NR tiles; a column tile of w used by several pixel blocks is first copied to a contiguous panel (rows
-  // of w are a multiple of 4 KiB apart in the typical layers, which would map them all to the same L1 sets).
+  // Used for one or two pixels (col_gemm_ct otherwise): wide column tiles (kNVcw vectors) so each weight row is
+  // read in long runs, prefetched ahead. (MR x NR tiles for more pixels: correct, but col_gemm_ct is faster.)
   const bool wide = Np <= 2;
   const int64_t NRc = wide ? int64_t(kNVcw) * W<T> : NR<T>;
   parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
@@ -1169,12 +1178,6 @@ void col_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, con
           tail.assign(size_t(Cin_g * NRc), T(0));
           for (int64_t ci = 0; ci < Cin_g; ++ci)
             for (int c = 0; c < J - jt; ++c) tail[size_t(ci * NRc + c)] = wg[ci * J + jt + c];
-          b = tail.data();
-          ldb = NRc;
-        } else if (n_pb > 4) {
-          tail.resize(size_t(Cin_g * NRc));
-          for (int64_t ci = 0; ci < Cin_g; ++ci)
-            for (int v = 0; v < NRc; v += W<T>) store<T>(tail.data() + ci * NRc + v, load<T>(wg + ci * J + jt + v));
           b = tail.data();
           ldb = NRc;
         }
