@@ -531,39 +531,35 @@ void direct_tile(const PhaseCtx<T>& C, const Phase1D& H, const Phase1D& Wd, cons
 // (offset hb*W_in + wb). Lanes whose tap falls outside the input are masked to zero; the input carries slack on
 // both ends so that such reads stay inside the buffer.
 struct FlatVec {
-  int64_t in;                // offset in xpad of the vector's first pixel (channel 0 of the group), no tap
-  int64_t out[64];           // y offset of each lane (channel 0)
-  int64_t jh[64], jw[64];    // phase row / column of each lane (jh = -1 for lanes past the image)
+  int64_t in;       // offset in xpad of the vector's first pixel (channel 0 of the group), no tap
+  int64_t out[64];  // y offset of each lane (channel 0)
   int valid;
+};
+
+// Per task: for each tap, the lane masks of the tile's vectors (computed once, shared by all C_out blocks).
+template <typename T>
+struct FlatMasks {
+  std::vector<ivec_t<T>> mask;  // [tap][nv]
+  std::vector<char> any;        // [tap]: some lane of some vector reads inside the input
 };
 
 template <typename T, int MR, int NV>
 void flat_tile(const PhaseCtx<T>& C, const Phase1D& H, const Phase1D& Wd, const T* apanel, const FlatVec* fv,
-               int64_t co0) {
-  using I = ivec_t<T>;
-  using E = decltype(I{}[0] + 0);
+               const FlatMasks<T>& fm, int nvt, int64_t co0) {
   const ConvTranspose2dProblem& P = *C.P;
   vec_t<T> acc[MR][NV];
   for (int m = 0; m < MR; ++m)
     for (int v = 0; v < NV; ++v) acc[m][v] = splat<T>(0);
   const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
   const T* bp[NV];
-  I mask[NV];
   for (int64_t th = 0; th < Th; ++th)
     for (int64_t tw = 0; tw < Tw; ++tw) {
-      const int64_t hb = H.base[size_t(th)], wb = Wd.base[size_t(tw)];
-      bool any = false;
-      for (int v = 0; v < NV; ++v) {
-        for (int l = 0; l < W<T>; ++l) {
-          const int64_t ih = fv[v].jh[l] + hb, iw = fv[v].jw[l] + wb;
-          const bool ok = fv[v].jh[l] >= 0 && ih >= 0 && ih < P.H && iw >= 0 && iw < P.W;
-          mask[v][l] = ok ? E(-1) : E(0);
-          any |= ok;
-        }
-        bp[v] = C.xpad + fv[v].in + hb * P.W + wb;
-      }
-      if (!any) continue;
-      micro_rows_masked<T, MR, NV>(C.Cin_g, apanel + (th * Tw + tw) * C.Cin_g * kMR, kMR, bp, C.HW, mask, acc);
+      const int64_t tap = th * Tw + tw;
+      if (!fm.any[size_t(tap)]) continue;
+      const int64_t off = H.base[size_t(th)] * P.W + Wd.base[size_t(tw)];
+      for (int v = 0; v < NV; ++v) bp[v] = C.xpad + fv[v].in + off;
+      micro_rows_masked<T, MR, NV>(C.Cin_g, apanel + tap * C.Cin_g * kMR, kMR, bp, C.HW,
+                                   fm.mask.data() + tap * nvt, acc);
     }
   T tmp[W<T>];
   for (int m = 0; m < MR; ++m) {
@@ -577,7 +573,8 @@ void flat_tile(const PhaseCtx<T>& C, const Phase1D& H, const Phase1D& Wd, const 
 }
 
 template <typename T>
-using FlatTileFn = void (*)(const PhaseCtx<T>&, const Phase1D&, const Phase1D&, const T*, const FlatVec*, int64_t);
+using FlatTileFn = void (*)(const PhaseCtx<T>&, const Phase1D&, const Phase1D&, const T*, const FlatVec*,
+                           const FlatMasks<T>&, int, int64_t);
 
 template <typename T, int MR>
 FlatTileFn<T> flat_tile_nv(int nv) {
@@ -618,32 +615,54 @@ FlatTileFn<T> pick_flat_tile(int mr, int nv) {
 
 template <typename T>
 void flat_task(const PhaseCtx<T>& C, const Task& t) {
+  using I = ivec_t<T>;
+  using E = decltype(I{}[0] + 0);
   const ConvTranspose2dProblem& P = *C.P;
   const Phase1D &H = C.ph_h[size_t(t.rh)], &Wd = C.ph_w[size_t(t.rw)];
   const int64_t plane = H.n_out * P.W, nvq = (plane + W<T> - 1) / W<T>, total = P.N * nvq;
   FlatVec fv[4];
+  I jh[4], jw[4];  // phase row / column of each lane; lanes past the image get a row that is never valid
   const int nv = int(std::min<int64_t>(C.nvt, total - t.q0));
   for (int v = 0; v < nv; ++v) {
     const int64_t i = t.q0 + v, n = i / nvq, q0 = (i % nvq) * W<T>;
     fv[v].in = (n * P.Cin + t.g * C.Cin_g) * C.HW + q0;
     fv[v].valid = int(std::min<int64_t>(W<T>, plane - q0));
+    int64_t r = q0 / P.W, c = q0 % P.W;
     for (int l = 0; l < W<T>; ++l) {
-      const int64_t q = q0 + l;
       if (l < fv[v].valid) {
-        fv[v].jh[l] = q / P.W;
-        fv[v].jw[l] = q % P.W;
-        fv[v].out[l] = n * P.Cout * C.HWo + (H.r + P.sh * fv[v].jh[l]) * P.Wo + Wd.r + P.sw * fv[v].jw[l];
+        jh[v][l] = E(r);
+        jw[v][l] = E(c);
+        fv[v].out[l] = n * P.Cout * C.HWo + (H.r + P.sh * r) * P.Wo + Wd.r + P.sw * c;
       } else {
-        fv[v].jh[l] = -1;
-        fv[v].jw[l] = 0;
+        jh[v][l] = E(-2 * P.H - 2);
+        jw[v][l] = 0;
+      }
+      if (++c == P.W) {
+        c = 0;
+        ++r;
       }
     }
   }
   const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
+  thread_local FlatMasks<T> fm;
+  fm.mask.resize(size_t(Th * Tw * nv));
+  fm.any.resize(size_t(Th * Tw));
+  for (int64_t th = 0; th < Th; ++th)
+    for (int64_t tw = 0; tw < Tw; ++tw) {
+      const E hb = E(H.base[size_t(th)]), wb = E(Wd.base[size_t(tw)]);
+      bool any = false;
+      for (int v = 0; v < nv; ++v) {
+        const I ih = jh[v] + hb, iw = jw[v] + wb;
+        const I ok = (ih >= E(0)) & (ih < E(P.H)) & (iw >= E(0)) & (iw < E(P.W));
+        fm.mask[size_t((th * Tw + tw) * nv + v)] = ok;
+        for (int l = 0; l < W<T>; ++l) any |= ok[l] != 0;
+      }
+      fm.any[size_t(th * Tw + tw)] = any;
+    }
   const T* wp = C.wpack[size_t((t.rh * int64_t(C.ph_w.size()) + t.rw) * P.groups + t.g)].data();
   for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
     const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
-    pick_flat_tile<T>(mr, nv)(C, H, Wd, wp + cb * Th * Tw * C.Cin_g * kMR, fv, t.g * C.Cout_g + cb * kMR);
+    pick_flat_tile<T>(mr, nv)(C, H, Wd, wp + cb * Th * Tw * C.Cin_g * kMR, fv, fm, nv, t.g * C.Cout_g + cb * kMR);
   }
 }
 
