@@ -309,3 +309,15 @@ def test_huge_stride_is_cheap(monkeypatch):
         monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
         y = kernels.conv_transpose2d(x, w, stride=(10**9, 10**9), output_padding=(5, 0))
         np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=algo)
+
+
+@pytest.mark.parametrize("n, hw", [(1, (1, 1)), (2, (1, 1)), (1, (1, 2))])
+def test_one_or_two_pixels(n, hw):
+    # the GEMV (one pixel) and wide-tile (two pixels) column paths, with groups, dilation and padding
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, 6, *hw))
+    w = rng.standard_normal((6, 3, 3, 2))
+    b = rng.standard_normal(9)
+    kw = dict(stride=2, padding=(1, 0), dilation=(2, 1), output_padding=(1, 0), groups=3, activation="tanh")
+    np.testing.assert_allclose(kernels.conv_transpose2d(x, w, b, **kw), reference(x, w, b, **kw), rtol=1e-12,
+                               atol=1e-12)

@@ -26,7 +26,8 @@
 //   cost more than the GEMM, so they are read in place: cols[(co, kh, kw)][pixel] = w^T x with w the row-major
 //   (C_in, C_out/groups*kH*kW) matrix it already is, MR consecutive weight columns (one cache line) broadcast,
 //   the pixels as vectors (x^T packed, L1-resident), in K blocks so each weight row streams in order with
-//   software prefetch. (One or two pixels: the weights are the vectors instead, in wide tiles.) The columns are
+//   software prefetch. (One pixel: a GEMV streaming each weight row in order; two: the weights are the vectors,
+//   in wide tiles.) The columns are
 //   scatter-added to the output (threads own disjoint output channels, so no races) and the epilogue runs over
 //   each thread's channels while they are in cache.
 #include <algorithm>
