@@ -27,9 +27,8 @@
 //   (C_in, C_out/groups*kH*kW) matrix it already is, MR consecutive weight columns (one cache line) broadcast,
 //   the pixels as vectors (x^T packed, L1-resident), in K blocks so each weight row streams in order with
 //   software prefetch. (One pixel: a GEMV streaming each weight row in order; two: the weights are the vectors,
-//   in wide tiles.) The columns are
-//   scatter-added to the output (threads own disjoint output channels, so no races) and the epilogue runs over
-//   each thread's channels while they are in cache.
+//   in wide tiles.) The columns are scatter-added to the output (threads own disjoint output channels, so no
+//   races) and the epilogue runs over each thread's channels while they are in cache.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
