@@ -1,4 +1,4 @@
-"""python benchmarks/bench_conv_transpose.py [--threads 2] [--repeats 7] [--batches 1,16,64]
+"""python benchmarks/bench_conv_transpose.py [--threads 2] [--repeats 15] [--batches 1,16,64]
 
 genrt.kernels.conv_transpose2d vs torch.nn.functional.conv_transpose2d vs ONNX Runtime (a one-node ConvTranspose
 model on the CPU provider), float32, all on the same thread count, in one process with the three interleaved per
@@ -104,7 +104,7 @@ def bench_layer(spec, n, threads, repeats, rng):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--batches", default="1,16,64")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
