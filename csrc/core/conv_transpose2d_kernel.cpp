@@ -401,22 +401,40 @@ void pack_phase_weights(PhaseCtx<T>& C, const T* w, int threads) {
     for (int64_t g = 0; g < P.groups; ++g)
       C.wpack[size_t(ph * P.groups + g)].resize(size_t(C.n_cb * Th * Tw * C.Cin_g * kMR));
   }
-  const int64_t kk = P.kH * P.kW;
-  parallel_for(nph * P.groups * C.n_cb, threads, [&](int64_t i0, int64_t i1) {
+  // Each weight row w[ci, co, :, :] is read once and its taps distributed to every phase's panel, through a
+  // table of (tap, phase, offset) with one entry per tap that some phase uses.
+  struct Entry {
+    int64_t tap, ph, off;
+  };
+  std::vector<Entry> table;
+  for (int64_t ph = 0; ph < nph; ++ph) {
+    const Phase1D &H = C.ph_h[size_t(ph / nph_w)], &Wd = C.ph_w[size_t(ph % nph_w)];
+    const int64_t Tw = int64_t(Wd.k.size());
+    for (size_t th = 0; th < H.k.size(); ++th)
+      for (size_t tw = 0; tw < Wd.k.size(); ++tw)
+        table.push_back({H.k[th] * P.kW + Wd.k[tw], ph, (int64_t(th) * Tw + int64_t(tw)) * C.Cin_g * kMR});
+  }
+  const int64_t kk = P.kH * P.kW, ne = int64_t(table.size());
+  parallel_for(P.groups * C.n_cb, threads, [&](int64_t i0, int64_t i1) {
+    std::vector<T*> dst(static_cast<size_t>(ne));
+    std::vector<int64_t> tap(static_cast<size_t>(ne));
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t cb = i % C.n_cb, g = (i / C.n_cb) % P.groups, ph = i / (C.n_cb * P.groups);
-      const Phase1D &H = C.ph_h[size_t(ph / nph_w)], &Wd = C.ph_w[size_t(ph % nph_w)];
-      const int64_t Th = int64_t(H.k.size()), Tw = int64_t(Wd.k.size());
-      T* dst = C.wpack[size_t(ph * P.groups + g)].data() + cb * Th * Tw * C.Cin_g * kMR;
-      for (int64_t th = 0; th < Th; ++th)
-        for (int64_t tw = 0; tw < Tw; ++tw) {
-          const int64_t tap = H.k[size_t(th)] * P.kW + Wd.k[size_t(tw)];
-          for (int64_t ci = 0; ci < C.Cin_g; ++ci) {
-            const T* src = w + ((g * C.Cin_g + ci) * C.Cout_g) * kk + tap;
-            for (int m = 0; m < kMR; ++m) {
-              const int64_t co = cb * kMR + m;
-              *dst++ = co < C.Cout_g ? src[co * kk] : T(0);
-            }
+      const int64_t cb = i % C.n_cb, g = i / C.n_cb;
+      for (int64_t e = 0; e < ne; ++e) {
+        const Entry& en = table[size_t(e)];
+        const Phase1D &H = C.ph_h[size_t(en.ph / nph_w)], &Wd = C.ph_w[size_t(en.ph % nph_w)];
+        const int64_t panel = int64_t(H.k.size() * Wd.k.size()) * C.Cin_g * kMR;
+        dst[size_t(e)] = C.wpack[size_t(en.ph * P.groups + g)].data() + cb * panel + en.off;
+        tap[size_t(e)] = en.tap;
+      }
+      for (int64_t ci = 0; ci < C.Cin_g; ++ci)
+        for (int m = 0; m < kMR; ++m) {
+          const int64_t co = cb * kMR + m, o = ci * kMR + m;
+          if (co < C.Cout_g) {
+            const T* src = w + ((g * C.Cin_g + ci) * C.Cout_g + co) * kk;
+            for (int64_t e = 0; e < ne; ++e) dst[size_t(e)][o] = src[tap[size_t(e)]];
+          } else {
+            for (int64_t e = 0; e < ne; ++e) dst[size_t(e)][o] = T(0);
           }
         }
     }
