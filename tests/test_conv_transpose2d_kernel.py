@@ -17,11 +17,32 @@ F = torch.nn.functional
 ACTIVATIONS = [None, "relu", "leaky_relu", "tanh", "sigmoid"]
 
 
-def reference(x, w, bias=None, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1, activation=None,
-              negative_slope=0.01, scale=None, shift=None):
+def reference(
+    x,
+    w,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+    groups=1,
+    activation=None,
+    negative_slope=0.01,
+    scale=None,
+    shift=None,
+):
     t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    y = F.conv_transpose2d(t(x), t(w), t(bias), stride=stride, padding=padding, output_padding=output_padding,
-                           dilation=dilation, groups=groups)
+    y = F.conv_transpose2d(
+        t(x),
+        t(w),
+        t(bias),
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        groups=groups,
+    )
     if scale is not None:
         y = y * t(scale)[None, :, None, None]
     if shift is not None:
@@ -53,9 +74,21 @@ def configs(draw):
     if min(ho) < 1:
         p = (0, 0)
     return dict(
-        n=n, cin=cin, cout=cout, hw=hw, k=k, stride=s, padding=p, output_padding=op, dilation=d, groups=groups,
-        bias=draw(st.booleans()), affine=draw(st.booleans()), activation=draw(st.sampled_from(ACTIVATIONS)),
-        slope=draw(st.sampled_from([0.01, 0.2, -1.5])), seed=draw(st.integers(0, 2**31 - 1)),
+        n=n,
+        cin=cin,
+        cout=cout,
+        hw=hw,
+        k=k,
+        stride=s,
+        padding=p,
+        output_padding=op,
+        dilation=d,
+        groups=groups,
+        bias=draw(st.booleans()),
+        affine=draw(st.booleans()),
+        activation=draw(st.sampled_from(ACTIVATIONS)),
+        slope=draw(st.sampled_from([0.01, 0.2, -1.5])),
+        seed=draw(st.integers(0, 2**31 - 1)),
     )
 
 
@@ -66,9 +99,17 @@ def make(cfg, dtype):
     b = rng.standard_normal(cfg["cout"]).astype(dtype) if cfg["bias"] else None
     sc = rng.standard_normal(cfg["cout"]).astype(dtype) if cfg["affine"] else None
     sh = rng.standard_normal(cfg["cout"]).astype(dtype) if cfg["affine"] else None
-    kw = dict(stride=cfg["stride"], padding=cfg["padding"], output_padding=cfg["output_padding"],
-              dilation=cfg["dilation"], groups=cfg["groups"], activation=cfg["activation"],
-              negative_slope=cfg["slope"], scale=sc, shift=sh)
+    kw = dict(
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        output_padding=cfg["output_padding"],
+        dilation=cfg["dilation"],
+        groups=cfg["groups"],
+        activation=cfg["activation"],
+        negative_slope=cfg["slope"],
+        scale=sc,
+        shift=sh,
+    )
     return x, w, b, kw
 
 
@@ -87,8 +128,12 @@ def test_matches_torch_float64(cfg):
 def test_matches_torch_float32(cfg):
     x, w, b, kw = make(cfg, np.float32)
     y = kernels.conv_transpose2d(x, w, b, **kw)
-    ref = reference(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64),
-                    **{k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()})
+    ref = reference(
+        x.astype(np.float64),
+        w.astype(np.float64),
+        None if b is None else b.astype(np.float64),
+        **{k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()},
+    )
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, ref, rtol=2e-4, atol=2e-4 * max(1.0, np.abs(ref).max()))
 
@@ -97,16 +142,19 @@ ALGORITHMS = ["col", "packed", "direct", "flat"]  # GENRT_CONV_TRANSPOSE_ALGO; f
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(cfg=configs())
 def test_every_algorithm_matches_torch(monkeypatch, algo, cfg):
     monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
     for dtype, tol in ((np.float64, 1e-11), (np.float32, 2e-4)):
         x, w, b, kw = make(cfg, dtype)
         y = kernels.conv_transpose2d(x, w, b, **kw, threads=2)
-        ref = reference(*(None if a is None else a.astype(np.float64) for a in (x, w, b)),
-                        **{k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()})
+        ref = reference(
+            *(None if a is None else a.astype(np.float64) for a in (x, w, b)),
+            **{k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()},
+        )
         np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * max(1.0, np.abs(ref).max()), err_msg=algo)
 
 
@@ -147,8 +195,10 @@ def check_layer(layer, dtype, activation):
     b, sc, sh = (rng.standard_normal(cout).astype(dtype) for _ in range(3))
     kw = dict(stride=s, padding=p, output_padding=op, activation=activation, scale=sc, shift=sh)
     y = kernels.conv_transpose2d(x, w, b, **kw, threads=2)
-    ref = reference(*(a.astype(np.float64) for a in (x, w, b)), **{**kw, "scale": sc.astype(np.float64),
-                                                                   "shift": sh.astype(np.float64)})
+    ref = reference(
+        *(a.astype(np.float64) for a in (x, w, b)),
+        **{**kw, "scale": sc.astype(np.float64), "shift": sh.astype(np.float64)},
+    )
     tol = 1e-11 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
 
@@ -159,8 +209,9 @@ def test_thread_counts_agree(threads):
     x = rng.standard_normal((3, 24, 9, 7))
     w = rng.standard_normal((24, 20, 4, 4))
     ref = reference(x, w, stride=2, padding=1)
-    np.testing.assert_allclose(kernels.conv_transpose2d(x, w, stride=2, padding=1, threads=threads), ref,
-                               rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(
+        kernels.conv_transpose2d(x, w, stride=2, padding=1, threads=threads), ref, rtol=1e-11, atol=1e-11
+    )
 
 
 def test_every_isa():
@@ -207,19 +258,33 @@ def test_activation_extremes():
             with np.errstate(all="ignore"):
                 ref = reference(x, w, activation=act)
             tol = 1e-15 if dtype == np.float64 else 1e-6
-            np.testing.assert_allclose(y, ref, rtol=tol, atol=1e-300 if dtype == np.float64 else 1e-30,
-                                       equal_nan=True, err_msg=f"{act} {dtype}")
+            np.testing.assert_allclose(
+                y,
+                ref,
+                rtol=tol,
+                atol=1e-300 if dtype == np.float64 else 1e-30,
+                equal_nan=True,
+                err_msg=f"{act} {dtype}",
+            )
 
 
 def onnx_reference(x, w, b, stride, padding, output_padding, dilation, groups):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
 
     inputs = ["x", "w"] + (["b"] if b is not None else [])
-    node = helper.make_node("ConvTranspose", inputs, ["y"], strides=list(stride), pads=[padding[0], padding[1]] * 2,
-                            output_padding=list(output_padding), dilations=list(dilation), group=groups,
-                            kernel_shape=list(w.shape[2:]))
+    node = helper.make_node(
+        "ConvTranspose",
+        inputs,
+        ["y"],
+        strides=list(stride),
+        pads=[padding[0], padding[1]] * 2,
+        output_padding=list(output_padding),
+        dilations=list(dilation),
+        group=groups,
+        kernel_shape=list(w.shape[2:]),
+    )
     vi = [helper.make_tensor_value_info(n, TensorProto.DOUBLE, None) for n in inputs]
     graph = helper.make_graph([node], "g", vi, [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -319,5 +384,6 @@ def test_one_or_two_pixels(n, hw):
     w = rng.standard_normal((6, 3, 3, 2))
     b = rng.standard_normal(9)
     kw = dict(stride=2, padding=(1, 0), dilation=(2, 1), output_padding=(1, 0), groups=3, activation="tanh")
-    np.testing.assert_allclose(kernels.conv_transpose2d(x, w, b, **kw), reference(x, w, b, **kw), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        kernels.conv_transpose2d(x, w, b, **kw), reference(x, w, b, **kw), rtol=1e-12, atol=1e-12
+    )
