@@ -844,7 +844,8 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
     }
     C.xpad = xpad_store.data();
     T* xp = C.xpad;
-    parallel_for(rows, threads, [&](int64_t r0, int64_t r1) {
+    // (small copies stay on the calling thread: waking the pool costs more)
+    parallel_for(rows, rows * C.Wp * int64_t(sizeof(T)) > (1 << 20) ? threads : 1, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         T* d = xp + r * C.Wp;
         std::fill(d, d + C.Lpad, T(0));
