@@ -1102,7 +1102,7 @@ void col_gemm_ct(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, 
       }
       // K blocks of kKB rows; within a block the tiles sweep the chunk's columns (each tile prefetching the part
       // of its rows two tiles on), so the weights are read in place, each once per pixel block.
-      constexpr int64_t kKB = 64;
+      constexpr int64_t kKB = 512;
       acc.assign(size_t(n_pb * n_jt * mrc * PB), T(0));
       for (int64_t k0 = 0; k0 < Cin_g; k0 += kKB) {
         const int64_t kn = std::min<int64_t>(kKB, Cin_g - k0);
