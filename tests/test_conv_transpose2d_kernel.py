@@ -214,22 +214,26 @@ def test_thread_counts_agree(threads):
     )
 
 
-def test_every_isa():
+def test_every_isa(monkeypatch):
     rng = np.random.default_rng(1)
     cases = [
         (rng.standard_normal((2, 12, 6, 5)), rng.standard_normal((12, 13, 4, 3)), dict(stride=(2, 3), padding=1)),
         (rng.standard_normal((1, 40, 2, 2)), rng.standard_normal((40, 9, 3, 3)), dict(stride=2)),  # column GEMM
+        (rng.standard_normal((2, 5, 4, 4)), rng.standard_normal((5, 3, 4, 4)), dict(stride=2, padding=1)),  # flat
+        (rng.standard_normal((1, 7, 3, 20)), rng.standard_normal((7, 2, 4, 4)), dict(stride=2, padding=1)),  # direct
     ]
     before = _C.active_isa()
     try:
         for isa in _C.available_isas():
             _C.set_isa(isa)
-            for x, w, kw in cases:
-                for dtype in (np.float32, np.float64):
-                    y = kernels.conv_transpose2d(x.astype(dtype), w.astype(dtype), activation="tanh", **kw)
-                    ref = reference(x, w, activation="tanh", **kw)
-                    tol = 1e-12 if dtype == np.float64 else 1e-4
-                    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol, err_msg=f"{isa} {dtype}")
+            for algo in ["auto"] + ALGORITHMS:
+                monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
+                for x, w, kw in cases:
+                    for dtype in (np.float32, np.float64):
+                        y = kernels.conv_transpose2d(x.astype(dtype), w.astype(dtype), activation="tanh", **kw)
+                        ref = reference(x, w, activation="tanh", **kw)
+                        tol = 1e-12 if dtype == np.float64 else 1e-4
+                        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol, err_msg=f"{isa} {algo} {dtype}")
     finally:
         _C.set_isa(before)
 
