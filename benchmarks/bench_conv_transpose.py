@@ -1,11 +1,14 @@
-"""python benchmarks/bench_conv_transpose.py [--threads 2] [--repeats 7] [--batches 1,16,64]
+"""python benchmarks/bench_conv_transpose.py [--threads 2] [--repeats 15] [--batches 1,16,64] [--allow-spinning]
 
 genrt.kernels.conv_transpose2d vs torch.nn.functional.conv_transpose2d vs ONNX Runtime (a one-node ConvTranspose
 model on the CPU provider), float32, all on the same thread count, in one process with the three interleaved per
 repeat (the machine may be shared, so medians of interleaved runs are what compare). Layers: the DCGAN-64
 generator's five transposed convolutions (100->512 k4 s1 p0 from 1x1, then k4 s2 p1 up to 64->3 at 64x64) at
 several batch sizes, and the Johnson et al. super-resolution / style-transfer upsampling layers (k3 s2 p1 op1 to
-256x256). The ceiling is torch.mm (sgemm) of a comparable size on the same threads.
+256x256). The ceiling is torch.mm (sgemm) of a comparable size on the same threads (numpy's OpenBLAS sgemm is
+printed for reference). Idle thread pools are told not to spin (OMP_WAIT_POLICY=PASSIVE, ONNX Runtime's
+session.intra_op.allow_spinning=0), else one framework's spinning threads take the cores of the next one timed;
+--allow-spinning keeps the defaults.
 
 Prints per layer: milliseconds (median), GFLOP/s (2 * N * C_in * H * W * C_out/groups * kH * kW useful flops),
 ratios genrt/torch and genrt/ORT as speedups (their time / genrt's time), and genrt's rate as a fraction of sgemm.
@@ -14,14 +17,28 @@ ratios genrt/torch and genrt/ORT as speedups (their time / genrt's time), and ge
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import numpy as np
-import onnxruntime as ort
-import torch
-from onnx import TensorProto, helper, numpy_helper
+# Idle worker threads must not spin between calls: in one interleaved process, one framework's spinning pool
+# would steal the cores of the next one timed (torch's OpenMP waits actively by default, ONNX Runtime's pool
+# spins after each Run). Must be set before torch is imported. --allow-spinning keeps both defaults.
+SPIN = "--allow-spinning" in sys.argv
+if not SPIN:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numpy's OpenBLAS (the reference sgemm) on the same thread count; read before numpy is imported.
+_argv_threads = next((sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--threads"), "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", _argv_threads)
+if not SPIN:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # OpenBLAS workers spin 2**4 cycles, not 2**28
 
-from genrt import kernels
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from genrt import kernels  # noqa: E402
 
 DCGAN = [  # name, cin, cout, hw, k, stride, padding, output_padding
     ("dcgan1 100->512 1->4", 100, 512, 1, 4, 1, 0, 0),
@@ -60,6 +77,8 @@ def ort_session(w, stride, padding, output_padding, threads):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not SPIN:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
@@ -85,10 +104,13 @@ def interleaved(fns, repeats, min_time=0.02):
 
 
 def sgemm_rate(threads, repeats):
+    """torch.mm and numpy (OpenBLAS) sgemm rates, GFLOP/s, for 2048x1024 @ 1024x1024 float32."""
     a = torch.randn(2048, 1024)
     b = torch.randn(1024, 1024)
+    an, bn = a.numpy(), b.numpy()
+    (tn,) = interleaved([lambda: an @ bn], repeats)  # separately: OpenBLAS threads may spin after a call
     (t,) = interleaved([lambda: torch.mm(a, b)], repeats)
-    return 2 * 2048 * 1024 * 1024 / t / 1e9
+    return 2 * 2048 * 1024 * 1024 / t / 1e9, 2 * 2048 * 1024 * 1024 / tn / 1e9
 
 
 def bench_layer(spec, n, threads, repeats, rng):
@@ -115,22 +137,31 @@ def bench_layer(spec, n, threads, repeats, rng):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--batches", default="1,16,64")
+    ap.add_argument(
+        "--allow-spinning",
+        action="store_true",
+        help="leave torch's OpenMP and ONNX Runtime's pool spinning between calls (their defaults)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    peak = sgemm_rate(args.threads, args.repeats)
-    print(f"threads={args.threads} isa={kernels.cpu_isa()} torch={torch.__version__} onnxruntime={ort.__version__}")
-    print(f"sgemm ceiling (torch.mm 2048x1024 @ 1024x1024): {peak:.1f} GFLOP/s\n")
+    peak, peak_np = sgemm_rate(args.threads, args.repeats)
+    print(
+        f"threads={args.threads} isa={kernels.cpu_isa()} torch={torch.__version__} onnxruntime={ort.__version__}"
+        f" spinning={'default' if SPIN else 'off'}"
+    )
+    print(
+        f"sgemm ceiling (torch.mm 2048x1024 @ 1024x1024): {peak:.1f} GFLOP/s"
+        f"  [numpy/OpenBLAS, for reference: {peak_np:.1f} GFLOP/s; 'of sgemm' is relative to torch.mm]\n"
+    )
     hdr = (
         f"{'layer':<26}{'batch':>6}{'genrt ms':>10}{'torch ms':>10}{'ORT ms':>9}{'genrt GF/s':>11}"
         f"{'torch GF/s':>11}{'ORT GF/s':>9}{'vs torch':>9}{'vs ORT':>8}{'of sgemm':>9}"
     )
-    runs = [
-        ("DCGAN-64 generator", DCGAN, [int(b) for b in args.batches.split(",")]),
-        ("Johnson upsampling", JOHNSON, [1]),
-    ]
+    batches = [int(b) for b in args.batches.split(",")]
+    runs = [("DCGAN-64 generator", DCGAN, batches), ("Johnson upsampling", JOHNSON, [1])]
     for model, layers, batches in runs:
         for n in batches:
             print(f"{model}, batch {n}")
@@ -150,12 +181,14 @@ def main():
             f, tg, tt, to = tot
             print(
                 f"{'total':<26}{n:>6}{tg * 1e3:>10.3f}{tt * 1e3:>10.3f}{to * 1e3:>9.3f}{f / tg / 1e9:>11.1f}"
-                f"{f / tt / 1e9:>11.1f}{f / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x{f / tg / 1e9 / peak:>9.0%}"
+                f"{f / tt / 1e9:>11.1f}{f / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x"
+                f"{f / tg / 1e9 / peak:>9.0%}"
             )
             if big[0]:
+                rate = big[0] / big[1] / 1e9
                 print(
-                    f"{'layers 2-4 (big three)':<26}{n:>6}{big[1] * 1e3:>10.3f}{'':>30}{big[0] / big[1] / 1e9:>11.1f}"
-                    f"{'':>37}{big[0] / big[1] / 1e9 / peak:>9.0%}"
+                    f"{'layers 2-4 (big three)':<26}{n:>6}{big[1] * 1e3:>10.3f}{'':>30}{rate:>11.1f}"
+                    f"{'':>37}{rate / peak:>9.0%}"
                 )
             print()
 

@@ -138,6 +138,32 @@ def test_matches_torch_float32(cfg):
     np.testing.assert_allclose(y, ref, rtol=2e-4, atol=2e-4 * max(1.0, np.abs(ref).max()))
 
 
+ALGORITHMS = ["col", "packed", "direct", "flat"]  # GENRT_CONV_TRANSPOSE_ALGO; flat falls back where it does not apply
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(cfg=configs())
+def test_every_algorithm_matches_torch(monkeypatch, algo, cfg):
+    monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
+    for dtype, tol in ((np.float64, 1e-11), (np.float32, 2e-4)):
+        x, w, b, kw = make(cfg, dtype)
+        y = kernels.conv_transpose2d(x, w, b, **kw, threads=2)
+        ref = reference(
+            *(None if a is None else a.astype(np.float64) for a in (x, w, b)),
+            **{k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()},
+        )
+        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * max(1.0, np.abs(ref).max()), err_msg=algo)
+
+
+def test_algorithm_override_rejects_unknown(monkeypatch):
+    monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", "fft")
+    with pytest.raises(genrt.GenrtError, match="GENRT_CONV_TRANSPOSE_ALGO"):
+        kernels.conv_transpose2d(X, Wt)
+
+
 # Shapes of the generator layers the kernel is tuned for (both algorithms, every blocking remainder), small batch.
 LAYERS = [
     # cin, cout, hw, k, stride, padding, output_padding, n
@@ -154,7 +180,14 @@ LAYERS = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_generator_layers(layer, dtype, activation):
+def test_generator_layers(layer, dtype, activation, monkeypatch):
+    cin, cout, hw, k, s, p, op, n = layer
+    for algo in ["auto"] + ALGORITHMS:
+        monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
+        check_layer(layer, dtype, activation)
+
+
+def check_layer(layer, dtype, activation):
     cin, cout, hw, k, s, p, op, n = layer
     rng = np.random.default_rng(cin * cout + hw)
     x = rng.standard_normal((n, cin, hw, hw)).astype(dtype)
@@ -181,22 +214,26 @@ def test_thread_counts_agree(threads):
     )
 
 
-def test_every_isa():
+def test_every_isa(monkeypatch):
     rng = np.random.default_rng(1)
     cases = [
         (rng.standard_normal((2, 12, 6, 5)), rng.standard_normal((12, 13, 4, 3)), dict(stride=(2, 3), padding=1)),
         (rng.standard_normal((1, 40, 2, 2)), rng.standard_normal((40, 9, 3, 3)), dict(stride=2)),  # column GEMM
+        (rng.standard_normal((2, 5, 4, 4)), rng.standard_normal((5, 3, 4, 4)), dict(stride=2, padding=1)),  # flat
+        (rng.standard_normal((1, 7, 3, 20)), rng.standard_normal((7, 2, 4, 4)), dict(stride=2, padding=1)),  # direct
     ]
     before = _C.active_isa()
     try:
         for isa in _C.available_isas():
             _C.set_isa(isa)
-            for x, w, kw in cases:
-                for dtype in (np.float32, np.float64):
-                    y = kernels.conv_transpose2d(x.astype(dtype), w.astype(dtype), activation="tanh", **kw)
-                    ref = reference(x, w, activation="tanh", **kw)
-                    tol = 1e-12 if dtype == np.float64 else 1e-4
-                    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol, err_msg=f"{isa} {dtype}")
+            for algo in ["auto"] + ALGORITHMS:
+                monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
+                for x, w, kw in cases:
+                    for dtype in (np.float32, np.float64):
+                        y = kernels.conv_transpose2d(x.astype(dtype), w.astype(dtype), activation="tanh", **kw)
+                        ref = reference(x, w, activation="tanh", **kw)
+                        tol = 1e-12 if dtype == np.float64 else 1e-4
+                        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol, err_msg=f"{isa} {algo} {dtype}")
     finally:
         _C.set_isa(before)
 
@@ -236,7 +273,7 @@ def test_activation_extremes():
 
 
 def onnx_reference(x, w, b, stride, padding, output_padding, dilation, groups):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
 
@@ -329,3 +366,28 @@ def test_bad_arguments(call, match):
 def test_binding_rejects_bad_pairs():
     with pytest.raises(genrt.GenrtError, match="stride"):
         _C.conv_transpose2d_forward(X, Wt, None, None, None, [1], [0, 0], [0, 0], [1, 1], 1, "none", 0.01, 1)
+
+
+def test_huge_stride_is_cheap(monkeypatch):
+    # a 1x1 input: the output is only the kernel footprint, however large the stride (phases are capped by H_out)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 1, 1))
+    w = rng.standard_normal((3, 2, 3, 2))
+    ref = reference(x, w, stride=(10**9, 10**9), output_padding=(5, 0))
+    for algo in ["auto"] + ALGORITHMS:
+        monkeypatch.setenv("GENRT_CONV_TRANSPOSE_ALGO", algo)
+        y = kernels.conv_transpose2d(x, w, stride=(10**9, 10**9), output_padding=(5, 0))
+        np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=algo)
+
+
+@pytest.mark.parametrize("n, hw", [(1, (1, 1)), (2, (1, 1)), (1, (1, 2))])
+def test_one_or_two_pixels(n, hw):
+    # the GEMV (one pixel) and wide-tile (two pixels) column paths, with groups, dilation and padding
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, 6, *hw))
+    w = rng.standard_normal((6, 3, 3, 2))
+    b = rng.standard_normal(9)
+    kw = dict(stride=2, padding=(1, 0), dilation=(2, 1), output_padding=(1, 0), groups=3, activation="tanh")
+    np.testing.assert_allclose(
+        kernels.conv_transpose2d(x, w, b, **kw), reference(x, w, b, **kw), rtol=1e-12, atol=1e-12
+    )

@@ -1,6 +1,8 @@
 // Checked entry point of conv_transpose2d; the kernel bodies are in conv_transpose2d_kernel.cpp.
 #include "conv_transpose2d.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "cpu_isa.h"
@@ -58,6 +60,15 @@ void check_channel_vector(const TensorRef& v, const TensorRef& x, int64_t cout) 
                 "channel), got " + v.shape_str());
 }
 
+int forced_algo() {
+  const char* env = std::getenv("GENRT_CONV_TRANSPOSE_ALGO");
+  if (!env || !*env || !std::strcmp(env, "auto")) return 0;
+  const char* names[] = {"col", "packed", "direct", "flat"};
+  for (int i = 0; i < 4; ++i)
+    if (!std::strcmp(env, names[i])) return i + 1;
+  throw_value(std::string("GENRT_CONV_TRANSPOSE_ALGO: expected auto, col, packed, direct or flat, got '") + env + "'");
+}
+
 template <typename T>
 void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& scale,
          const TensorRef& shift, const TensorRef& out, const ConvTranspose2dParams& p, int threads) {
@@ -80,6 +91,7 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   P.groups = p.groups;
   P.activation = int(p.activation);
   P.slope = p.negative_slope;
+  P.algo = forced_algo();
   if (P.N == 0) return;
   std::vector<T> xs, ws, bs, ss, hs;
   const T* xd = contiguous<T>(x, xs);

@@ -48,6 +48,10 @@ struct ConvTranspose2dProblem {
   int64_t sh, sw, ph, pw, dh, dw, groups;
   int activation;
   double slope;
+  // Algorithm: 0 chosen by shape; 1 column GEMM, 2 packed phase GEMM, 3 direct phase GEMM, 4 flat phase GEMM
+  // (4 only where it applies, else chosen by shape). Forced by GENRT_CONV_TRANSPOSE_ALGO=col|packed|direct|flat,
+  // for tests and benchmarks; every algorithm computes the same result.
+  int algo = 0;
 };
 
 }  // namespace genrt
