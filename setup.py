@@ -98,6 +98,7 @@ class build_ext(_build_ext):
                 depends=_headers(),
             )
         ext.extra_objects = objects
+        ext.depends = ext.depends + _kernel_sources()  # relink when only a per-ISA kernel changed
         ext.define_macros += [(f"GENRT_WITH_{isa.upper()}", "1") for isa in isas if isa != "baseline"]
         super().build_extension(ext)
 

@@ -64,14 +64,6 @@ constexpr int kNV = 2;
 template <typename T>
 constexpr int NR = kNV * W<T>;
 
-// Broadcast for the micro-kernels. simd.h's splat is `vec{} + x`, which the compiler cannot fold (0 + -0.0 is
-// +0.0), so it costs a scalar add per broadcast and keeps the broadcast from fusing into the FMA's memory operand.
-// x - (+0.0) is x for every x, -0.0 and NaN included, so this one folds to a plain broadcast.
-template <typename T>
-inline vec_t<T> bcast(T x) {
-  return x - vec_t<T>{};
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Epilogue
 
@@ -214,7 +206,7 @@ __attribute__((always_inline)) inline void micro(int64_t K, const T* __restrict 
     for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W<T>);
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
-      const vec_t<T> av = bcast<T>(a[m]);
+      const vec_t<T> av = splat<T>(a[m]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
     }
@@ -235,7 +227,7 @@ __attribute__((always_inline)) inline void micro_rows(int64_t K, const T* __rest
     for (int v = 0; v < NV; ++v) bv[v] = load<T>(b[v] + k * ldb);
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
-      const vec_t<T> av = bcast<T>(a[m]);
+      const vec_t<T> av = splat<T>(a[m]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
     }
@@ -260,7 +252,7 @@ __attribute__((always_inline)) inline void micro_rows_masked(int64_t K, const T*
     for (int v = 0; v < NV; ++v) bv[v] = (vec_t<T>)((ivec_t<T>)load<T>(b[v] + k * ldb) & mk[v]);
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
-      const vec_t<T> av = bcast<T>(a[m]);
+      const vec_t<T> av = splat<T>(a[m]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
     }
@@ -1026,7 +1018,7 @@ void ct_tile(int64_t K, const T* a, int64_t lda, const T* b, T* out) {
     for (int v = 0; v < NV; ++v) bv[v] = load<T>(b + v * W<T>);
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
-      const vec_t<T> av = bcast<T>(a[m]);
+      const vec_t<T> av = splat<T>(a[m]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
     }
@@ -1195,7 +1187,7 @@ void col_gemv(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, con
         const T* wr = wg + ci * J;
         for (int64_t p = 0; p < Np; ++p) {
           const T xv = x[((p / HW) * P.Cin + g * Cin_g + ci) * HW + p % HW];
-          const vec_t<T> xb = bcast<T>(xv);
+          const vec_t<T> xb = splat<T>(xv);
           T* a = acc.data() + p * nj;
           int64_t j = 0;
           for (; j + W<T> <= nj; j += W<T>) store<T>(a + j, load<T>(a + j) + xb * load<T>(wr + j));

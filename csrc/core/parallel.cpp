@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 
@@ -43,6 +44,12 @@ class Pool {
     std::unique_lock<std::mutex> lk(m_);
     done_cv_.wait(lk, [&] { return pending_ == 0; });
     fn_ = nullptr;
+    if (error_) {
+      std::exception_ptr error = error_;
+      error_ = nullptr;
+      lk.unlock();
+      std::rethrow_exception(error);
+    }
     return true;
   }
 
@@ -88,7 +95,15 @@ class Pool {
       const int64_t c = next_.fetch_add(1);
       if (c >= chunks_) return;
       const int64_t begin = n_ * c / chunks_, end = n_ * (c + 1) / chunks_;
-      if (begin < end) (*fn_)(begin, end);
+      if (begin >= end) continue;
+      try {
+        (*fn_)(begin, end);
+      } catch (...) {
+        // The first failure (bad_alloc, say) is rethrown on the calling thread; the rest of the range is skipped.
+        std::lock_guard<std::mutex> lk(m_);
+        if (!error_) error_ = std::current_exception();
+        next_.store(chunks_);
+      }
     }
   }
 
@@ -99,6 +114,7 @@ class Pool {
   int64_t n_ = 0, chunks_ = 0;
   std::atomic<int64_t> next_{0};
   int pending_ = 0, active_ = 0;
+  std::exception_ptr error_;
   uint64_t generation_ = 0;
 };
 

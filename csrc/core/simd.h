@@ -53,9 +53,11 @@ inline void store(T* p, vec_t<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
+// Broadcast. Written x - (+0.0), which is x for every x (-0.0 and NaN included), so the compiler folds it into a
+// plain broadcast (often the memory operand of an FMA); 0.0 + x would not fold, since 0.0 + -0.0 is +0.0.
 template <typename T>
 inline vec_t<T> splat(T x) {
-  return vec_t<T>{} + x;
+  return x - vec_t<T>{};
 }
 
 template <typename T>

@@ -9,7 +9,9 @@
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
 
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -27,9 +29,21 @@ class OrtExecutor : public Executor {
   void run(int64_t count, const std::function<void(int64_t)>& fn) override {
     struct Data {
       const std::function<void(int64_t)>* fn;
-    } data{&fn};
-    auto call = [](void* user, size_t task) { (*static_cast<Data*>(user)->fn)(int64_t(task)); };
+      std::mutex mutex;
+      std::exception_ptr error;
+    } data{&fn, {}, {}};
+    // Exceptions must not cross ORT's thread pool: keep the first and rethrow it on this thread.
+    auto call = [](void* user, size_t task) {
+      auto* d = static_cast<Data*>(user);
+      try {
+        (*d->fn)(int64_t(task));
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(d->mutex);
+        if (!d->error) d->error = std::current_exception();
+      }
+    };
     Ort::ThrowOnError(Ort::GetApi().KernelContext_ParallelFor(ctx_, call, size_t(count), 0, &data));
+    if (data.error) std::rethrow_exception(data.error);
   }
 
  private:
