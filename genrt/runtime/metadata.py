@@ -1,6 +1,14 @@
 """The model contract: genrt's metadata keys, stored in ONNX ``metadata_props`` (and a JSON beside .pt2/.pt files).
 
 Every value is stored JSON-encoded under a ``genrt.`` key, so numbers, lists and nested configs round-trip.
+Keys genrt itself writes and reads (callers may add any others):
+
+- ``kind``: what the model is; picks the class genrt.load returns (one of KINDS).
+- ``version``: the genrt version that exported it. ``format``: "native" (genrt-domain ops) or "portable".
+- ``latent_dim``, ``latent_prior`` ("normal": N(0, 1); "uniform": U(-1, 1)): generators.
+- ``input_layout``, ``output_layout``: "NC" for vectors, "NCHW" for images.
+- ``input_range``, ``output_range``: [lo, hi] of image values, e.g. [-1, 1] for a tanh output.
+- ``scale``: upscalers' factor. ``config``: the training config. ``description``: one line for list_models().
 """
 
 from __future__ import annotations
@@ -23,22 +31,6 @@ KINDS = (
     "inpainter",
     "model",
 )
-
-# Keys genrt itself reads; anything else the caller passes is kept as given.
-KNOWN = {
-    "kind": "what the model is; picks the class genrt.load returns",
-    "version": "genrt version that exported it",
-    "latent_dim": "generators: size of z",
-    "latent_prior": "generators: 'normal' (N(0, 1)) or 'uniform' (U(-1, 1))",
-    "input_layout": "e.g. 'NC' for latents, 'NCHW' for images",
-    "output_layout": "e.g. 'NCHW'",
-    "output_range": "[lo, hi] of image outputs, e.g. [-1, 1] for tanh",
-    "input_range": "[lo, hi] that image inputs are expected in",
-    "scale": "upscalers: the scale factor",
-    "config": "the training config, when known",
-    "format": "'native' (genrt-domain ops) or 'portable' (standard ONNX ops only)",
-}
-
 
 def encode(metadata: dict[str, Any]) -> dict[str, str]:
     """{'kind': 'generator', ...} -> {'genrt.kind': '"generator"', ...}"""
