@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrt.errors import InvalidModelError
+from genrt.errors import ArgumentError, GenrtError, InvalidModelError
 from genrt.runtime.onnx_session import IOSpec
 
 METADATA_FILE = "genrt.json"  # inside the archive; the same JSON also sits beside the file as PATH.json
@@ -58,13 +58,17 @@ class TorchRunner:
         from genrt._torch import torch
 
         self._torch = torch
-        self._device = "cuda" if device.startswith("cuda") else "cpu"
+        if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
+            raise ArgumentError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
+        if device != "cpu" and not torch.cuda.is_available():
+            raise GenrtError(f"device={device!r}: torch sees no CUDA GPU on this machine")
+        self._device = device
         extra = {METADATA_FILE: ""}
         try:
             if fmt == "pt2":
                 with _refusing_pickles(torch, path):
                     program = torch.export.load(str(path), extra_files=extra)
-                self._module = program.module()
+                self._module = program.module().to(self._device)
             else:
                 self._module = torch.jit.load(str(path), map_location=self._device, _extra_files=extra)
         except InvalidModelError:

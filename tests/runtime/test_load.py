@@ -159,6 +159,9 @@ def test_bad_inputs(exported):
         g.interpolate(np.zeros(15), np.ones(16), 3)
     with pytest.raises(genrt.ArgumentError, match="device"):
         genrt.load(exported["g"], device="tpu")
+    if "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers():
+        with pytest.raises(genrt.GenrtError, match="no CUDA provider"):
+            genrt.load(exported["g"], device="cuda")
 
 
 def test_model_without_genrt_metadata(tmp_path):
