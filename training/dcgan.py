@@ -128,7 +128,10 @@ def build(cfg: DCGANConfig, image_shape: tuple[int, int, int], device) -> Parts:
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     extra = {}
     if cfg.historical_averaging > 0:
-        extra = {"hist_G": improved.HistoricalAverage(G.parameters()), "hist_D": improved.HistoricalAverage(D.parameters())}
+        extra = {
+            "hist_G": improved.HistoricalAverage(G.parameters()),
+            "hist_D": improved.HistoricalAverage(D.parameters()),
+        }
     bce = F.binary_cross_entropy_with_logits
 
     def step(real: torch.Tensor, step: int) -> dict[str, float]:

@@ -71,7 +71,18 @@ class TrainConfig:
 
 
 # Fields a resumed run may change; anything else must match the checkpoint's config.
-RESUMABLE = {"out", "epochs", "max_steps", "ckpt_every", "sample_every", "resume", "export", "threads", "device", "progress"}
+RESUMABLE = {
+    "out",
+    "epochs",
+    "max_steps",
+    "ckpt_every",
+    "sample_every",
+    "resume",
+    "export",
+    "threads",
+    "device",
+    "progress",
+}
 
 
 @dataclass
