@@ -3,7 +3,8 @@
 python -c "from training.data import load; print(load('digits', 32).images.shape)"
 
 - ``digits``: scikit-learn's 1797 8x8 handwritten digits (values 0-16), bilinear-resized to size x size; labels kept.
-- ``faces``: scikit-image's ``lfw_subset`` (200 grey 25x25 faces), bilinear-resized to size x size.
+- ``faces``: the 100 faces of scikit-image's ``lfw_subset`` (grey 25x25; its other 100 images are non-face
+  background crops and are left out) and their mirror images (200 in all), bilinear-resized to size x size.
 - ``folder:PATH``: every .jpg/.jpeg/.png/.webp below PATH (recursive, sorted), read with Pillow, RGB, the shorter
   side resized to ``size`` and center-cropped. Files Pillow cannot decode are skipped and listed in ``skipped``.
 """
@@ -58,8 +59,9 @@ def _digits(size: int) -> Dataset:
 def _faces(size: int) -> Dataset:
     from skimage.data import lfw_subset
 
-    x = torch.from_numpy(np.asarray(lfw_subset(), dtype=np.float32))[:, None]  # (200, 1, 25, 25) in [0, 1]
-    return Dataset("faces", _resize(x, size))
+    faces = lfw_subset()[:100]  # (100, 25, 25): float in [0, 1] (its docstring says uint8; accept both)
+    x = torch.from_numpy(faces.astype(np.float32) / (255.0 if faces.dtype == np.uint8 else 1.0))[:, None]
+    return Dataset("faces", _resize(torch.cat([x, x.flip(-1)]), size))  # (200, 1, size, size) with mirrors
 
 
 def _read_image(path: Path, size: int) -> np.ndarray:

@@ -297,10 +297,10 @@ def _write_samples(G: torch.nn.Module, z: torch.Tensor, path: Path) -> None:
     save_png(path, make_grid(images, nrow=8))
 
 
-def train(cfg: TrainConfig, build: Callable, *, on_step: Callable[[int, Parts], None] | None = None) -> Parts:
+def train(cfg: TrainConfig, build: Callable, *, on_step: Callable[[int, Parts, dict], None] | None = None) -> Parts:
     """Runs (or resumes) a training run as configured; returns the trained parts.
 
-    ``on_step(step, parts)`` is called after each step (tests use it to simulate a crash or inject a NaN).
+    ``on_step(step, parts, losses)`` is called after each step (tests use it to simulate a crash or inject a NaN).
     """
     rank, world, local_rank = _world()
     if world > 1 and not dist.is_initialized():
@@ -361,7 +361,7 @@ def train(cfg: TrainConfig, build: Callable, *, on_step: Callable[[int, Parts], 
             batch += 1
             _check_finite(losses, step, epoch, out)
             if on_step is not None:
-                on_step(step, parts)
+                on_step(step, parts, losses)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
