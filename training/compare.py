@@ -1,6 +1,6 @@
-"""Plain DCGAN against each Improved-GAN technique on digits: same budget, same seeds, evaluate.py's numbers.
+"""python -m training.compare --epochs 15 --seeds 0 1 2 --jobs 2 --out runs/compare
 
-python -m training.compare --epochs 15 --seeds 0 1 2 --jobs 2 --out runs/compare
+Plain DCGAN against each Improved-GAN technique on digits: same budget, same seeds, evaluate.py's numbers.
 
 Each (technique, seed) pair trains ``python -m training.dcgan`` in its own process (one thread each, ``--jobs``
 at a time), is evaluated through its exported ONNX file, and the table (mean +- std over seeds) is printed as
@@ -73,7 +73,9 @@ def table(results: dict[str, list[dict]]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.compare", description=__doc__.split("\n\n")[1].splitlines()[0]
+    )
     parser.add_argument("--epochs", type=int, default=15, help="epochs per run, the same for all (15)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds, the same for all (0 1 2)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each (2)")

@@ -1,6 +1,6 @@
-"""Training images, nothing downloaded: ``digits``, ``faces`` or ``folder:PATH``, as float32 (N, C, H, W) in [-1, 1].
+"""python -c "from training.data import load; print(load('digits', 32).images.shape)"
 
-python -c "from training.data import load; print(load('digits', 32).images.shape)"
+Training images, nothing downloaded: ``digits``, ``faces`` or ``folder:PATH``, as float32 (N, C, H, W) in [-1, 1].
 
 - ``digits``: scikit-learn's 1797 8x8 handwritten digits (values 0-16), bilinear-resized to size x size; labels kept.
 - ``faces``: the 100 faces of scikit-image's ``lfw_subset`` (grey 25x25; its other 100 images are non-face

@@ -1,7 +1,7 @@
-"""DCGAN (Radford, Metz and Chintala 2015), with the Improved-GAN techniques (Salimans et al. 2016) as flags.
-
-python -m training.dcgan --dataset digits --epochs 20 --out runs/dcgan-digits [--minibatch-discrimination]
+"""python -m training.dcgan --dataset digits --epochs 20 --out runs/dcgan-digits [--minibatch-discrimination]
 torchrun --nproc_per_node 2 -m training.dcgan --dataset digits --epochs 20 --out runs/dcgan-ddp
+
+DCGAN (Radford, Metz and Chintala 2015), with the Improved-GAN techniques (Salimans et al. 2016) as flags.
 
 The paper's guidelines: no pooling (strided convolutions in D, fractionally-strided ones in G), no fully connected
 hidden layers, batch norm everywhere except G's output and D's input, ReLU in G with a tanh output, LeakyReLU(0.2)

@@ -1,6 +1,6 @@
-"""Evaluates an exported generator through genrt's runtime, beside the same numbers for the real data.
+"""python -m training.evaluate PATH_OR_NAME [--n 2000] [--json out.json] [--seed 0]
 
-python -m training.evaluate PATH_OR_NAME [--n 2000] [--json out.json] [--seed 0]
+Evaluates an exported generator through genrt's runtime, beside the same numbers for the real data.
 
 PATH_OR_NAME is an .onnx file, a run folder (its generator.onnx) or a bundled model name (``dcgan-digits``). The
 generator is loaded with ``genrt.load`` and sampled with ``Generator.generate``, i.e. as users run it.
@@ -269,7 +269,7 @@ def _print(result: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.evaluate",
-        description=__doc__.splitlines()[0],
+        description=__doc__.split("\n\n")[1].splitlines()[0],
         epilog="example: python -m training.evaluate dcgan-digits --n 2000 --json eval.json",
     )
     parser.add_argument("model", help="an .onnx file, a run folder, or a bundled model name")

@@ -1,6 +1,6 @@
-"""GAN (Goodfellow et al. 2014): MLP generator and discriminator trained by the paper's Algorithm 1.
+"""python -m training.gan --dataset digits --epochs 30 --out runs/gan-digits [--k 1] [--loss minimax]
 
-python -m training.gan --dataset digits --epochs 30 --out runs/gan-digits [--k 1] [--loss minimax]
+GAN (Goodfellow et al. 2014): MLP generator and discriminator trained by the paper's Algorithm 1.
 
 Algorithm 1: for each training iteration, k discriminator steps (each on a fresh minibatch of data and noise)
 ascending log D(x) + log(1 - D(G(z))), then one generator step. The generator descends log(1 - D(G(z)))

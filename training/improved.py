@@ -1,6 +1,6 @@
-"""Improved Techniques for Training GANs (Salimans et al. 2016): the blocks, shared by the papers that use them.
+"""python -m training.dcgan --dataset digits --out runs/fm --feature-matching   (each technique is a dcgan flag)
 
-python -m training.dcgan --dataset digits --out runs/fm --feature-matching   (each technique is a dcgan flag)
+Improved Techniques for Training GANs (Salimans et al. 2016): the blocks, shared by the papers that use them.
 
 - feature matching (section 3.1): :func:`feature_matching_loss`
 - minibatch discrimination (3.2): ``genrt.nn.MinibatchDiscrimination`` (genrt's kernel), wired in by the discriminator

@@ -1,7 +1,7 @@
-"""The one training loop the papers share: CLI config, data order, checkpoints and resume, NaN checks, samples,
-multi-process data parallelism and the final export.
+"""python -m training.dcgan --dataset digits --epochs 20 --out runs/dcgan-digits   (each paper's file calls train())
 
-python -m training.dcgan --dataset digits --epochs 20 --out runs/dcgan-digits   (each paper's file calls train())
+The one training loop the papers share: CLI config, data order, checkpoints and resume, NaN checks, samples,
+multi-process data parallelism and the final export.
 
 A paper file supplies a config dataclass (subclassing :class:`TrainConfig`) and ``build(cfg, image_shape, device)``
 returning :class:`Parts`: its generator, discriminator, optimizers and a ``step`` that updates them on one real
