@@ -264,6 +264,16 @@ def _average_buffers(module: torch.nn.Module) -> None:
                 b /= dist.get_world_size()
 
 
+def _check_in_sync(parts: Parts, step: int) -> None:
+    # Every process applies the same averaged gradients, so the parameters must agree; check it at checkpoints.
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        total = torch.stack([p.detach().double().sum() for m in (parts.G, parts.D) for p in m.parameters()]).sum()
+        spread = torch.stack([total, -total])
+        dist.all_reduce(spread, op=dist.ReduceOp.MAX)  # (max, -min) over processes
+        if (spread[0] + spread[1]).abs() > 1e-6 * (1.0 + total.abs()):
+            raise DivergenceError(f"step {step}: the processes' parameters differ; data-parallel training lost sync")
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step * 104_729) % (2**63 - 1)
 
@@ -369,6 +379,7 @@ def train(cfg: TrainConfig, build: Callable, *, on_step: Callable[[int, Parts, d
             if step % cfg.ckpt_every == 0 or end_of_epoch or step == total:
                 _check_params(parts, step)
                 next_epoch, next_batch = (epoch + 1, 0) if end_of_epoch else (epoch, batch)
+                _check_in_sync(parts, step)
                 _average_buffers(parts.G)
                 _average_buffers(parts.D)
                 if rank == 0:
