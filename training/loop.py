@@ -323,9 +323,16 @@ def train(cfg: TrainConfig, build: Callable, *, on_step: Callable[[int, Parts, d
         out.mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
     saved = None
-    if cfg.resume and (out / CHECKPOINT).is_file():
-        saved = json.loads((out / CHECKPOINT).read_text())
+    if (out / CHECKPOINT).is_file():
+        if not cfg.resume:
+            raise CheckpointError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        try:
+            saved = json.loads((out / CHECKPOINT).read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{out / CHECKPOINT}: cannot read the checkpoint ({exc})") from None
         cfg = _merge_resumed_config(cfg, saved["config"])
+    elif cfg.resume and rank == 0:
+        print(f"--resume: no checkpoint in {out} yet, starting from step 0")
 
     dataset = data_mod.load(cfg.dataset, cfg.image_size)
     if rank == 0 and dataset.skipped:

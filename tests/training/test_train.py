@@ -186,3 +186,9 @@ def test_end_to_end_export(tmp_path):
     assert g.metadata["dataset"] == "digits" and g.metadata["description"] == "tiny test model"
     assert g.metadata["config"]["vbn"] is True
     assert g.sample(4, seed=0).shape == (4, 32, 32, 1)
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path):
+    train(tiny(gan.GANConfig, tmp_path, max_steps=2), gan.build)
+    with pytest.raises(CheckpointError, match="already holds a run; pass --resume"):
+        train(tiny(gan.GANConfig, tmp_path, max_steps=2), gan.build)
