@@ -16,6 +16,8 @@ KINDS = (
     "discriminator",
     "classifier",
     "infogan",
+    "vae",
+    "rbm",
     "encoder",
     "decoder",
     "stylizer",
