@@ -88,3 +88,23 @@ def test_infogan_checks_the_latent_size():
 
     with pytest.raises(ArgumentError, match="latent_dim"):
         infogan.build(infogan.InfoGANConfig(latent_dim=100), (1, 16, 16), "cpu")
+
+
+def test_infogan_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    flags = dict(base_width=4, max_steps=5, ckpt_every=2)
+    whole = train(tiny(infogan.InfoGANConfig, tmp_path / "whole", **flags), infogan.build)
+
+    def crash(step, parts, losses):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(infogan.InfoGANConfig, tmp_path / "killed", **flags), infogan.build, on_step=crash)
+    resumed = train(tiny(infogan.InfoGANConfig, tmp_path / "killed", resume=True, **flags), infogan.build)
+    for name in ("Q",):
+        for a, b in zip(
+            whole.extra[name].state_dict().values(), resumed.extra[name].state_dict().values(), strict=True
+        ):
+            torch.testing.assert_close(a, b)
+    for a, b in zip(whole.G.state_dict().values(), resumed.G.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
