@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from genrt.errors import ArgumentError, DTypeError, ShapeError
+from genrt.errors import ArgumentError, DTypeError, InvalidModelError, ShapeError
+
+
+def required(model, key: str):
+    """``model.metadata[key]``, or InvalidModelError saying the file lacks what its kind needs."""
+    try:
+        return model.metadata[key]
+    except KeyError:
+        raise InvalidModelError(
+            f"{model.path}: its genrt metadata has no {key!r}, which a {model.kind!r} model needs "
+            "(export it with the training script of its kind, or call the model directly)"
+        ) from None
 
 
 def check_count(n, name: str, *, low: int = 1) -> int:

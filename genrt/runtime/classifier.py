@@ -25,7 +25,7 @@ class Classifier(Model):
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return tuple(int(s) for s in self.metadata["image_size"])
+        return tuple(int(s) for s in _images.required(self, "image_size"))
 
     def logits(self, images) -> np.ndarray:
         """The model's class logits for uint8 images: float32 (N, K)."""

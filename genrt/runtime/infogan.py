@@ -24,7 +24,7 @@ class InfoGAN(Model):
 
     @property
     def codes(self) -> dict:
-        return dict(self.metadata["codes"])
+        return dict(_images.required(self, "codes"))
 
     @property
     def noise_dim(self) -> int:

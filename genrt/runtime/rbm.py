@@ -27,7 +27,7 @@ class RBM(Model):
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return tuple(int(s) for s in self.metadata["image_size"])
+        return tuple(int(s) for s in _images.required(self, "image_size"))
 
     @property
     def channels(self) -> int:

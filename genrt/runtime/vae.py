@@ -26,11 +26,11 @@ class VAE(Model):
 
     @property
     def latent_dim(self) -> int:
-        return int(self.metadata["latent_dim"])
+        return int(_images.required(self, "latent_dim"))
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return tuple(int(s) for s in self.metadata["image_size"])
+        return tuple(int(s) for s in _images.required(self, "image_size"))
 
     @property
     def channels(self) -> int:
@@ -45,7 +45,10 @@ class VAE(Model):
     def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
         """q(z|x) of uint8 images (N, H, W[, C]): (mu, logvar), float32 (N, latent_dim) each."""
         x = _images.images_to_model(
-            images, size=self.image_size, channels=self.channels, value_range=self.metadata["input_range"]
+            images,
+            size=self.image_size,
+            channels=self.channels,
+            value_range=self.metadata.get("input_range", (-1.0, 1.0)),
         )
         zero = np.zeros((1, self.latent_dim), np.float32)
         mus, logvars = [], []

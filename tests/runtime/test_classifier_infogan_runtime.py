@@ -130,3 +130,18 @@ def test_infogan_bad_inputs(models, call, error):
     with pytest.raises(error) as info:
         call(models["i"])
     assert isinstance(info.value, GenrtError) and str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["vae", "rbm", "classifier", "infogan"])
+def test_missing_metadata_is_a_clear_error(tmp_path, kind):
+    # a file of that kind exported without the training script's metadata: methods say what is missing
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    m = genrt.load(genrt.export(net, tmp_path / f"{kind}.onnx", torch.rand(2, 1, 4, 4), kind=kind))
+    call = {
+        "vae": lambda: m.sample(2),
+        "rbm": lambda: m.features(np.zeros((1, 4, 4), np.uint8)),
+        "classifier": lambda: m.predict(np.zeros((1, 4, 4), np.uint8)),
+        "infogan": lambda: m.sample(2),
+    }[kind]
+    with pytest.raises(genrt.InvalidModelError, match="metadata has no"):
+        call()
