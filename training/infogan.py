@@ -1,4 +1,4 @@
-"""python -m training.infogan --dataset digits --epochs 50 --out runs/infogan-digits
+"""python -m training.infogan --dataset digits --epochs 60 --out runs/infogan-digits
 
 InfoGAN (Chen et al. 2016): a GAN whose latent is split into incompressible noise and structured codes, with a
 variational lower bound on the mutual information I(c; G(z, c)) added to the game.
@@ -204,7 +204,7 @@ def main(argv=None) -> None:
         InfoGANConfig,
         argv,
         prog="python -m training.infogan",
-        example="python -m training.infogan --dataset digits --epochs 50 --out runs/infogan-digits",
+        example="python -m training.infogan --dataset digits --epochs 60 --out runs/infogan-digits",
     )
     do_export, cfg.export = cfg.export, False  # the loop would export a plain generator; InfoGAN exports its own
     parts = train(cfg, build)

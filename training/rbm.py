@@ -1,4 +1,4 @@
-"""python -m training.rbm --dataset digits --train-images 1347 --epochs 200 --out runs/rbm-digits [--persistent]
+"""python -m training.rbm --dataset digits --train-images 1347 --epochs 50 --out runs/rbm-digits [--persistent]
 
 Bernoulli-Bernoulli restricted Boltzmann machine trained with contrastive divergence (Hinton 2002) or persistent
 contrastive divergence (Tieleman 2008, ``--persistent``), following Hinton's practical guide (2010).

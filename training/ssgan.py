@@ -1,5 +1,5 @@
-"""python -m training.ssgan --dataset digits --labels-per-class 10 --label-seed 0 --epochs 40 --out runs/ssgan-digits
-python -m training.ssgan --compare-seeds 0,1,2,3,4 --epochs 40 --out runs/ssgan-compare   (vs supervised, 5 seeds)
+"""python -m training.ssgan --dataset digits --labels-per-class 10 --label-seed 0 --epochs 100 --out runs/ssgan-digits
+python -m training.ssgan --compare-seeds 0,1,2,3,4 --epochs 100 --out runs/ssgan-compare   (vs supervised, 5 seeds)
 
 Semi-supervised learning with GANs (Salimans et al. 2016, section 5): the discriminator is a K+1-class classifier.
 
@@ -245,7 +245,7 @@ def main(argv=None) -> None:
         SSGANConfig,
         argv,
         prog="python -m training.ssgan",
-        example="python -m training.ssgan --dataset digits --labels-per-class 10 --epochs 40 --out runs/ssgan-digits",
+        example="python -m training.ssgan --dataset digits --labels-per-class 10 --epochs 100 --out runs/ssgan-digits",
     )
     if cfg.compare_seeds:
         compare(cfg)

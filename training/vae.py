@@ -1,4 +1,4 @@
-"""python -m training.vae --dataset digits --train-images 1347 --epochs 60 --out runs/vae-digits [--latent-dim 2]
+"""python -m training.vae --dataset digits --train-images 1347 --epochs 100 --out runs/vae-digits [--latent-dim 2]
 
 Auto-Encoding Variational Bayes (Kingma and Welling 2014): a convolutional encoder q(z|x) = N(mu, diag(sigma^2)),
 the reparameterisation z = mu + sigma * eps, a prior p(z) = N(0, I) and a convolutional decoder p(x|z).
@@ -198,7 +198,7 @@ def main(argv=None) -> None:
         VAEConfig,
         argv,
         prog="python -m training.vae",
-        example="python -m training.vae --dataset digits --train-images 1347 --epochs 60 --out runs/vae-digits",
+        example="python -m training.vae --dataset digits --train-images 1347 --epochs 100 --out runs/vae-digits",
     )
     do_export, cfg.export = cfg.export, False  # the loop would export a plain generator; the VAE exports itself
     parts = train(cfg, build)
