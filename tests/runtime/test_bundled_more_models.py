@@ -63,3 +63,30 @@ def test_bundled_infogan():
     s = m.sample(4, seed=0, codes={"category": 3, "continuous": [0.5, -1.0]})
     assert s.shape == (4, 16, 16, 1)
     assert m.traverse("category", rows=2).shape[1] == 2 + 10 * 18
+
+
+def test_new_kinds_run_without_torch():
+    import subprocess
+    import sys
+
+    names = [
+        n for n in ("vae-digits-2d", "rbm-digits", "ssgan-digits", "infogan-digits") if n in files.bundled_models()
+    ]
+    if not names:
+        pytest.skip("none of these models is bundled")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, genrt\n"
+        "x = np.zeros((2, 8, 8), np.uint8)\n"
+        "for name in sys.argv[1:]:\n"
+        "    m = genrt.load(name, threads=1)\n"
+        "    {'vae': lambda: (m.sample(2, seed=0), m.reconstruct(x), m.manifold(3)),\n"
+        "     'rbm': lambda: (m.features(x), m.sample(2, gibbs_steps=5), m.filters()),\n"
+        "     'classifier': lambda: (m.predict(x), m.predict_proba(x)),\n"
+        "     'infogan': lambda: (m.sample(2, codes={'category': 1}), m.traverse('continuous:0', 3))}[m.kind]()\n"
+        "assert not any(k == 'torch' or k.startswith('torch.') for k in sys.modules if sys.modules[k] is not None)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
