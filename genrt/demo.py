@@ -57,8 +57,10 @@ def generator_section(name: str, description: str) -> Section:
 
 
 def sections() -> list[Section]:
-    """The demo's sections, in page order: one per bundled generator, then the applications'."""
-    return [generator_section(m["name"], m["description"]) for m in _generators()]
+    """The demo's sections, in page order: one per bundled generator, then the other bundled models'."""
+    from genrt import demo_models
+
+    return [generator_section(m["name"], m["description"]) for m in _generators()] + demo_models.sections()
 
 
 def _page(blocks: list[tuple[str, list[tuple[str, str]]]], seconds: float) -> str:
@@ -87,7 +89,7 @@ def run(out="genrt-demo", *, seed: int = 0, threads: int | None = None, progress
     out.mkdir(parents=True, exist_ok=True)
     todo = sections()
     if not todo:
-        raise ArgumentError("no bundled generators to show (genrt/models/ is empty)")
+        raise ArgumentError("no bundled models to show (genrt/models/ is empty)")
     start = time.perf_counter()
     blocks = []
     for i, section in enumerate(todo, 1):

@@ -44,5 +44,5 @@ def test_demo_writes_pictures_and_index(bundled, tmp_path):
 
 def test_demo_without_generators_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "MODELS_DIR", tmp_path)
-    with pytest.raises(genrt.ArgumentError, match="no bundled generators"):
+    with pytest.raises(genrt.ArgumentError, match="no bundled models"):
         demo.run(tmp_path / "out")

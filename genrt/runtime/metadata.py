@@ -24,6 +24,8 @@ KINDS = (
     "discriminator",
     "classifier",
     "infogan",
+    "vae",
+    "rbm",
     "encoder",
     "decoder",
     "stylizer",

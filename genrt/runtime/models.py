@@ -191,6 +191,23 @@ class Generator(Model):
 METHOD_KINDS = {
     name: "generator" for name in ("sample", "generate", "interpolate", "walk", "arithmetic", "latents", "latent_dim")
 }
+METHOD_KINDS.update({name: "vae" for name in ("encode", "decode", "reconstruct", "manifold")})
+METHOD_KINDS.update({name: "rbm" for name in ("features", "filters")})
+METHOD_KINDS.update({name: "classifier" for name in ("predict", "predict_proba")})
+METHOD_KINDS.update({name: "infogan" for name in ("traverse",)})
 
 # Classes by genrt.kind; kinds not listed load as plain Model.
 CLASSES: dict[str, type[Model]] = {"generator": Generator}
+
+
+def _register_kinds() -> None:
+    # One module per kind (genrt/runtime/KIND.py), each subclassing Model; imported here, after Model exists.
+    from genrt.runtime.classifier import Classifier
+    from genrt.runtime.infogan import InfoGAN
+    from genrt.runtime.rbm import RBM
+    from genrt.runtime.vae import VAE
+
+    CLASSES.update({"vae": VAE, "rbm": RBM, "classifier": Classifier, "infogan": InfoGAN})
+
+
+_register_kinds()

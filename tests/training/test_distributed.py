@@ -1,0 +1,44 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        "-m",
+        "training.dcgan",
+        "--dataset",
+        "digits",
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+        "--max-steps",
+        "3",
+        "--ckpt-every",
+        "2",
+        "--no-export",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--minibatch-discrimination",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["step"] == 3
+    assert len(list(out.glob("ckpt-*.safetensors"))) == 1  # only rank 0 writes
+    assert proc.stdout.count("3 steps") == 1
