@@ -34,6 +34,7 @@ KINDS = (
     "model",
 )
 
+
 def encode(metadata: dict[str, Any]) -> dict[str, str]:
     """{'kind': 'generator', ...} -> {'genrt.kind': '"generator"', ...}"""
     out = {}
