@@ -22,6 +22,25 @@ def median_time(fn, *, repeats: int = 7, min_time: float = 0.0, warmup: int = 1)
     return statistics.median(times)
 
 
+def interleaved_medians(fns: dict, *, repeats: int = 15, min_time: float = 0.05) -> dict:
+    """Median seconds per call of each fn, timed in turn within every repeat, so slow drifts of a shared machine
+    hit all of them alike. Each timing averages enough calls to last about `min_time`."""
+    inner = {}
+    for name, fn in fns.items():
+        fn()  # warm up
+        t0 = time.perf_counter()
+        fn()
+        inner[name] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-6)))
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            times[name].append((time.perf_counter() - t0) / inner[name])
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:

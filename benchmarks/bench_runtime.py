@@ -4,7 +4,8 @@ Question: does genrt.load run an exported DCGAN-64 generator faster than a plain
 
 In one process, on the same latents and threads: genrt.load on genrt's native export (ONNX Runtime plus genrt's
 kernels, ConvTranspose layers fused where genrt's kernel measured faster), a plain onnxruntime.InferenceSession on
-genrt's portable export with all default optimizations, and torch eager on the module itself. Medians and ratios.
+genrt's portable export with all default optimizations, and torch eager on the module itself. Medians and ratios;
+genrt and onnxruntime are timed in turn within each repeat.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
-from _util import machine, median_time  # noqa: E402
+from _util import interleaved_medians, machine, median_time  # noqa: E402
 
 import genrt  # noqa: E402
 
@@ -76,8 +77,10 @@ def main() -> None:
         for batch, z in latents.items():
             got, want = model(z), plain.run(None, {name: z})[0]
             assert np.allclose(got, want, atol=1e-4), "genrt and onnxruntime disagree"
-            t_ort = median_time(lambda z=z: plain.run(None, {name: z}), repeats=9, min_time=0.5)
-            t_genrt = median_time(lambda z=z: model(z), repeats=9, min_time=0.5)
+            medians = interleaved_medians(
+                {"ort": lambda z=z: plain.run(None, {name: z}), "genrt": lambda z=z: model(z)}, repeats=21
+            )
+            t_ort, t_genrt = medians["ort"], medians["genrt"]
             print(f"{batch:5d} | {t_torch[batch] * 1e3:9.2f} {t_ort * 1e3:9.2f} {t_genrt * 1e3:9.2f} | "
                   f"{t_ort / t_genrt:6.2f}x {t_torch[batch] / t_genrt:7.2f}x", flush=True)  # fmt: skip
 
