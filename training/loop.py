@@ -35,7 +35,16 @@ from genrt.image import make_grid, save_png, write_atomic
 from genrt.runtime.models import to_uint8_images
 from training import data as data_mod
 
-__all__ = ["TrainConfig", "Parts", "DivergenceError", "CheckpointError", "parse_config", "train", "average_gradients"]
+__all__ = [
+    "TrainConfig",
+    "Parts",
+    "DivergenceError",
+    "CheckpointError",
+    "parse_config",
+    "train",
+    "average_gradients",
+    "update",
+]
 
 CHECKPOINT = "checkpoint.json"  # points at the tensor file; replaced last, so it never names a half-written file
 
@@ -253,6 +262,14 @@ def average_gradients(module: torch.nn.Module) -> None:
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module) -> None:
+    """One player's step: gradients of ``loss``, averaged over processes, applied by ``optimizer``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(module)
+    optimizer.step()
 
 
 def _average_buffers(module: torch.nn.Module) -> None:
