@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training import improved
-from training.loop import Parts, TrainConfig, average_gradients, parse_config, train
+from training.loop import Parts, TrainConfig, parse_config, train, update
 
 
 @dataclass
@@ -147,10 +147,7 @@ def build(cfg: DCGANConfig, image_shape: tuple[int, int, int], device) -> Parts:
         )
         if extra:
             loss_d = loss_d + cfg.historical_averaging * extra["hist_D"].penalty()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        average_gradients(D)
-        opt_d.step()
+        update(opt_d, loss_d, D)
 
         # G: non-saturating -log D(G(z)), or feature matching on D's last hidden layer
         logits, feats = D(fake)
@@ -160,10 +157,7 @@ def build(cfg: DCGANConfig, image_shape: tuple[int, int, int], device) -> Parts:
             loss_g = bce(logits, torch.ones_like(logits))
         if extra:
             loss_g = loss_g + cfg.historical_averaging * extra["hist_G"].penalty()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        average_gradients(G)
-        opt_g.step()
+        update(opt_g, loss_g, G)
         if extra:
             extra["hist_D"].update()
             extra["hist_G"].update()

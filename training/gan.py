@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrt.errors import ArgumentError
-from training.loop import Parts, TrainConfig, average_gradients, parse_config, train
+from training.loop import Parts, TrainConfig, parse_config, train, update
 
 
 @dataclass
@@ -88,10 +88,7 @@ def build(cfg: GANConfig, image_shape: tuple[int, int, int], device) -> Parts:
         real_logits, fake_logits = D(real), D(G(z).detach())
         # -(log D(x) + log(1 - D(G(z)))), written with logits for stability
         loss_d = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        average_gradients(D)
-        opt_d.step()
+        update(opt_d, loss_d, D)
         losses = {"loss_d": loss_d.item()}
         if (step + 1) % cfg.k == 0:
             logits = D(G(torch.randn(n, cfg.latent_dim, device=device)))
@@ -99,10 +96,7 @@ def build(cfg: GANConfig, image_shape: tuple[int, int, int], device) -> Parts:
                 loss_g = -F.softplus(logits).mean()  # log(1 - D(G(z))) = -softplus(logit), descended
             else:
                 loss_g = F.softplus(-logits).mean()  # -log D(G(z))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            average_gradients(G)
-            opt_g.step()
+            update(opt_g, loss_g, G)
             losses["loss_g"] = loss_g.item()
         return losses
 

@@ -26,16 +26,25 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 import genrt
 from genrt.errors import ArgumentError, GenrtError
 from genrt.image import make_grid, save_png, write_atomic
+from genrt.runtime.models import to_uint8_images
 from training import data as data_mod
 
-__all__ = ["TrainConfig", "Parts", "DivergenceError", "CheckpointError", "parse_config", "train", "average_gradients"]
+__all__ = [
+    "TrainConfig",
+    "Parts",
+    "DivergenceError",
+    "CheckpointError",
+    "parse_config",
+    "train",
+    "average_gradients",
+    "update",
+]
 
 CHECKPOINT = "checkpoint.json"  # points at the tensor file; replaced last, so it never names a half-written file
 
@@ -256,6 +265,14 @@ def average_gradients(module: torch.nn.Module) -> None:
         offset += g.numel()
 
 
+def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module) -> None:
+    """One player's step: gradients of ``loss``, averaged over processes, applied by ``optimizer``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(module)
+    optimizer.step()
+
+
 def _average_buffers(module: torch.nn.Module) -> None:
     # BatchNorm running statistics differ per process; average them before rank 0 saves or exports.
     if dist.is_initialized() and dist.get_world_size() > 1:
@@ -304,8 +321,7 @@ def _write_samples(G: torch.nn.Module, z: torch.Tensor, path: Path) -> None:
     with torch.no_grad():
         x = G(z).cpu().numpy()  # (N, C, H, W) in [-1, 1]
     G.train(was_training)
-    images = np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    save_png(path, make_grid(images, nrow=8))
+    save_png(path, make_grid(to_uint8_images(x), nrow=8))  # the runtime's conversion, as users will see them
 
 
 def train(cfg: TrainConfig, build: Callable, *, on_step: Callable[[int, Parts, dict], None] | None = None) -> Parts:

@@ -1,7 +1,9 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -36,7 +38,14 @@ def test_torchrun_two_processes(tmp_path):
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    for _ in range(3):
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=60)
+        if proc.returncode == 0 or "terminate called without an active exception" not in proc.stderr:
+            break
+        # 1-2 runs in 8 on this machine, a process aborts in gloo's teardown after destroy_process_group, once
+        # its work is done (seen only with --minibatch-discrimination). Rerun so that race does not fail the test.
+        warnings.warn("torchrun: a process aborted at gloo teardown; rerunning", stacklevel=1)
+        shutil.rmtree(out, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["step"] == 3

@@ -7,7 +7,7 @@ from training import data, evaluate
 
 
 @pytest.fixture(scope="module")
-def fast_classifier(monkeypatch_module=None):
+def fast_classifier():
     # Fewer classifier epochs than the real evaluation: enough to tell digits apart, and quick.
     original = evaluate.train_classifier.__defaults__
     evaluate.train_classifier.__defaults__ = (3,)

@@ -192,3 +192,8 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path):
     train(tiny(gan.GANConfig, tmp_path, max_steps=2), gan.build)
     with pytest.raises(CheckpointError, match="already holds a run; pass --resume"):
         train(tiny(gan.GANConfig, tmp_path, max_steps=2), gan.build)
+
+
+def test_dcgan_trains_at_64x64(tmp_path):
+    parts = _run(dcgan, tiny(dcgan.DCGANConfig, tmp_path, image_size=64, base_width=8, max_steps=2, vbn=True))
+    assert parts.G(torch.randn(2, 100)).shape == (2, 1, 64, 64)
