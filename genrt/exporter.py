@@ -20,6 +20,7 @@ import genrt
 from genrt import onnx_ops
 from genrt._torch import torch
 from genrt.errors import ArgumentError, ExportError
+from genrt.image import umask_mode, write_atomic
 from genrt.runtime import metadata as md
 from genrt.runtime.files import FORMATS
 from genrt.runtime.torch_backend import METADATA_FILE, sidecar_path
@@ -224,6 +225,7 @@ def export(
                 _export_torch(module, trace_inputs, tmp, path.suffix.lower(), meta)
             if verify:
                 _verify(tmp, inputs, outputs, rtol, atol)
+            os.chmod(tmp, umask_mode())
             os.replace(tmp, path)
             if path.suffix.lower() != ".onnx":
                 _write_text_atomic(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -310,10 +312,4 @@ def _verify(tmp: Path, inputs: tuple, expected: tuple, rtol: float, atol: float)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = _atomic_target(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode())

@@ -50,6 +50,13 @@ def encode_png(image) -> bytes:
     )
 
 
+def umask_mode() -> int:
+    """The mode a plain open() would give a new file (mkstemp's files are owner-only)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path, data: bytes) -> Path:
     """Writes bytes to path through a temporary file in the same folder, so readers never see half a file."""
     path = Path(path)
@@ -57,6 +64,7 @@ def write_atomic(path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

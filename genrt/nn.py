@@ -36,8 +36,10 @@ class MinibatchDiscrimination(torch.nn.Module):
     minibatch, which lets it penalise a collapsed generator.
 
     Init: T ~ N(0, 0.05^2), the scale of the authors' released code (their ``MinibatchLayer``). For inputs of
-    unit scale the L1 distances then start around 0.05 * sqrt(in_features) * kernel_dim, so exp(-d) is neither
-    saturated at 1 nor vanishing. Unlike the released code, no learned bias is added to o.
+    unit scale the L1 distances between two samples then start around 0.056 * sqrt(in_features) * kernel_dim:
+    about 2.8 for 100 features and kernel_dim 5, where exp(-d) is small but alive; with thousands of input
+    features the features vanish at first, so feed the layer a compact representation (training/dcgan.py pools
+    the discriminator's feature maps first). Unlike the released code, no learned bias is added to o.
 
     Shapes: input ``(N, in_features)`` -> output ``(N, in_features + num_kernels)``.
     """

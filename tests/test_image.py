@@ -48,3 +48,12 @@ def test_save_png_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_png(path, np.full((2, 2), 255, np.uint8))
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    path = save_png(tmp_path / "p.png", np.zeros((2, 2), np.uint8))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
