@@ -349,38 +349,61 @@ void phase_tile(const PhaseCtx<T>& C, const Seg* segs, int nseg, const T* apanel
 template <typename T>
 using PhaseTileFn = void (*)(const PhaseCtx<T>&, const Seg*, int, const T*, const T*, int64_t, const int64_t*, int);
 
-template <typename T, int MR>
-PhaseTileFn<T> phase_tile_nv(int nv) {
-  if constexpr (kNV >= 2) {
-    if (nv >= 2) return &phase_tile<T, MR, kNV>;
+// Register-tile dispatch, shared by the tile families below. A family names its micro-kernel instantiations
+// fn<MR, NV> and whether it has the wide (up to 4 vectors per row) variants; pick_tile turns the tile height mr
+// (1..kMR) and width nv that the blocking chose at run time into the matching instantiation.
+template <typename Family, int MR>
+typename Family::Fn tile_for_nv(int nv) {
+  if constexpr (Family::wide) {
+    // nv <= max(kNV, kNVwide); kNVwide (4) only with MR <= 4
+    switch (nv) {
+      case 1: return Family::template fn<MR, 1>;
+#if GENRT_VEC_BYTES >= 64
+      case 3: return Family::template fn<MR, 3>;
+      case 4: return Family::template fn<MR, (MR <= 4 ? 4 : 3)>;
+#endif
+      default: return Family::template fn<MR, 2>;
+    }
+  } else {
+    if constexpr (kNV >= 2) {
+      if (nv >= 2) return Family::template fn<MR, kNV>;
+    }
+    (void)nv;
+    return Family::template fn<MR, 1>;
   }
-  (void)nv;
-  return &phase_tile<T, MR, 1>;
+}
+
+template <typename Family>
+typename Family::Fn pick_tile(int mr, int nv) {
+  switch (mr) {
+    case 1: return tile_for_nv<Family, 1>(nv);
+    case 2: return tile_for_nv<Family, 2>(nv);
+    case 3: return tile_for_nv<Family, 3>(nv);
+#if GENRT_VEC_BYTES >= 32
+    case 4: return tile_for_nv<Family, 4>(nv);
+    case 5: return tile_for_nv<Family, 5>(nv);
+#endif
+#if GENRT_VEC_BYTES >= 64
+    case 6: return tile_for_nv<Family, 6>(nv);
+    case 7: return tile_for_nv<Family, 7>(nv);
+#if GENRT_CT_MR > 8
+    case 8: return tile_for_nv<Family, 8>(nv);
+    case 9: return tile_for_nv<Family, 9>(nv);
+    case 10: return tile_for_nv<Family, 10>(nv);
+    case 11: return tile_for_nv<Family, 11>(nv);
+#endif
+#endif
+    default: return tile_for_nv<Family, kMR>(nv);
+  }
 }
 
 template <typename T>
-PhaseTileFn<T> pick_phase_tile(int mr, int nv) {
-  switch (mr) {
-    case 1: return phase_tile_nv<T, 1>(nv);
-    case 2: return phase_tile_nv<T, 2>(nv);
-    case 3: return phase_tile_nv<T, 3>(nv);
-#if GENRT_VEC_BYTES >= 32
-    case 4: return phase_tile_nv<T, 4>(nv);
-    case 5: return phase_tile_nv<T, 5>(nv);
-#endif
-#if GENRT_VEC_BYTES >= 64
-    case 6: return phase_tile_nv<T, 6>(nv);
-    case 7: return phase_tile_nv<T, 7>(nv);
-#if GENRT_CT_MR > 8
-    case 8: return phase_tile_nv<T, 8>(nv);
-    case 9: return phase_tile_nv<T, 9>(nv);
-    case 10: return phase_tile_nv<T, 10>(nv);
-    case 11: return phase_tile_nv<T, 11>(nv);
-#endif
-#endif
-    default: return phase_tile_nv<T, kMR>(nv);
-  }
-}
+struct PhaseTiles {
+  using Fn = PhaseTileFn<T>;
+  static constexpr bool wide = false;
+  template <int MR, int NV>
+  static constexpr Fn fn = &phase_tile<T, MR, NV>;
+};
 
 template <typename T>
 void pack_phase_weights(PhaseCtx<T>& C, const T* w, int threads) {
@@ -492,7 +515,7 @@ void phase_task(const PhaseCtx<T>& C, const Task& t, std::vector<T>& panel) {
   const int nv = (nvalid + W<T> - 1) / W<T>;
   for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
     const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
-    pick_phase_tile<T>(mr, nv)(C, sp, nseg, wp + cb * Th * Tw * C.Cin_g * kMR, panel.data(),
+    pick_tile<PhaseTiles<T>>(mr, nv)(C, sp, nseg, wp + cb * Th * Tw * C.Cin_g * kMR, panel.data(),
                                t.g * C.Cout_g + cb * kMR, out_off, nvalid);
   }
 }
@@ -586,42 +609,13 @@ template <typename T>
 using FlatTileFn = void (*)(const PhaseCtx<T>&, const Phase1D&, const Phase1D&, const T*, const FlatVec*,
                            const FlatMasks<T>&, int, int64_t);
 
-template <typename T, int MR>
-FlatTileFn<T> flat_tile_nv(int nv) {
-  // nv <= max(kNV, kNVwide); kNVwide (4) only with MR <= 4
-  switch (nv) {
-    case 1: return &flat_tile<T, MR, 1>;
-#if GENRT_VEC_BYTES >= 64
-    case 3: return &flat_tile<T, MR, 3>;
-    case 4: return &flat_tile<T, MR, (MR <= 4 ? 4 : 3)>;
-#endif
-    default: return &flat_tile<T, MR, 2>;
-  }
-}
-
 template <typename T>
-FlatTileFn<T> pick_flat_tile(int mr, int nv) {
-  switch (mr) {
-    case 1: return flat_tile_nv<T, 1>(nv);
-    case 2: return flat_tile_nv<T, 2>(nv);
-    case 3: return flat_tile_nv<T, 3>(nv);
-#if GENRT_VEC_BYTES >= 32
-    case 4: return flat_tile_nv<T, 4>(nv);
-    case 5: return flat_tile_nv<T, 5>(nv);
-#endif
-#if GENRT_VEC_BYTES >= 64
-    case 6: return flat_tile_nv<T, 6>(nv);
-    case 7: return flat_tile_nv<T, 7>(nv);
-#if GENRT_CT_MR > 8
-    case 8: return flat_tile_nv<T, 8>(nv);
-    case 9: return flat_tile_nv<T, 9>(nv);
-    case 10: return flat_tile_nv<T, 10>(nv);
-    case 11: return flat_tile_nv<T, 11>(nv);
-#endif
-#endif
-    default: return flat_tile_nv<T, kMR>(nv);
-  }
-}
+struct FlatTiles {
+  using Fn = FlatTileFn<T>;
+  static constexpr bool wide = true;
+  template <int MR, int NV>
+  static constexpr Fn fn = &flat_tile<T, MR, NV>;
+};
 
 template <typename T>
 void flat_task(const PhaseCtx<T>& C, const Task& t) {
@@ -672,7 +666,7 @@ void flat_task(const PhaseCtx<T>& C, const Task& t) {
   const T* wp = C.wpack[size_t((t.rh * int64_t(C.ph_w.size()) + t.rw) * P.groups + t.g)].data();
   for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
     const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
-    pick_flat_tile<T>(mr, nv)(C, H, Wd, wp + cb * Th * Tw * C.Cin_g * kMR, fv, fm, nv, t.g * C.Cout_g + cb * kMR);
+    pick_tile<FlatTiles<T>>(mr, nv)(C, H, Wd, wp + cb * Th * Tw * C.Cin_g * kMR, fv, fm, nv, t.g * C.Cout_g + cb * kMR);
   }
 }
 
@@ -686,42 +680,13 @@ constexpr int kNVwide = 4;  // few output channels: more row vectors per tile ke
 constexpr int kNVwide = kNV;
 #endif
 
-template <typename T, int MR>
-DirectTileFn<T> direct_tile_nv(int nv) {
-  // nv <= max(kNV, kNVwide); kNVwide (4) only with MR <= 4
-  switch (nv) {
-    case 1: return &direct_tile<T, MR, 1>;
-#if GENRT_VEC_BYTES >= 64
-    case 3: return &direct_tile<T, MR, 3>;
-    case 4: return &direct_tile<T, MR, (MR <= 4 ? 4 : 3)>;
-#endif
-    default: return &direct_tile<T, MR, 2>;
-  }
-}
-
 template <typename T>
-DirectTileFn<T> pick_direct_tile(int mr, int nv) {
-  switch (mr) {
-    case 1: return direct_tile_nv<T, 1>(nv);
-    case 2: return direct_tile_nv<T, 2>(nv);
-    case 3: return direct_tile_nv<T, 3>(nv);
-#if GENRT_VEC_BYTES >= 32
-    case 4: return direct_tile_nv<T, 4>(nv);
-    case 5: return direct_tile_nv<T, 5>(nv);
-#endif
-#if GENRT_VEC_BYTES >= 64
-    case 6: return direct_tile_nv<T, 6>(nv);
-    case 7: return direct_tile_nv<T, 7>(nv);
-#if GENRT_CT_MR > 8
-    case 8: return direct_tile_nv<T, 8>(nv);
-    case 9: return direct_tile_nv<T, 9>(nv);
-    case 10: return direct_tile_nv<T, 10>(nv);
-    case 11: return direct_tile_nv<T, 11>(nv);
-#endif
-#endif
-    default: return direct_tile_nv<T, kMR>(nv);
-  }
-}
+struct DirectTiles {
+  using Fn = DirectTileFn<T>;
+  static constexpr bool wide = true;
+  template <int MR, int NV>
+  static constexpr Fn fn = &direct_tile<T, MR, NV>;
+};
 
 template <typename T>
 void direct_task(const PhaseCtx<T>& C, const Task& t) {
@@ -741,7 +706,7 @@ void direct_task(const PhaseCtx<T>& C, const Task& t) {
   const T* wp = C.wpack[size_t((t.rh * int64_t(C.ph_w.size()) + t.rw) * P.groups + t.g)].data();
   for (int64_t cb = t.cb0; cb < t.cb1; ++cb) {
     const int mr = int(std::min<int64_t>(kMR, C.Cout_g - cb * kMR));
-    pick_direct_tile<T>(mr, nv)(C, H, Wd, hc, wp + cb * Th * Tw * C.Cin_g * kMR, rv, t.g * C.Cout_g + cb * kMR);
+    pick_tile<DirectTiles<T>>(mr, nv)(C, H, Wd, hc, wp + cb * Th * Tw * C.Cin_g * kMR, rv, t.g * C.Cout_g + cb * kMR);
   }
 }
 
@@ -956,38 +921,18 @@ void col_tile(int64_t K, const T* apanel, const T* b, int64_t ldb, T* out, int64
 template <typename T>
 using ColTileFn = void (*)(int64_t, const T*, const T*, int64_t, T*, int64_t);
 
-template <typename T, int MR>
-ColTileFn<T> col_tile_nv(int nv) {
-  if constexpr (kNV >= 2) {
-    if (nv >= 2) return &col_tile<T, MR, kNV>;
-  }
-  (void)nv;
-  return &col_tile<T, MR, 1>;
-}
+template <typename T>
+struct ColTiles {
+  using Fn = ColTileFn<T>;
+  static constexpr bool wide = false;
+  template <int MR, int NV>
+  static constexpr Fn fn = &col_tile<T, MR, NV>;
+};
 
 template <typename T>
 ColTileFn<T> pick_col_tile(int mr, int nv, bool wide) {
   if (wide) return mr == 1 ? &col_tile<T, 1, kNVcw> : &col_tile<T, 2, kNVcw>;
-  switch (mr) {
-    case 1: return col_tile_nv<T, 1>(nv);
-    case 2: return col_tile_nv<T, 2>(nv);
-    case 3: return col_tile_nv<T, 3>(nv);
-#if GENRT_VEC_BYTES >= 32
-    case 4: return col_tile_nv<T, 4>(nv);
-    case 5: return col_tile_nv<T, 5>(nv);
-#endif
-#if GENRT_VEC_BYTES >= 64
-    case 6: return col_tile_nv<T, 6>(nv);
-    case 7: return col_tile_nv<T, 7>(nv);
-#if GENRT_CT_MR > 8
-    case 8: return col_tile_nv<T, 8>(nv);
-    case 9: return col_tile_nv<T, 9>(nv);
-    case 10: return col_tile_nv<T, 10>(nv);
-    case 11: return col_tile_nv<T, 11>(nv);
-#endif
-#endif
-    default: return col_tile_nv<T, kMR>(nv);
-  }
+  return pick_tile<ColTiles<T>>(mr, nv);
 }
 
 // Column GEMM with more than two pixels: the roles swap. MR consecutive columns of one weight row (one cache line)
