@@ -19,6 +19,13 @@ from genrt.errors import ArgumentError, DTypeError, ShapeError
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
 
 
+def to_uint8_images(x: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
+    """A model's (N, C, H, W) float output in value_range -> uint8 (N, H, W, C) images."""
+    lo, hi = float(value_range[0]), float(value_range[1])
+    y = (np.asarray(x, dtype=np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
 def _as_hwc(image) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8:

@@ -11,9 +11,12 @@ import numpy as np
 from genrt.errors import ArgumentError, ShapeError
 
 
-def check_count(n, name: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ArgumentError(f"{name}: expected a positive integer, got {n!r}")
+def check_count(n, name: str, *, low: int = 1) -> int:
+    """n as an int, or ArgumentError naming `name` unless n is an integer >= low."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < low:
+        want = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ArgumentError(f"{name}: expected {want}, got {n!r}")
+    return int(n)
 
 
 def _vector(z, name: str, dim: int | None) -> np.ndarray:

@@ -31,8 +31,7 @@ import torch.distributed as dist
 
 import genrt
 from genrt.errors import ArgumentError, GenrtError
-from genrt.image import make_grid, save_png, write_atomic
-from genrt.runtime.models import to_uint8_images
+from genrt.image import make_grid, save_png, to_uint8_images, write_atomic
 from training import data as data_mod
 
 __all__ = [

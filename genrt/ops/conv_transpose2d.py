@@ -13,12 +13,9 @@ from collections.abc import Sequence
 from genrt import kernels
 from genrt._torch import torch
 from genrt.errors import DTypeError, ShapeError
+from genrt.kernels import _pair
 
 _UPCAST_DTYPES = (torch.float16, torch.bfloat16)
-
-
-def _pair(v) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(x) for x in v]
 
 
 def output_size(x_shape, w_shape, stride, padding, output_padding, dilation, groups) -> list[int]:
@@ -127,7 +124,13 @@ def conv_transpose2d(
             f"input and weight: expected 4-D (N, C_in, H, W) and (C_in, C_out/groups, kH, kW), "
             f"got shapes {tuple(input.shape)} and {tuple(weight.shape)}"
         )
-    args = (_pair(stride), _pair(padding), _pair(output_padding), int(groups), _pair(dilation))
+    args = (
+        _pair(stride, "stride"),
+        _pair(padding, "padding"),
+        _pair(output_padding, "output_padding"),
+        int(groups),
+        _pair(dilation, "dilation"),
+    )
     if input.dtype in _UPCAST_DTYPES and input.device.type == "cpu":
         b = None if bias is None else bias.float()
         return _op(input.float(), weight.float(), b, *args).to(input.dtype)

@@ -22,12 +22,6 @@ def required(model, key: str):
         ) from None
 
 
-def check_count(n, name: str, *, low: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < low:
-        raise ArgumentError(f"{name}: expected an integer >= {low}, got {n!r}")
-    return int(n)
-
-
 def rng(seed) -> np.random.Generator:
     """numpy's generator for ``seed`` (None, a non-negative int, or a Generator)."""
     if isinstance(seed, np.random.Generator):
@@ -86,13 +80,6 @@ def images_to_model(images, *, size, channels: int, value_range=(-1.0, 1.0), nam
     x = resize(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), int(size[0]), int(size[1]))
     lo, hi = float(value_range[0]), float(value_range[1])
     return np.ascontiguousarray(x * (hi - lo) + lo, dtype=np.float32)
-
-
-def to_uint8(x: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
-    """(N, C, H, W) floats in value_range -> uint8 (N, H, W, C)."""
-    lo, hi = float(value_range[0]), float(value_range[1])
-    y = (np.asarray(x, dtype=np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 def float_array(value, name: str, *, shape_hint: str) -> np.ndarray:

@@ -23,16 +23,12 @@ class Classifier(Model):
             return list(self.metadata["classes"])
         return [str(k) for k in range(self.outputs[0].shape[1])]
 
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(int(s) for s in _images.required(self, "image_size"))
-
     def logits(self, images) -> np.ndarray:
         """The model's class logits for uint8 images: float32 (N, K)."""
         x = _images.images_to_model(
             images,
             size=self.image_size,
-            channels=int(self.metadata.get("channels", 1)),
+            channels=self.channels,
             value_range=self.metadata.get("input_range", (-1.0, 1.0)),
         )
         return np.concatenate([self(x[i : i + self._MAX_BATCH]) for i in range(0, len(x), self._MAX_BATCH)])

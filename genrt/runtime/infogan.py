@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from genrt.errors import ArgumentError, ShapeError
-from genrt.image import make_grid
+from genrt.image import make_grid, to_uint8_images
+from genrt.latent import check_count
 from genrt.runtime import _images
 from genrt.runtime.models import Model
 
@@ -47,7 +48,7 @@ class InfoGAN(Model):
 
         ``codes``: ``{"category": int or n ints in [0, categories), "continuous": [c_1, ..., c_M] or (n, M)}``.
         """
-        n = _images.check_count(n, "n")
+        n = check_count(n, "n")
         gen = _images.rng(seed)
         codes = {} if codes is None else codes
         if not isinstance(codes, dict):
@@ -83,7 +84,7 @@ class InfoGAN(Model):
         if z.ndim != 2 or z.shape[1] != self.latent_dim or len(z) < 1:
             raise ShapeError(f"z: expected shape (n, {self.latent_dim}) with n >= 1, got {z.shape}")
         out = np.concatenate([self(z[i : i + self._MAX_BATCH]) for i in range(0, len(z), self._MAX_BATCH)])
-        return _images.to_uint8(out, self.metadata.get("output_range", (-1.0, 1.0)))
+        return to_uint8_images(out, self.metadata.get("output_range", (-1.0, 1.0)))
 
     def sample(self, n: int, *, seed=None, codes: dict | None = None) -> np.ndarray:
         """n images, uint8 (n, H, W, C); codes left out of ``codes`` are drawn from their priors.
@@ -99,7 +100,7 @@ class InfoGAN(Model):
         ``code``: "category" (columns are its values 0..K-1; ``steps`` must be None or K) or "continuous:i"
         (i from 0; ``steps`` values evenly over ``span``, default 10 over [-1, 1]; the paper also shows [-2, 2]).
         """
-        rows = _images.check_count(rows, "rows")
+        rows = check_count(rows, "rows")
         base = self.latents(rows, seed=seed)  # (rows, latent_dim)
         if code == "category":
             if steps is not None and steps != self.categories:
@@ -112,7 +113,7 @@ class InfoGAN(Model):
             i = int(code[len("continuous:") :])
             if i >= self.continuous:
                 raise ArgumentError(f"code: this model has {self.continuous} continuous codes (0..), got {code!r}")
-            steps = _images.check_count(10 if steps is None else steps, "steps", low=2)
+            steps = check_count(10 if steps is None else steps, "steps", low=2)
             lo, hi = _check_span(span)
             z = np.repeat(base, steps, axis=0)
             z[:, self.noise_dim + self.categories + i] = np.tile(np.linspace(lo, hi, steps, dtype=np.float32), rows)

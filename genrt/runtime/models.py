@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from genrt.errors import ArgumentError, DTypeError, ModelKindError, ShapeError
+from genrt.image import to_uint8_images
 from genrt.latent import arithmetic_latents, check_count, interpolate_latents, walk_latents
 from genrt.runtime.onnx_session import IOSpec
 
@@ -68,6 +69,18 @@ class Model:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         self._require(kind, name)
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) the model's images have, from ``metadata["image_size"]``."""
+        from genrt.runtime import _images
+
+        return tuple(int(s) for s in _images.required(self, "image_size"))
+
+    @property
+    def channels(self) -> int:
+        """Channels of the model's images (``metadata["channels"]``, default 1)."""
+        return int(self.metadata.get("channels", 1))
+
     def _require(self, kind: str, method: str) -> None:
         if self.kind != kind:
             what = f"kind {self.kind!r}" if self.kind else "no genrt metadata"
@@ -101,13 +114,6 @@ def _check_input(spec: IOSpec, value) -> np.ndarray:
 
 def _shape_str(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
-
-
-def to_uint8_images(x: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
-    """(N, C, H, W) floats in value_range -> (N, H, W, C) uint8."""
-    lo, hi = float(value_range[0]), float(value_range[1])
-    x = (np.asarray(x, dtype=np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 class Generator(Model):

@@ -12,6 +12,8 @@ from functools import cached_property
 import numpy as np
 
 from genrt.errors import ArgumentError
+from genrt.image import to_uint8_images
+from genrt.latent import check_count
 from genrt.runtime import _images
 from genrt.runtime.models import Model
 
@@ -24,14 +26,6 @@ class RBM(Model):
     """An RBM: ``features`` (p(h=1|v)), ``sample`` (Gibbs chains), ``filters`` (W as an image grid)."""
 
     _MAX_BATCH = 1024
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(int(s) for s in _images.required(self, "image_size"))
-
-    @property
-    def channels(self) -> int:
-        return int(self.metadata.get("channels", 1))
 
     @property
     def hidden(self) -> int:
@@ -55,8 +49,8 @@ class RBM(Model):
         Each image is p(v=1|h) of the chain's last hidden state (the mean, which looks better than a binary
         sample and is what the literature shows).
         """
-        _images.check_count(n, "n")
-        _images.check_count(gibbs_steps, "gibbs_steps")
+        check_count(n, "n")
+        check_count(gibbs_steps, "gibbs_steps")
         gen = _images.rng(seed)
         W, b, c = self.weights
         v = (gen.random((n, W.shape[0])) < 0.5).astype(np.float64)
@@ -65,18 +59,18 @@ class RBM(Model):
             h = (gen.random((n, W.shape[1])) < _sigmoid(v @ W + c)).astype(np.float64)
             pv = _sigmoid(h @ W.T + b)
             v = (gen.random(pv.shape) < pv).astype(np.float64)
-        return _images.to_uint8(pv.reshape(n, self.channels, *self.image_size), (0.0, 1.0))
+        return to_uint8_images(pv.reshape(n, self.channels, *self.image_size), (0.0, 1.0))
 
     def filters(self, *, nrow: int | None = None, padding: int = 1) -> np.ndarray:
         """W as a grid of F images (one per hidden unit, each scaled to its own min..max): uint8 (H', W', C)."""
         from genrt.image import make_grid
 
         if nrow is not None:
-            _images.check_count(nrow, "nrow")
+            check_count(nrow, "nrow")
         if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
             raise ArgumentError(f"padding: expected an integer >= 0, got {padding!r}")
         W = self.weights[0].T  # (F, V)
         lo, hi = W.min(1, keepdims=True), W.max(1, keepdims=True)
         scaled = (W - lo) / np.maximum(hi - lo, 1e-12)
-        tiles = _images.to_uint8(scaled.reshape(-1, self.channels, *self.image_size), (0.0, 1.0))
+        tiles = to_uint8_images(scaled.reshape(-1, self.channels, *self.image_size), (0.0, 1.0))
         return make_grid(tiles, nrow=nrow or math.ceil(math.sqrt(len(tiles))), padding=padding)

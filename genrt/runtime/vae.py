@@ -12,6 +12,8 @@ from statistics import NormalDist
 import numpy as np
 
 from genrt.errors import ShapeError
+from genrt.image import to_uint8_images
+from genrt.latent import check_count
 from genrt.runtime import _images
 from genrt.runtime.models import Model
 
@@ -27,14 +29,6 @@ class VAE(Model):
     @property
     def latent_dim(self) -> int:
         return int(_images.required(self, "latent_dim"))
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(int(s) for s in _images.required(self, "image_size"))
-
-    @property
-    def channels(self) -> int:
-        return int(self.metadata.get("channels", 1))
 
     def _run(self, images: np.ndarray, z: np.ndarray):
         return self({"images": images, "z": z})
@@ -65,11 +59,11 @@ class VAE(Model):
             raise ShapeError(f"z: expected shape (M, {self.latent_dim}) with M >= 1, got {z.shape}")
         dummy = self._dummy_images()
         means = [self._run(dummy, z[i : i + self._MAX_BATCH])[2] for i in range(0, len(z), self._MAX_BATCH)]
-        return _images.to_uint8(np.concatenate(means), self.metadata.get("output_range", (0.0, 1.0)))
+        return to_uint8_images(np.concatenate(means), self.metadata.get("output_range", (0.0, 1.0)))
 
     def latents(self, n: int, *, seed=None) -> np.ndarray:
         """n draws of the prior N(0, I): float32 (n, latent_dim)."""
-        _images.check_count(n, "n")
+        check_count(n, "n")
         return _images.rng(seed).standard_normal((n, self.latent_dim), dtype=np.float32)
 
     def sample(self, n: int, *, seed=None) -> np.ndarray:
@@ -92,7 +86,7 @@ class VAE(Model):
 
         if self.latent_dim != 2:
             raise ArgumentError(f"manifold() needs a 2-D latent; this model's latent_dim is {self.latent_dim}")
-        _images.check_count(steps, "steps", low=2)
+        check_count(steps, "steps", low=2)
         q = np.array([NormalDist().inv_cdf(p) for p in np.linspace(0.5 / steps, 1 - 0.5 / steps, steps)])
         z = np.stack(np.meshgrid(q, q), -1).reshape(-1, 2).astype(np.float32)  # row-major: z1 varies fastest
         return make_grid(self.decode(z), nrow=steps, padding=padding)

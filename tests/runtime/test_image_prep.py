@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from genrt.errors import ArgumentError, DTypeError, ShapeError
+from genrt.latent import check_count
 from genrt.runtime import _images
 
 torch = pytest.importorskip("torch")
@@ -42,4 +43,4 @@ def test_seed_and_count_checks():
         with pytest.raises(ArgumentError):
             _images.rng(bad)
     with pytest.raises(ArgumentError):
-        _images.check_count(0, "n")
+        check_count(0, "n")
