@@ -55,13 +55,21 @@ def load(path_or_name, *, device: str = "cpu", threads: int | None = None, provi
         >>> g = genrt.load("dcgan-digits")
         >>> images = g.sample(16, seed=0)          # uint8 (16, 32, 32, 1)
     """
+    return _load(path_or_name, device=device, threads=threads, providers=providers)
+
+
+def _load(path_or_name, *, device="cpu", threads=None, providers=None, conv_transpose: str | None = None) -> Model:
+    """load(), plus conv_transpose: "auto" | "genrt" | "ort" overriding GENRT_CONV_TRANSPOSE (the exporter's
+    verification uses "ort": it checks the file, and need not time kernels)."""
     path = files.resolve(path_or_name)
     fmt = files.sniff(path)
     threads = default_threads(threads)
     if fmt == "onnx":
         model = load_onnx(path)
         metadata = onnx_metadata(model)
-        sessions, kernels = create_session(model, path, device=device, threads=threads, providers=providers)
+        sessions, kernels = create_session(
+            model, path, device=device, threads=threads, providers=providers, conv_transpose=conv_transpose
+        )
         runner = _OrtRunner(sessions)
     else:
         from genrt.runtime.torch_backend import TorchRunner

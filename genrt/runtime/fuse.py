@@ -202,9 +202,11 @@ def _time(model: bytes, x: np.ndarray, threads: int, library: str | None) -> flo
     return statistics.median(times)
 
 
-def fuse(model: onnx.ModelProto, *, threads: int, library: str, batch: int) -> tuple[onnx.ModelProto, list[str]]:
+def fuse(
+    model: onnx.ModelProto, *, threads: int, library: str, batch: int, how: str | None = None
+) -> tuple[onnx.ModelProto, list[str]]:
     """Returns the rewritten model and a description of each rewritten chain, choosing for batch size `batch`."""
-    how = mode()
+    how = how or mode()
     if how == "ort":
         return model, []
     out = onnx.ModelProto()

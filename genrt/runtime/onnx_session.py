@@ -89,7 +89,9 @@ def _with_threads(model: onnx.ModelProto, threads: int) -> onnx.ModelProto:
     return out
 
 
-def prepare(model: onnx.ModelProto, threads: int, device: str) -> tuple[list, dict[str, str]]:
+def prepare(
+    model: onnx.ModelProto, threads: int, device: str, conv_transpose: str | None = None
+) -> tuple[list, dict[str, str]]:
     """Makes the model ready for ORT: returns ([(bucket batch size, model, needs genrt's library)], kernels).
 
     With the library: ConvTranspose chains are rewritten to genrt's fused op where it measured faster (CPU only),
@@ -116,7 +118,9 @@ def prepare(model: onnx.ModelProto, threads: int, device: str) -> tuple[list, di
     variants, fused_by_bucket = [], {}
     for bucket in fuse.BUCKETS if device == "cpu" else fuse.BUCKETS[-1:]:
         rewritten, fused = (
-            fuse.fuse(model, threads=threads, library=library, batch=bucket) if device == "cpu" else (model, [])
+            fuse.fuse(model, threads=threads, library=library, batch=bucket, how=conv_transpose)
+            if device == "cpu"
+            else (model, [])
         )
         if variants and fused == fused_by_bucket[variants[-1][0]]:
             variants[-1] = (bucket, variants[-1][1], variants[-1][2])  # same choices: one session serves both
@@ -131,9 +135,11 @@ def prepare(model: onnx.ModelProto, threads: int, device: str) -> tuple[list, di
     return variants, kernels
 
 
-def create_session(model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers):
+def create_session(
+    model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers, conv_transpose: str | None = None
+):
     """Returns ([(bucket batch size, session)], {genrt op: how it runs})."""
-    variants, kernels = prepare(model, threads, device if providers is None else "custom")
+    variants, kernels = prepare(model, threads, device if providers is None else "custom", conv_transpose)
     sessions = []
     for bucket, ready, native in variants:
         options = ort.SessionOptions()
