@@ -1,7 +1,7 @@
 """`genrt demo`: a folder of pictures from the bundled models, with an index.html that explains each.
 
-Sections are functions registered in SECTIONS; each returns (title, [(file, caption), ...]). Applications add
-their own section the same way.
+Sections are functions listed by sections(); each returns (title, [(file, caption), ...]). Other model kinds
+(genrt/demo_models.py) and applications add their sections the same way.
 """
 
 from __future__ import annotations

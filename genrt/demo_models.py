@@ -7,15 +7,13 @@ Each section has the shape of genrt.demo's: ``section(out, opts) -> (title, [(fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 import genrt
+from genrt.demo import Section
 from genrt.image import make_grid, save_png
-
-Section = Callable[[Path, dict], tuple[str, list[tuple[str, str]]]]
 
 
 def _zoom(image: np.ndarray, factor: int) -> np.ndarray:
