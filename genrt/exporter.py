@@ -45,15 +45,6 @@ def _mbd_native(M):
     return _opset().MinibatchDiscrimination(M)
 
 
-def _mbd_portable(M):
-    from onnxscript import opset18 as op
-
-    diff = op.Sub(op.Unsqueeze(M, [1]), op.Unsqueeze(M, [0]))  # (N, N, B, C)
-    e = op.Exp(op.Neg(op.ReduceSum(op.Abs(diff), [3], keepdims=0)))  # (N, N, B)
-    total = op.ReduceSum(e, [1], keepdims=0)  # (N, B), self term exp(0) = 1 included
-    return op.Sub(total, op.CastLike(1.0, total))
-
-
 def _conv_transpose2d(input, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), groups=1,
                       dilation=(1, 1)):  # fmt: skip
     # Standard ConvTranspose in both flavours: genrt.load fuses it with its BatchNorm and activation at load time.
@@ -73,11 +64,11 @@ def _conv_transpose2d(input, weight, bias=None, stride=(1, 1), padding=(0, 0), o
     )
 
 
-def _translation_table(portable: bool) -> dict:
+def _translation_table() -> dict:
     import genrt.ops  # noqa: F401  (registers the ops)
 
     return {
-        torch.ops.genrt.minibatch_discrimination.default: _mbd_portable if portable else _mbd_native,
+        torch.ops.genrt.minibatch_discrimination.default: _mbd_native,
         torch.ops.genrt.conv_transpose2d.default: _conv_transpose2d,
     }
 
@@ -247,7 +238,7 @@ def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_na
                 module,
                 inputs,
                 dynamo=True,
-                custom_translation_table=_translation_table(portable),
+                custom_translation_table=_translation_table(),
                 dynamic_shapes=_dynamic_shapes(inputs),
                 input_names=input_names,
                 output_names=output_names,
@@ -258,6 +249,8 @@ def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_na
     finally:
         quiet.setLevel(level)
     model = program.model_proto
+    if portable:  # the same graph with genrt's ops written as standard ops (genrt.onnx_ops holds each one's form)
+        model = onnx_ops.to_standard_ops(model)
     _name_dynamic_axes(model, inputs)
     del model.metadata_props[:]
     for key, value in md.encode(meta).items():

@@ -82,8 +82,11 @@ def register_schemas() -> None:
         _registered = True
 
 
-def minibatch_discrimination_function() -> onnx.FunctionProto:
-    """genrt.MinibatchDiscrimination written with standard ops (materialises the (N, N, B, C) broadcast)."""
+def minibatch_discrimination_function(opset: int = STANDARD_OPSET) -> onnx.FunctionProto:
+    """genrt.MinibatchDiscrimination written with standard ops (materialises the (N, N, B, C) broadcast).
+
+    The ops used mean the same from opset 18 on; `opset` matches the model's, so the function can be inlined.
+    """
     nodes = [
         helper.make_node("Constant", [], ["axis0"], value_ints=[0]),
         helper.make_node("Constant", [], ["axis1"], value_ints=[1]),
@@ -106,7 +109,7 @@ def minibatch_discrimination_function() -> onnx.FunctionProto:
         ["M"],
         ["o"],
         nodes,
-        [helper.make_opsetid("", STANDARD_OPSET)],
+        [helper.make_opsetid("", opset)],
         attributes=["threads"],
     )
 
@@ -120,15 +123,34 @@ def genrt_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.domain == DOMAIN]
 
 
+def _standard_opset(model: onnx.ModelProto) -> int:
+    return max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] + [STANDARD_OPSET])
+
+
 def inline_decompositions(model: onnx.ModelProto) -> onnx.ModelProto:
     """Returns a copy whose genrt-domain ops are defined as model-local functions of standard ops."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    opset = _standard_opset(model)
     used = {n.op_type for n in genrt_nodes(model)}
     have = {(f.domain, f.name) for f in out.functions}
     for name in sorted(used):
         if name in FUNCTIONS and (DOMAIN, name) not in have:
-            out.functions.append(FUNCTIONS[name]())
-    if not any(o.domain == "" for o in out.opset_import):
-        out.opset_import.append(helper.make_opsetid("", STANDARD_OPSET))
+            out.functions.append(FUNCTIONS[name](opset))
+    if not any(o.domain in ("", "ai.onnx") for o in out.opset_import):
+        out.opset_import.append(helper.make_opsetid("", opset))
+    return out
+
+
+def to_standard_ops(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The portable form of a model: genrt-domain nodes replaced by their standard-op decompositions, inlined."""
+    import onnx.inliner
+
+    out = onnx.inliner.inline_local_functions(inline_decompositions(model))
+    if genrt_nodes(out):
+        missing = sorted({n.op_type for n in genrt_nodes(out)})
+        raise ValueError(f"no standard-op decomposition for genrt ops {missing}")
+    keep = [o for o in out.opset_import if o.domain != DOMAIN]
+    del out.opset_import[:]
+    out.opset_import.extend(keep)
     return out
