@@ -1,14 +1,18 @@
 """python benchmarks/bench_conv_transpose.py [--threads 2] [--repeats 15] [--batches 1,16,64] [--allow-spinning]
 
-genrt.kernels.conv_transpose2d vs torch.nn.functional.conv_transpose2d vs ONNX Runtime (a one-node ConvTranspose
-model on the CPU provider), float32, all on the same thread count, in one process with the three interleaved per
-repeat (the machine may be shared, so medians of interleaved runs are what compare). Layers: the DCGAN-64
-generator's five transposed convolutions (100->512 k4 s1 p0 from 1x1, then k4 s2 p1 up to 64->3 at 64x64) at
-several batch sizes, and the Johnson et al. super-resolution / style-transfer upsampling layers (k3 s2 p1 op1 to
-256x256). The ceiling is torch.mm (sgemm) of a comparable size on the same threads (numpy's OpenBLAS sgemm is
-printed for reference). Idle thread pools are told not to spin (OMP_WAIT_POLICY=PASSIVE, ONNX Runtime's
+genrt's transposed convolution vs torch.nn.functional.conv_transpose2d vs ONNX Runtime (a one-node ConvTranspose
+model on the CPU provider, the weight an initializer), float32, all on the same thread count, in one process with
+the three interleaved per repeat (the machine may be shared, so medians of interleaved runs are what compare).
+Layers: the DCGAN-64 generator's five transposed convolutions (100->512 k4 s1 p0 from 1x1, then k4 s2 p1 up to 64->3
+at 64x64) at several batch sizes, and the Johnson et al. super-resolution / style-transfer upsampling layers (k3 s2
+p1 op1 to 256x256). The ceiling is torch.mm (sgemm) of a comparable size on the same threads (numpy's OpenBLAS sgemm
+is printed for reference). Idle thread pools are told not to spin (OMP_WAIT_POLICY=PASSIVE, ONNX Runtime's
 session.intra_op.allow_spinning=0), else one framework's spinning threads take the cores of the next one timed;
 --allow-spinning keeps the defaults.
+
+genrt is timed as genrt.kernels.PackedConvTranspose2d (weights packed once, reused by every call: what ONNX
+Runtime does with an initializer and what genrt's ONNX Runtime op does with constant weights), and also as the
+stateless genrt.kernels.conv_transpose2d ("stateless ms", which packs or streams the weights on every call).
 
 Prints per layer: milliseconds (median), GFLOP/s (2 * N * C_in * H * W * C_out/groups * kH * kW useful flops),
 ratios genrt/torch and genrt/ORT as speedups (their time / genrt's time), and genrt's rate as a fraction of sgemm.
@@ -119,19 +123,21 @@ def bench_layer(spec, n, threads, repeats, rng):
     w = (rng.standard_normal((cin, cout, k, k), dtype=np.float32) / np.sqrt(cin * k)).astype(np.float32)
     xt, wt = torch.from_numpy(x), torch.from_numpy(w)
     sess = ort_session(w, s, p, op, threads)
-    yg = kernels.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op, threads=threads)
+    packed = kernels.PackedConvTranspose2d(w, stride=s, padding=p, output_padding=op)
+    yg = packed(x, threads=threads)
     yt = torch.nn.functional.conv_transpose2d(xt, wt, stride=s, padding=p, output_padding=op)
     err = float(np.abs(yg - yt.numpy()).max())
     if err > 1e-3 * max(1.0, float(np.abs(yt.numpy()).max())):
         raise SystemExit(f"{name}: genrt differs from torch by {err}")
     fns = [
-        lambda: kernels.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op, threads=threads),
+        lambda: packed(x, threads=threads),
         lambda: torch.nn.functional.conv_transpose2d(xt, wt, stride=s, padding=p, output_padding=op),
         lambda: sess.run(None, {"x": x}),
+        lambda: kernels.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op, threads=threads),
     ]
-    tg, tt, to = interleaved(fns, repeats)
+    tg, tt, to, ts = interleaved(fns, repeats)
     flops = 2.0 * n * cin * hw * hw * cout * k * k
-    return flops, tg, tt, to
+    return flops, tg, tt, to, ts
 
 
 def main():
@@ -158,7 +164,7 @@ def main():
     )
     hdr = (
         f"{'layer':<26}{'batch':>6}{'genrt ms':>10}{'torch ms':>10}{'ORT ms':>9}{'genrt GF/s':>11}"
-        f"{'torch GF/s':>11}{'ORT GF/s':>9}{'vs torch':>9}{'vs ORT':>8}{'of sgemm':>9}"
+        f"{'torch GF/s':>11}{'ORT GF/s':>9}{'vs torch':>9}{'vs ORT':>8}{'of sgemm':>9}{'stateless ms':>13}"
     )
     batches = [int(b) for b in args.batches.split(",")]
     runs = [("DCGAN-64 generator", DCGAN, batches), ("Johnson upsampling", JOHNSON, [1])]
@@ -166,23 +172,23 @@ def main():
         for n in batches:
             print(f"{model}, batch {n}")
             print(hdr)
-            tot = np.zeros(4)
+            tot = np.zeros(5)
             big = np.zeros(2)
             for spec in layers:
-                flops, tg, tt, to = bench_layer(spec, n, args.threads, args.repeats, rng)
-                tot += [flops, tg, tt, to]
+                flops, tg, tt, to, ts = bench_layer(spec, n, args.threads, args.repeats, rng)
+                tot += [flops, tg, tt, to, ts]
                 if spec[0].startswith(("dcgan2", "dcgan3", "dcgan4")):
                     big += [flops, tg]
                 print(
                     f"{spec[0]:<26}{n:>6}{tg * 1e3:>10.3f}{tt * 1e3:>10.3f}{to * 1e3:>9.3f}{flops / tg / 1e9:>11.1f}"
                     f"{flops / tt / 1e9:>11.1f}{flops / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x"
-                    f"{flops / tg / 1e9 / peak:>9.0%}"
+                    f"{flops / tg / 1e9 / peak:>9.0%}{ts * 1e3:>13.3f}"
                 )
-            f, tg, tt, to = tot
+            f, tg, tt, to, ts = tot
             print(
                 f"{'total':<26}{n:>6}{tg * 1e3:>10.3f}{tt * 1e3:>10.3f}{to * 1e3:>9.3f}{f / tg / 1e9:>11.1f}"
                 f"{f / tt / 1e9:>11.1f}{f / to / 1e9:>9.1f}{tt / tg:>8.2f}x{to / tg:>7.2f}x"
-                f"{f / tg / 1e9 / peak:>9.0%}"
+                f"{f / tg / 1e9 / peak:>9.0%}{ts * 1e3:>13.3f}"
             )
             if big[0]:
                 rate = big[0] / big[1] / 1e9

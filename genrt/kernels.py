@@ -11,9 +11,10 @@ import os
 import numpy as np
 
 from genrt._native import _C
-from genrt.errors import ArgumentError
+from genrt.errors import ArgumentError, DTypeError
 
 __all__ = [
+    "PackedConvTranspose2d",
     "conv_transpose2d",
     "cpu_isa",
     "get_num_threads",
@@ -155,6 +156,12 @@ def conv_transpose2d(
         ArgumentError: bad stride, padding, output_padding, dilation, groups, activation or threads.
         DTypeError: x or w is not a float32/float64 ndarray, or the dtypes differ.
     """
+    args = _conv_transpose2d_args(stride, padding, output_padding, dilation, groups, activation, negative_slope)
+    return _C.conv_transpose2d_forward(x, w, bias, scale, shift, *args, _check_threads(threads))
+
+
+def _conv_transpose2d_args(stride, padding, output_padding, dilation, groups, activation, negative_slope) -> tuple:
+    """conv_transpose2d's options, checked, in _C.conv_transpose2d_forward's order."""
     act = "none" if activation is None else activation
     if not isinstance(act, str) or act not in _ACTIVATIONS:
         raise ArgumentError(f"activation: expected None or one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
@@ -164,18 +171,66 @@ def conv_transpose2d(
         slope = float(negative_slope)
     except (TypeError, ValueError):
         raise ArgumentError(f"negative_slope: expected a number, got {negative_slope!r}") from None
-    return _C.conv_transpose2d_forward(
-        x,
-        w,
-        bias,
-        scale,
-        shift,
-        _pair(stride, "stride"),
-        _pair(padding, "padding"),
-        _pair(output_padding, "output_padding"),
-        _pair(dilation, "dilation"),
-        int(groups),
-        act,
-        slope,
-        _check_threads(threads),
-    )
+    pairs = [_pair(v, n) for v, n in ((stride, "stride"), (padding, "padding"), (output_padding, "output_padding"))]
+    return (*pairs, _pair(dilation, "dilation"), int(groups), act, slope)
+
+
+class PackedConvTranspose2d:
+    """:func:`conv_transpose2d` with fixed weights, packed once and reused: the fast path for repeated inference.
+
+    Takes :func:`conv_transpose2d`'s arguments except ``x`` and ``threads``, keeps read-only copies of ``w``,
+    ``bias``, ``scale`` and ``shift``, and is then called with ``x`` alone. Where the kernel rearranges the weights
+    for its inner loop (register-tile panels per output phase, or contiguous panels when few input pixels make the
+    call a weight-streaming GEMM), the first call that needs a layout builds it and later calls reuse it, as ONNX
+    Runtime does with a model's constant weights. Layouts depend on the path taken (which follows the number of
+    input pixels) and the thread count, so a few may be kept; :attr:`packed_bytes` says how much memory they hold.
+    Thread-safe.
+
+    >>> conv = PackedConvTranspose2d(w, b, stride=2, padding=1, activation="relu")
+    >>> y = conv(x)  # == conv_transpose2d(x, w, b, stride=2, padding=1, activation="relu")
+    """
+
+    def __init__(
+        self,
+        w: np.ndarray,
+        bias: np.ndarray | None = None,
+        *,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        dilation=1,
+        groups: int = 1,
+        activation: str | None = None,
+        negative_slope: float = 0.01,
+        scale: np.ndarray | None = None,
+        shift: np.ndarray | None = None,
+    ):
+        self._args = _conv_transpose2d_args(
+            stride, padding, output_padding, dilation, groups, activation, negative_slope
+        )
+        self.weight, self.bias, self.scale, self.shift = (
+            None if a is None else _frozen_copy(a, name)
+            for a, name in ((w, "w"), (bias, "bias"), (scale, "scale"), (shift, "shift"))
+        )
+        self._cache = _C.WeightCache()
+
+    def __call__(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        """``conv_transpose2d(x, w, bias, ...)`` with the options given at construction; same errors."""
+        return _C.conv_transpose2d_forward(
+            x, self.weight, self.bias, self.scale, self.shift, *self._args, _check_threads(threads), self._cache
+        )
+
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes held by the packed weight layouts built so far."""
+        return self._cache.bytes
+
+
+def _frozen_copy(a, name: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise DTypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
+        raise DTypeError(f"{name}: expected float32 or float64, got {a.dtype}")
+    out = np.array(a, dtype=a.dtype.newbyteorder("="), order="C", copy=True)  # native byte order, C order
+    out.flags.writeable = False
+    return out

@@ -71,7 +71,8 @@ int forced_algo() {
 
 template <typename T>
 void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& scale,
-         const TensorRef& shift, const TensorRef& out, const ConvTranspose2dParams& p, int threads) {
+         const TensorRef& shift, const TensorRef& out, const ConvTranspose2dParams& p, int threads,
+         WeightCache* cache) {
   ConvTranspose2dProblem P;
   P.N = x.size(0);
   P.Cin = x.size(1);
@@ -92,6 +93,7 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   P.activation = int(p.activation);
   P.slope = p.negative_slope;
   P.algo = forced_algo();
+  P.cache = cache;
   if (P.N == 0) return;
   std::vector<T> xs, ws, bs, ss, hs;
   const T* xd = contiguous<T>(x, xs);
@@ -165,7 +167,7 @@ void conv_transpose2d_output_shape(const TensorRef& x, const TensorRef& w, const
 
 void conv_transpose2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bias,
                               const TensorRef& scale, const TensorRef& shift, const TensorRef& out,
-                              const ConvTranspose2dParams& p, int threads) {
+                              const ConvTranspose2dParams& p, int threads, WeightCache* cache) {
   int64_t shape[4];
   conv_transpose2d_output_shape(x, w, p, shape);
   for (const TensorRef* v : {&bias, &scale, &shift}) check_channel_vector(*v, x, shape[1]);
@@ -177,9 +179,9 @@ void conv_transpose2d_forward(const TensorRef& x, const TensorRef& w, const Tens
                   "), got " + out.shape_str());
   check_contiguous_output(out);
   if (x.dtype == DType::f32)
-    run<float>(x, w, bias, scale, shift, out, p, threads);
+    run<float>(x, w, bias, scale, shift, out, p, threads, cache);
   else
-    run<double>(x, w, bias, scale, shift, out, p, threads);
+    run<double>(x, w, bias, scale, shift, out, p, threads, cache);
 }
 
 }  // namespace genrt

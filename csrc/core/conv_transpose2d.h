@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common.h"
+#include "weight_cache.h"
 
 namespace genrt {
 
@@ -38,9 +39,11 @@ void conv_transpose2d_output_shape(const TensorRef& x, const TensorRef& w, const
 
 // x: (N, C_in, H, W); w: (C_in, C_out/groups, kH, kW); bias/scale/shift: (C_out,) or data == nullptr; any
 // strides (non-contiguous operands are packed first). out: C-contiguous (N, C_out, H_out, W_out), x's dtype.
+// cache: optional; when given, the weights' packed layouts are kept in it and reused by later calls, which must
+// pass the same w values and params (see weight_cache.h). Without one, each call packs what it needs.
 void conv_transpose2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bias,
                               const TensorRef& scale, const TensorRef& shift, const TensorRef& out,
-                              const ConvTranspose2dParams& p, int threads);
+                              const ConvTranspose2dParams& p, int threads, WeightCache* cache = nullptr);
 
 // Shape and options handed to the per-ISA kernels (all operands contiguous).
 struct ConvTranspose2dProblem {
@@ -52,6 +55,7 @@ struct ConvTranspose2dProblem {
   // (4 only where it applies, else chosen by shape). Forced by GENRT_CONV_TRANSPOSE_ALGO=col|packed|direct|flat,
   // for tests and benchmarks; every algorithm computes the same result.
   int algo = 0;
+  WeightCache* cache = nullptr;  // packed weights kept across calls, or nullptr (pack per call)
 };
 
 }  // namespace genrt

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -41,6 +42,7 @@ class Pool {
     }
     cv_.notify_all();
     work();
+    spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
     std::unique_lock<std::mutex> lk(m_);
     done_cv_.wait(lk, [&] { return pending_ == 0; });
     fn_ = nullptr;
@@ -61,7 +63,8 @@ class Pool {
     new (&done_cv_) std::condition_variable();
     workers_ = 0;
     fn_ = nullptr;
-    pending_ = active_ = 0;
+    pending_ = 0;
+    active_ = 0;
   }
 
  private:
@@ -76,8 +79,29 @@ class Pool {
     }
   }
 
+  // Spins (pausing) while !ready(), for at most kSpin: a region that follows within that time (the next layer of
+  // a model, the next phase of a kernel) finds its workers awake, instead of paying a futex wake-up (tens of
+  // microseconds) per region; the caller likewise catches the last worker's finish. Short enough that idle
+  // workers leave the cores to others almost at once (ONNX Runtime's and OpenMP's pools spin far longer).
+  template <typename Ready>
+  static void spin_until(const Ready& ready) {
+    constexpr auto kSpin = std::chrono::microseconds(50);
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    while (!ready()) {
+      for (int i = 0; i < 64; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        asm volatile("yield");
+#endif
+      }
+      if (std::chrono::steady_clock::now() > until) return;
+    }
+  }
+
   void loop(int index, uint64_t seen) {
     for (;;) {
+      spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
       std::unique_lock<std::mutex> lk(m_);
       cv_.wait(lk, [&] { return generation_ != seen; });
       seen = generation_;
@@ -113,9 +137,10 @@ class Pool {
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunks_ = 0;
   std::atomic<int64_t> next_{0};
-  int pending_ = 0, active_ = 0;
+  std::atomic<int> pending_{0};  // written under m_; read without it while spinning
+  int active_ = 0;
   std::exception_ptr error_;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};  // likewise
 };
 
 #if defined(__linux__)

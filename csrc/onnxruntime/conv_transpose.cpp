@@ -30,6 +30,9 @@ void to_pair(const std::vector<int64_t>& v, const char* name, int64_t out[2]) {
 struct ConvTransposeKernel {
   ConvTranspose2dParams params;
   int threads = 1;
+  // When W is a constant initializer: its packed layouts, built by the first Compute and reused (as ONNX
+  // Runtime's own ConvTranspose prepacks its constant weights).
+  std::unique_ptr<WeightCache> cache;
 
   OrtStatus* ComputeV2(OrtKernelContext* context) {
     return guarded([&] {
@@ -52,7 +55,8 @@ struct ConvTransposeKernel {
       OrtTensor y = output_tensor(ctx, 0, "Y", type, {shape[0], shape[1], shape[2], shape[3]});
       OrtExecutor executor(context);
       ScopedExecutor scope(&executor);
-      conv_transpose2d_forward(x.ref, w.ref, optional[0], optional[1], optional[2], y.ref, params, threads);
+      conv_transpose2d_forward(x.ref, w.ref, optional[0], optional[1], optional[2], y.ref, params, threads,
+                               cache.get());
     });
   }
 };
@@ -83,6 +87,7 @@ struct ConvTransposeOp : Ort::CustomOpBase<ConvTransposeOp<Type>, ConvTransposeK
       } catch (const Ort::Exception&) {
       }
       k->threads = int(int_attribute(raw, "threads", hardware_threads()));
+      if (constant_input(raw, 1)) k->cache = std::make_unique<WeightCache>();
       *kernel = k.release();
     });
   }

@@ -96,6 +96,19 @@ inline int64_t int_attribute(const OrtKernelInfo* info, const char* name, int64_
   return value;
 }
 
+// Whether input `index` is a constant initializer (its values fixed for the session's lifetime), so a kernel may
+// keep data derived from it across Compute calls.
+inline bool constant_input(const OrtKernelInfo* info, size_t index) {
+  int is_constant = 0;
+  const OrtValue* value = nullptr;
+  OrtStatus* status = Ort::GetApi().KernelInfoGetConstantInput_tensor(info, index, &is_constant, &value);
+  if (status) {
+    Ort::GetApi().ReleaseStatus(status);
+    return false;
+  }
+  return is_constant != 0;
+}
+
 // Converts exceptions from a kernel into an OrtStatus (ORT reports it as a failed Run, with the message).
 template <typename F>
 OrtStatus* guarded(F&& f) {

@@ -110,7 +110,8 @@ py::array conv_transpose2d_forward(py::handle x_obj, py::handle w_obj, py::handl
                                    py::handle shift_obj, const std::vector<int64_t>& stride,
                                    const std::vector<int64_t>& padding, const std::vector<int64_t>& output_padding,
                                    const std::vector<int64_t>& dilation, int64_t groups,
-                                   const std::string& activation, double negative_slope, int threads) {
+                                   const std::string& activation, double negative_slope, int threads,
+                                   genrt::WeightCache* cache) {
   Arg x("x", x_obj), w("weight", w_obj);
   genrt::ConvTranspose2dParams p;
   to_pair(stride, "stride", p.stride);
@@ -137,7 +138,8 @@ py::array conv_transpose2d_forward(py::handle x_obj, py::handle w_obj, py::handl
   Out out("out", x.ref.dtype, {shape[0], shape[1], shape[2], shape[3]});
   {
     py::gil_scoped_release nogil;
-    genrt::conv_transpose2d_forward(x.ref, w.ref, none[0], none[1], none[2], out.ref, p, resolve_threads(threads));
+    genrt::conv_transpose2d_forward(x.ref, w.ref, none[0], none[1], none[2], out.ref, p, resolve_threads(threads),
+                                    cache);
   }
   return out.array;
 }
@@ -164,14 +166,22 @@ PYBIND11_MODULE(_C, mod) {
   mod.def("minibatch_discrimination_backward", &mbd_backward, py::arg("M"), py::arg("grad_out"),
           py::arg("threads") = 0, "Gradient of minibatch_discrimination_forward with respect to M: (N, B, C).");
 
+  py::class_<genrt::WeightCache>(mod, "WeightCache",
+                                 "Packed layouts of one weight tensor, built on first use and kept (see "
+                                 "genrt.kernels.PackedConvTranspose2d).")
+      .def(py::init<>())
+      .def_property_readonly("bytes", &genrt::WeightCache::bytes, "Bytes held by the packed layouts.")
+      .def_property_readonly("entries", &genrt::WeightCache::entries, "Number of packed layouts built.");
+
   mod.def("conv_transpose2d_forward", &conv_transpose2d_forward, py::arg("x"), py::arg("weight"),
           py::arg("bias") = py::none(), py::arg("scale") = py::none(), py::arg("shift") = py::none(),
           py::arg("stride") = std::vector<int64_t>{1, 1}, py::arg("padding") = std::vector<int64_t>{0, 0},
           py::arg("output_padding") = std::vector<int64_t>{0, 0}, py::arg("dilation") = std::vector<int64_t>{1, 1},
           py::arg("groups") = 1, py::arg("activation") = "none", py::arg("negative_slope") = 0.01,
-          py::arg("threads") = 0,
+          py::arg("threads") = 0, py::arg("cache") = nullptr,
           "Transposed 2-D convolution with fused bias, scale/shift and activation; x (N, C_in, H, W), weight "
-          "(C_in, C_out/groups, kH, kW) -> (N, C_out, H_out, W_out).");
+          "(C_in, C_out/groups, kH, kW) -> (N, C_out, H_out, W_out). cache: a WeightCache that keeps the packed "
+          "weights for later calls, which must pass the same weight values.");
   mod.def("hardware_threads", &genrt::hardware_threads, "Hardware threads usable by this process.");
   mod.def("available_isas", &genrt::available_isas, "Instruction sets compiled in and supported by this CPU.");
   mod.def("active_isa", [] { return std::string(genrt::isa_name(genrt::active_isa())); });
