@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -79,14 +80,20 @@ class Pool {
     }
   }
 
-  // Spins (pausing) while !ready(), for at most kSpin: a region that follows within that time (the next layer of
-  // a model, the next phase of a kernel) finds its workers awake, instead of paying a futex wake-up (tens of
-  // microseconds) per region; the caller likewise catches the last worker's finish. Short enough that idle
-  // workers leave the cores to others almost at once (ONNX Runtime's and OpenMP's pools spin far longer).
+  // Spins (pausing) while !ready(), for at most GENRT_SPIN_US microseconds (default 50, 0: never): a region that
+  // follows within that time (the next layer of a model, the next phase of a kernel) finds its workers awake,
+  // instead of paying a futex wake-up (tens of microseconds) per region; the caller likewise catches the last
+  // worker's finish. Short enough that idle workers leave the cores to others almost at once (ONNX Runtime's and
+  // OpenMP's pools spin far longer).
   template <typename Ready>
   static void spin_until(const Ready& ready) {
-    constexpr auto kSpin = std::chrono::microseconds(50);
-    const auto until = std::chrono::steady_clock::now() + kSpin;
+    static const std::chrono::microseconds spin = [] {
+      const char* env = std::getenv("GENRT_SPIN_US");
+      const long us = env && *env ? std::strtol(env, nullptr, 10) : 50;
+      return std::chrono::microseconds(std::clamp(us, 0L, 100000L));
+    }();
+    if (spin.count() == 0) return;
+    const auto until = std::chrono::steady_clock::now() + spin;
     while (!ready()) {
       for (int i = 0; i < 64; ++i) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -29,6 +29,9 @@ ACTIVATIONS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Tanh": "tanh", "Sigmo
 # call runs the session of its batch size's bucket (see BUCKETS and bucket_for).
 BUCKETS = (1, 32)  # the batch size each bucket is measured at
 _SMALL_BATCH_LIMIT = 4  # batches up to this size use the first bucket's choices
+# Part of every cached decision's key: bumped when genrt's kernel gets faster (2: weights packed once per
+# session), so choices measured against an older kernel are measured again.
+KERNEL_REVISION = 2
 
 
 def bucket_for(batch: int) -> int:
@@ -237,7 +240,7 @@ def fuse(
                 continue  # no static shape to measure on: keep ORT's nodes
             attrs = [(a.name, list(a.ints) or a.i) for a in chain.conv.attribute]
             layer = [str(weight.dtype), list(weight.shape), chain.x_shape[1:], [n.op_type for n in chain.nodes], attrs]
-            key = json.dumps([genrt.__version__, genrt.kernels.cpu_isa(), threads, batch] + layer)
+            key = json.dumps([genrt.__version__, KERNEL_REVISION, genrt.kernels.cpu_isa(), threads, batch] + layer)
             if key not in cache:
                 all_inits = dict(inits, **dict(new_inits))
                 x = np.random.default_rng(0).standard_normal([batch] + chain.x_shape[1:]).astype(weight.dtype)
