@@ -8,11 +8,11 @@
 //   with (r + ph - kh*dh) = 0 (mod sh), from input rows ih = j + base[kh]; likewise for columns. So the strided
 //   transposed convolution splits into sh*sw dense convolutions ("phases"), with no multiplications by the zeros
 //   a strided upsampling would insert. Each phase is an implicit GEMM C[C_out x pixels] = A[C_out x K] B[K x
-//   pixels], K = taps * C_in/groups. A (the weights of one phase) is packed once per call as
-//   [C_out/MR][tap][C_in][MR]; the broadcast operand is A, the vectors are output pixels, and the epilogue (bias,
-//   scale, shift, activation) is applied to the accumulators in registers, each value stored once, straight to
-//   its phase position in the output. Tasks are ordered so that the phases of the same input rows run back to
-//   back on one thread. Three ways to feed B:
+//   pixels], K = taps * C_in/groups. A (the weights of one phase) is packed as [C_out/MR][tap][C_in][MR], once
+//   per call or, with a WeightCache, once for all calls; the broadcast operand is A, the vectors are output
+//   pixels, and the epilogue (bias, scale, shift, activation) is applied to the accumulators in registers, each
+//   value stored once, straight to its phase position in the output. Tasks are ordered so that the phases of the
+//   same input rows run back to back on one thread. Three ways to feed B:
 //   - direct: the input, with its rows zero-padded, is read in place; a vector is W consecutive pixels of one
 //     phase row (chosen when phase rows fill the vectors well, and for few output channels, where packing would
 //     not be amortised). Output rows whose taps leave the input are grouped in classes that skip those taps.
@@ -28,7 +28,9 @@
 //   the pixels as vectors (x^T packed, L1-resident), in K blocks so each weight row streams in order with
 //   software prefetch. (One pixel: a GEMV streaming each weight row in order; two: the weights are the vectors,
 //   in wide tiles.) The columns are scatter-added to the output (threads own disjoint output channels, so no
-//   races) and the epilogue runs over each thread's channels while they are in cache.
+//   races) and the epilogue runs over each thread's channels while they are in cache. With a WeightCache the
+//   weights are kept as contiguous per-tile panels instead (built once), and narrow inputs where flat mode
+//   applies take the phase GEMM from two pixels up, its packing being free then.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
