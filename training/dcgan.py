@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training import improved
+from training import diffaugment, improved
 from training.loop import Parts, TrainConfig, parse_config, train, update
 
 
@@ -36,6 +36,7 @@ class DCGANConfig(TrainConfig):
     label_smoothing: float = 0.0  # one-sided: real targets 1 - this (3.4; the paper uses 0.1); 0: off
     vbn: bool = False  # virtual batch norm in G instead of batch norm (3.5)
     vbn_reference: int = 64  # VBN reference batch size (fixed z drawn once at the start)
+    diff_augment: str = ""  # DiffAugment policies for everything D sees: translation,cutout (Zhao et al. 2020)
 
 
 def _stages(image_size: int) -> int:
@@ -133,6 +134,7 @@ def build(cfg: DCGANConfig, image_shape: tuple[int, int, int], device) -> Parts:
             "hist_D": improved.HistoricalAverage(D.parameters()),
         }
     bce = F.binary_cross_entropy_with_logits
+    aug = diffaugment.make(cfg.diff_augment)
 
     def step(real: torch.Tensor, step: int) -> dict[str, float]:
         n = real.shape[0]
@@ -140,8 +142,8 @@ def build(cfg: DCGANConfig, image_shape: tuple[int, int, int], device) -> Parts:
         fake = G(z)  # (N, C, S, S)
 
         # D: maximise log D(x) + log(1 - D(G(z))), real targets optionally smoothed (one-sided)
-        real_logits, real_feats = D(real)
-        fake_logits, _ = D(fake.detach())
+        real_logits, real_feats = D(aug(real))
+        fake_logits, _ = D(aug(fake.detach()))
         loss_d = bce(real_logits, improved.real_targets(real_logits, cfg.label_smoothing)) + bce(
             fake_logits, torch.zeros_like(fake_logits)
         )
@@ -150,7 +152,7 @@ def build(cfg: DCGANConfig, image_shape: tuple[int, int, int], device) -> Parts:
         update(opt_d, loss_d, D)
 
         # G: non-saturating -log D(G(z)), or feature matching on D's last hidden layer
-        logits, feats = D(fake)
+        logits, feats = D(aug(fake))
         if cfg.feature_matching:
             loss_g = improved.feature_matching_loss(real_feats, feats)
         else:

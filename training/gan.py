@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrt.errors import ArgumentError
+from training import diffaugment
 from training.loop import Parts, TrainConfig, parse_config, train, update
 
 
@@ -31,6 +32,7 @@ class GANConfig(TrainConfig):
     k: int = 1  # discriminator steps per generator step (Algorithm 1)
     loss: str = "non-saturating"  # generator loss: non-saturating (-log D(G(z))) or minimax (log(1 - D(G(z))))
     dropout: float = 0.3  # dropout in D's hidden layers
+    diff_augment: str = ""  # DiffAugment policies for everything D sees: translation,cutout (Zhao et al. 2020)
 
 
 class Generator(nn.Module):
@@ -80,18 +82,19 @@ def build(cfg: GANConfig, image_shape: tuple[int, int, int], device) -> Parts:
     D = Discriminator(image_shape, cfg.hidden, cfg.dropout).to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    aug = diffaugment.make(cfg.diff_augment)
 
     def step(real: torch.Tensor, step: int) -> dict[str, float]:
         # Every minibatch is one discriminator step; every k-th is followed by the generator step.
         n = real.shape[0]
         z = torch.randn(n, cfg.latent_dim, device=device)
-        real_logits, fake_logits = D(real), D(G(z).detach())
+        real_logits, fake_logits = D(aug(real)), D(aug(G(z).detach()))
         # -(log D(x) + log(1 - D(G(z)))), written with logits for stability
         loss_d = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
         update(opt_d, loss_d, D)
         losses = {"loss_d": loss_d.item()}
         if (step + 1) % cfg.k == 0:
-            logits = D(G(torch.randn(n, cfg.latent_dim, device=device)))
+            logits = D(aug(G(torch.randn(n, cfg.latent_dim, device=device))))
             if cfg.loss == "minimax":
                 loss_g = -F.softplus(logits).mean()  # log(1 - D(G(z))) = -softplus(logit), descended
             else:

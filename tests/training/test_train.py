@@ -17,6 +17,7 @@ TECHNIQUES = [
     {"historical_averaging": 0.01},
     {"label_smoothing": 0.1},
     {"vbn": True, "vbn_reference": 8},
+    {"diff_augment": "translation,cutout"},
 ]
 
 
@@ -57,7 +58,7 @@ def _params(parts):
 @pytest.mark.parametrize(
     "module,cls,flags",
     [
-        (gan, gan.GANConfig, {"k": 2}),  # dropout: uses torch's RNG every step
+        (gan, gan.GANConfig, {"k": 2, "diff_augment": "translation"}),  # dropout, augmentation: RNG every step
         (
             dcgan,
             dcgan.DCGANConfig,
