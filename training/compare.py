@@ -1,6 +1,7 @@
 """python -m training.compare --epochs 15 --seeds 0 1 2 --jobs 2 --out runs/compare
 
-Plain DCGAN against each Improved-GAN technique on digits: same budget, same seeds, evaluate.py's numbers.
+Plain DCGAN against each Improved-GAN technique (and DiffAugment) on digits: same budget, same seeds, the
+numbers of evaluate.py.
 
 Each (technique, seed) pair trains ``python -m training.dcgan`` in its own process (one thread each, ``--jobs``
 at a time), is evaluated through its exported ONNX file, and the table (mean +- std over seeds) is printed as
@@ -27,6 +28,7 @@ TECHNIQUES = {
     "historical averaging": ["--historical-averaging", "0.01"],
     "label smoothing": ["--label-smoothing", "0.1"],
     "VBN": ["--vbn"],
+    "DiffAugment": ["--diff-augment", "translation"],  # not Improved-GAN: Zhao et al. 2020, for small datasets
 }
 METRICS = ["coverage", "confidence", "frechet", "copy_fraction", "nn_ratio"]
 

@@ -67,6 +67,7 @@ class TrainConfig:
     latent_dim: int = 100  # size of z ~ N(0, 1)
     lr: float = 2e-4  # Adam learning rate, both players
     beta1: float = 0.5  # Adam beta1
+    lr_decay: float = 0.0  # over this last fraction of the steps the learning rates fall linearly to 0 (0: constant)
     seed: int = 0  # seeds init, data order and noise; same seed -> same run on CPU
     max_steps: int = 0  # stop after this many steps (0: run all epochs); for smoke tests
     ckpt_every: int = 100  # steps between checkpoints (and at each epoch end)
@@ -291,6 +292,18 @@ def _check_in_sync(parts: Parts, step: int) -> None:
             raise DivergenceError(f"step {step}: the processes' parameters differ; data-parallel training lost sync")
 
 
+def lr_factor(step: int, total: int, decay: float) -> float:
+    """1 until the last `decay` fraction of `total` steps, then falling linearly to 0 at the end."""
+    span = decay * total
+    return 1.0 if span <= 0 else min(1.0, max(0.0, (total - step) / span))
+
+
+def _set_lr_factor(parts: Parts, base_lrs: dict, factor: float) -> None:
+    for name, opt in parts.optimizers.items():
+        for group, base in zip(opt.param_groups, base_lrs[name], strict=True):
+            group["lr"] = base * factor
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step * 104_729) % (2**63 - 1)
 
@@ -371,6 +384,7 @@ def train(cfg: TrainConfig, build: Callable, *, on_step: Callable[[int, Parts, d
 
     torch.manual_seed(cfg.seed)  # the same init on every process
     parts = build(cfg, tuple(images.shape[1:]), device)
+    base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in parts.optimizers.items()}
     step, epoch, batch = 0, 0, 0
     if saved is not None:
         meta = load_checkpoint(out, parts)
@@ -396,6 +410,8 @@ def train(cfg: TrainConfig, build: Callable, *, on_step: Callable[[int, Parts, d
         while batch < per_epoch and step < total:
             idx = order[batch * cfg.batch_size : (batch + 1) * cfg.batch_size]
             torch.manual_seed(step_seed(cfg.seed, rank, step))
+            if cfg.lr_decay > 0:
+                _set_lr_factor(parts, base_lrs, lr_factor(step, total, cfg.lr_decay))
             losses = parts.step(images[idx], step)
             step += 1
             batch += 1

@@ -8,7 +8,7 @@ import genrt
 from genrt.errors import GenrtError
 from tests.training.conftest import tiny
 from training import dcgan, gan, improved
-from training.loop import CheckpointError, DivergenceError, parse_config, train
+from training.loop import CheckpointError, DivergenceError, lr_factor, parse_config, train
 
 TECHNIQUES = [
     {},
@@ -62,7 +62,13 @@ def _params(parts):
         (
             dcgan,
             dcgan.DCGANConfig,
-            {"minibatch_discrimination": True, "historical_averaging": 0.01, "vbn": True, "vbn_reference": 8},
+            {
+                "minibatch_discrimination": True,
+                "historical_averaging": 0.01,
+                "vbn": True,
+                "vbn_reference": 8,
+                "lr_decay": 0.5,
+            },
         ),
     ],
     ids=["gan", "dcgan-all-techniques"],
@@ -198,3 +204,12 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path):
 def test_dcgan_trains_at_64x64(tmp_path):
     parts = _run(dcgan, tiny(dcgan.DCGANConfig, tmp_path, image_size=64, base_width=8, max_steps=2, vbn=True))
     assert parts.G(torch.randn(2, 100)).shape == (2, 1, 64, 64)
+
+
+def test_lr_decay_is_linear_over_the_last_fraction(tmp_path):
+    assert [lr_factor(s, 10, 0.4) for s in range(10)] == [1, 1, 1, 1, 1, 1, 1.0, 0.75, 0.5, 0.25]
+    assert lr_factor(5, 10, 0.0) == 1.0
+    seen = []
+    cfg = tiny(dcgan.DCGANConfig, tmp_path, max_steps=4, lr_decay=0.5)
+    train(cfg, dcgan.build, on_step=lambda s, p, losses: seen.append(p.optimizers["G"].param_groups[0]["lr"]))
+    assert seen == pytest.approx([2e-4, 2e-4, 2e-4, 1e-4])  # steps 0-3 of 4: the last two decay (1, 0.5)
