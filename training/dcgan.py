@@ -20,6 +20,7 @@ from torch import nn
 
 from training import diffaugment, improved
 from training.loop import Parts, TrainConfig, parse_config, train, update
+from training.pacgan import packed
 
 
 @dataclass
@@ -36,6 +37,7 @@ class DCGANConfig(TrainConfig):
     label_smoothing: float = 0.0  # one-sided: real targets 1 - this (3.4; the paper uses 0.1); 0: off
     vbn: bool = False  # virtual batch norm in G instead of batch norm (3.5)
     vbn_reference: int = 64  # VBN reference batch size (fixed z drawn once at the start)
+    pack: int = 1  # PacGAN (Lin et al. 2018): D judges packs of this many samples, all real or all generated
     diff_augment: str = ""  # DiffAugment policies for everything D sees: translation,cutout (Zhao et al. 2020)
 
 
@@ -89,8 +91,12 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """images (N, channels, S, S) -> (logits (N,), features (N, F)); features feed feature matching."""
 
-    def __init__(self, channels: int, image_size: int, base_width: int, mbd: tuple[int, int] | None = None):
+    def __init__(
+        self, channels: int, image_size: int, base_width: int, mbd: tuple[int, int] | None = None, pack: int = 1
+    ):
         super().__init__()
+        self.pack = pack
+        channels *= pack
         n = _stages(image_size)
         widths = [base_width * 2**i for i in range(n)]  # 32x32, base 32: [32, 64, 128]
         layers = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]  # no norm on the input
@@ -112,7 +118,7 @@ class Discriminator(nn.Module):
             init_weights(self.mbd_out)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.net(x)  # (N, C, 4, 4)
+        h = self.net(packed(x, self.pack))  # one decision per pack  # (N, C, 4, 4)
         logits = self.out(h).flatten()  # (N,)
         if self.mbd is not None:
             o = self.mbd(h.mean((2, 3)))[:, h.shape[1] :]  # (N, B)
@@ -124,7 +130,7 @@ def build(cfg: DCGANConfig, image_shape: tuple[int, int, int], device) -> Parts:
     channels, size, _ = image_shape
     G = Generator(cfg.latent_dim, channels, size, cfg.base_width, cfg.vbn_reference if cfg.vbn else 0).to(device)
     mbd = (cfg.mbd_kernels, cfg.mbd_kernel_dim) if cfg.minibatch_discrimination else None
-    D = Discriminator(channels, size, cfg.base_width, mbd).to(device)
+    D = Discriminator(channels, size, cfg.base_width, mbd, cfg.pack).to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     extra = {}

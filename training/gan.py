@@ -21,6 +21,7 @@ from torch import nn
 from genrt.errors import ArgumentError
 from training import diffaugment
 from training.loop import Parts, TrainConfig, parse_config, train, update
+from training.pacgan import packed
 
 
 @dataclass
@@ -32,6 +33,7 @@ class GANConfig(TrainConfig):
     k: int = 1  # discriminator steps per generator step (Algorithm 1)
     loss: str = "non-saturating"  # generator loss: non-saturating (-log D(G(z))) or minimax (log(1 - D(G(z))))
     dropout: float = 0.3  # dropout in D's hidden layers
+    pack: int = 1  # PacGAN (Lin et al. 2018): D judges packs of this many samples, all real or all generated
     diff_augment: str = ""  # DiffAugment policies for everything D sees: translation,cutout (Zhao et al. 2020)
 
 
@@ -57,10 +59,11 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """images (N, C, H, W) -> logits (N,) of "real"."""
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden: int, dropout: float):
+    def __init__(self, image_shape: tuple[int, int, int], hidden: int, dropout: float, pack: int = 1):
         super().__init__()
+        self.pack = pack
         self.net = nn.Sequential(
-            nn.Linear(math.prod(image_shape), hidden),
+            nn.Linear(math.prod(image_shape) * pack, hidden),
             nn.LeakyReLU(0.2, True),
             nn.Dropout(dropout),
             nn.Linear(hidden, hidden // 2),
@@ -70,7 +73,7 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1)).flatten()  # (N,)
+        return self.net(packed(x, self.pack).flatten(1)).flatten()  # (N / pack,)
 
 
 def build(cfg: GANConfig, image_shape: tuple[int, int, int], device) -> Parts:
@@ -79,7 +82,7 @@ def build(cfg: GANConfig, image_shape: tuple[int, int, int], device) -> Parts:
     if cfg.k < 1:
         raise ArgumentError(f"k: expected a positive integer, got {cfg.k}")
     G = Generator(cfg.latent_dim, image_shape, cfg.hidden).to(device)
-    D = Discriminator(image_shape, cfg.hidden, cfg.dropout).to(device)
+    D = Discriminator(image_shape, cfg.hidden, cfg.dropout, cfg.pack).to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     aug = diffaugment.make(cfg.diff_augment)

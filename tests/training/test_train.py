@@ -18,6 +18,7 @@ TECHNIQUES = [
     {"label_smoothing": 0.1},
     {"vbn": True, "vbn_reference": 8},
     {"diff_augment": "translation,cutout"},
+    {"pack": 2, "feature_matching": True},
 ]
 
 
@@ -51,6 +52,19 @@ def test_dcgan_64x64_shapes():
     assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in G.modules()) == 5  # 4x4 + 4 doublings
 
 
+def test_packed_discriminator_judges_packs():
+    D = dcgan.Discriminator(1, 32, 8, pack=2)
+    x = torch.randn(6, 1, 32, 32)
+    logits, feats = D(x)
+    assert logits.shape == (3,) and feats.shape == (3, 32 * 16)
+    # a pack is its samples side by side as channels: the same as an unpacked D on (3, 2, 32, 32)
+    plain = dcgan.Discriminator(2, 32, 8)
+    plain.load_state_dict(D.state_dict())
+    torch.testing.assert_close(plain(x.reshape(3, 2, 32, 32))[0], logits)
+    with pytest.raises(GenrtError, match="pack: a batch of 5 does not split into packs of 2"):
+        D(x[:5])
+
+
 def _params(parts):
     return {f"{k}.{n}": t.clone() for k, m in (("G", parts.G), ("D", parts.D)) for n, t in m.state_dict().items()}
 
@@ -58,7 +72,7 @@ def _params(parts):
 @pytest.mark.parametrize(
     "module,cls,flags",
     [
-        (gan, gan.GANConfig, {"k": 2, "diff_augment": "translation"}),  # dropout, augmentation: RNG every step
+        (gan, gan.GANConfig, {"k": 2, "diff_augment": "translation", "pack": 2}),  # dropout, augmentation: RNG
         (
             dcgan,
             dcgan.DCGANConfig,
