@@ -1,6 +1,6 @@
 """python -m training.compare --epochs 15 --seeds 0 1 2 --jobs 2 --out runs/compare
 
-Plain DCGAN against each Improved-GAN technique (and DiffAugment) on digits: same budget, same seeds, the
+Plain DCGAN against each Improved-GAN technique (and DiffAugment, PacGAN) on digits: same budget, same seeds, the
 numbers of evaluate.py.
 
 Each (technique, seed) pair trains ``python -m training.dcgan`` in its own process (one thread each, ``--jobs``
@@ -28,7 +28,9 @@ TECHNIQUES = {
     "historical averaging": ["--historical-averaging", "0.01"],
     "label smoothing": ["--label-smoothing", "0.1"],
     "VBN": ["--vbn"],
-    "DiffAugment": ["--diff-augment", "translation"],  # not Improved-GAN: Zhao et al. 2020, for small datasets
+    # beyond Improved-GAN: data-efficient augmentation (Zhao et al. 2020) and packing (Lin et al. 2018)
+    "DiffAugment": ["--diff-augment", "translation"],
+    "PacGAN": ["--pack", "2"],
 }
 METRICS = ["coverage", "confidence", "frechet", "copy_fraction", "nn_ratio"]
 
