@@ -92,6 +92,11 @@ def configs(draw):
     )
 
 
+def as64(kw):
+    """Keyword arguments with their arrays in float64, for the reference."""
+    return {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+
+
 def make(cfg, dtype):
     rng = np.random.default_rng(cfg["seed"])
     x = rng.standard_normal((cfg["n"], cfg["cin"], *cfg["hw"])).astype(dtype)
@@ -132,7 +137,7 @@ def test_matches_torch_float32(cfg):
         x.astype(np.float64),
         w.astype(np.float64),
         None if b is None else b.astype(np.float64),
-        **{k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()},
+        **as64(kw),
     )
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, ref, rtol=2e-4, atol=2e-4 * max(1.0, np.abs(ref).max()))
@@ -153,7 +158,7 @@ def test_every_algorithm_matches_torch(monkeypatch, algo, cfg):
         y = kernels.conv_transpose2d(x, w, b, **kw, threads=2)
         ref = reference(
             *(None if a is None else a.astype(np.float64) for a in (x, w, b)),
-            **{k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()},
+            **as64(kw),
         )
         np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * max(1.0, np.abs(ref).max()), err_msg=algo)
 

@@ -12,13 +12,9 @@ from hypothesis import HealthCheck, given, settings
 import genrt
 from genrt import kernels
 from genrt._native import _C
-from tests.test_conv_transpose2d_kernel import ALGORITHMS, LAYERS, configs, make, reference
+from tests.test_conv_transpose2d_kernel import ALGORITHMS, LAYERS, as64, configs, make, reference
 
 pytest.importorskip("torch")
-
-
-def as64(kw):
-    return {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
 
 
 @pytest.mark.parametrize("algo", ["auto"] + ALGORITHMS)

@@ -89,7 +89,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """images (N, channels, S, S) -> (logits (N,), features (N, F)); features feed feature matching."""
+    """images (N, channels, S, S) -> (logits (N / pack,), features (N / pack, F)); features feed feature matching."""
 
     def __init__(
         self, channels: int, image_size: int, base_width: int, mbd: tuple[int, int] | None = None, pack: int = 1

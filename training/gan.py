@@ -57,7 +57,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """images (N, C, H, W) -> logits (N,) of "real"."""
+    """images (N, C, H, W) -> logits (N / pack,) of "real" (one per pack of `pack` samples)."""
 
     def __init__(self, image_shape: tuple[int, int, int], hidden: int, dropout: float, pack: int = 1):
         super().__init__()

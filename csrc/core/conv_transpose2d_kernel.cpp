@@ -331,6 +331,13 @@ Phase1D make_phase(int64_t r, int64_t s, int64_t pad, int64_t dil, int64_t ks, i
   return p;
 }
 
+// Flat mode's condition: every column phase has as many outputs as the input has columns (make_phase's n_out).
+bool flat_applies(const ConvTranspose2dProblem& P) {
+  for (int64_t r = 0; r < std::min(P.sw, P.Wo); ++r)
+    if ((P.Wo - r + P.sw - 1) / P.sw != P.W) return false;
+  return true;
+}
+
 template <typename T>
 struct PhaseCtx {
   const ConvTranspose2dProblem* P;
@@ -782,9 +789,7 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
     C.ph_w.push_back(make_phase(r, P.sw, P.pw, P.dw, P.kW, P.W, P.Wo));
   pack_phase_weights(C, w, threads);
 
-  bool flat_ok = true;
-  for (const Phase1D& p : C.ph_w) flat_ok &= p.n_out == P.W;
-  const bool flat = flat_ok && (P.algo == 4 || (P.algo == 0 && P.W < W<T>));
+  const bool flat = flat_applies(P) && (P.algo == 4 || (P.algo == 0 && P.W < W<T>));
   const bool direct = !flat && (P.algo == 3 || (P.algo != 2 && prefer_direct<T>(P, C.ph_w)));
   std::vector<Task> tasks;
   if (flat) {
@@ -929,6 +934,20 @@ void phase_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, c
 // ---------------------------------------------------------------------------------------------------------------
 // Column GEMM
 
+// The column paths' work split: each group's output channels in per_group chunks (a few per thread), chunk i
+// owning channels [co0, co1) of group g, so its scatter-adds and epilogue touch only its own channels.
+struct ChannelChunks {
+  int64_t groups, Cout_g, per_group;
+  ChannelChunks(const ConvTranspose2dProblem& P, int threads)
+      : groups(P.groups),
+        Cout_g(P.Cout / P.groups),
+        per_group(std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + groups - 1) / groups))) {}
+  int64_t count() const { return groups * per_group; }
+  int64_t group(int64_t i) const { return i / per_group; }
+  int64_t co0(int64_t i) const { return Cout_g * (i % per_group) / per_group; }
+  int64_t co1(int64_t i) const { return Cout_g * (i % per_group + 1) / per_group; }
+};
+
 #if GENRT_VEC_BYTES >= 64
 constexpr int kNVcw = 8;  // column tiles of the column GEMM when it has at most 2 pixel rows
 #else
@@ -1050,28 +1069,24 @@ void col_gemm_ct(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, 
       segs[size_t(pb)].push_back({p - pb * PB, len, n * P.Cout * HWo + oh0 * P.Wo + ow0, oh0, ow0});
       p += len;
     }
-  const int64_t per_group =
-      std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + P.groups - 1) / P.groups));
+  const ChannelChunks chunks(P, threads);
   // With a weight cache, each chunk's tiles are kept packed as [tile][C_in/groups][mrc] (zero-padded past the
   // chunk's columns), so a tile streams one contiguous panel instead of mrc columns of rows J apart.
   const T* wpk = nullptr;
   std::vector<int64_t> chunk_off;
   if (P.cache) {
-    const int64_t nchunk = P.groups * per_group;
-    chunk_off.assign(size_t(nchunk + 1), 0);
-    for (int64_t i = 0; i < nchunk; ++i) {
-      const int64_t s = i % per_group, co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
-      chunk_off[size_t(i + 1)] = chunk_off[size_t(i)] + ((co1 - co0) * kk + mrc - 1) / mrc * Cin_g * mrc;
-    }
+    chunk_off.assign(size_t(chunks.count() + 1), 0);
+    for (int64_t i = 0; i < chunks.count(); ++i)
+      chunk_off[size_t(i + 1)] =
+          chunk_off[size_t(i)] + ((chunks.co1(i) - chunks.co0(i)) * kk + mrc - 1) / mrc * Cin_g * mrc;
     std::vector<T> unused;
     wpk = packed_weights<T>(
-        P, "ct mr" + std::to_string(mrc) + " chunks" + std::to_string(per_group), size_t(chunk_off.back()), unused,
-        [&](T* buffer) {
-          parallel_for(nchunk, threads, [&](int64_t i0, int64_t i1) {
+        P, "ct mr" + std::to_string(mrc) + " chunks" + std::to_string(chunks.per_group), size_t(chunk_off.back()),
+        unused, [&](T* buffer) {
+          parallel_for(chunks.count(), threads, [&](int64_t i0, int64_t i1) {
             for (int64_t i = i0; i < i1; ++i) {
-              const int64_t g = i / per_group, s = i % per_group;
-              const int64_t jb = Cout_g * s / per_group * kk, je = Cout_g * (s + 1) / per_group * kk;
-              const T* wg = w + g * Cin_g * J;
+              const int64_t jb = chunks.co0(i) * kk, je = chunks.co1(i) * kk;
+              const T* wg = w + chunks.group(i) * Cin_g * J;
               T* dst = buffer + chunk_off[size_t(i)];
               for (int64_t jt = jb; jt < je; jt += mrc)
                 for (int64_t ci = 0; ci < Cin_g; ++ci)
@@ -1080,11 +1095,10 @@ void col_gemm_ct(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, 
           });
         });
   }
-  parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
+  parallel_for(chunks.count(), threads, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<T> tail, acc;
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t g = i / per_group, s = i % per_group;
-      const int64_t co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
+      const int64_t g = chunks.group(i), co0 = chunks.co0(i), co1 = chunks.co1(i);
       if (co0 >= co1) continue;
       for (int64_t n = 0; n < P.N; ++n)
         std::memset(y + (n * P.Cout + g * Cout_g + co0) * HWo, 0, size_t((co1 - co0) * HWo) * sizeof(T));
@@ -1180,32 +1194,29 @@ template <typename T>
 void col_gemv(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, const Epilogue<T>& ep, int threads) {
   const int64_t Cin_g = P.Cin / P.groups, Cout_g = P.Cout / P.groups, HW = P.H * P.W, HWo = P.Ho * P.Wo;
   const int64_t kk = P.kH * P.kW, J = Cout_g * kk, Np = P.N * HW;
-  const int64_t per_group =
-      std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + P.groups - 1) / P.groups));
+  const ChannelChunks chunks(P, threads);
   // With a weight cache, each chunk's slices of the C_in/groups weight rows are kept back to back, so a chunk
   // streams one contiguous block.
   const T* wpk = nullptr;
   if (P.cache) {
     std::vector<T> unused;
-    wpk = packed_weights<T>(P, "gemv chunks" + std::to_string(per_group), size_t(P.groups * Cin_g * J), unused,
-                            [&](T* buffer) {
-                              parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
-                                for (int64_t i = i0; i < i1; ++i) {
-                                  const int64_t g = i / per_group, s = i % per_group;
-                                  const int64_t co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
-                                  const int64_t nj = (co1 - co0) * kk;
-                                  T* dst = buffer + g * Cin_g * J + Cin_g * co0 * kk;
-                                  for (int64_t ci = 0; ci < Cin_g; ++ci, dst += nj)
-                                    std::memcpy(dst, w + (g * Cin_g + ci) * J + co0 * kk, size_t(nj) * sizeof(T));
-                                }
-                              });
-                            });
+    auto fill = [&](T* buffer) {
+      parallel_for(chunks.count(), threads, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t g = chunks.group(i), jb = chunks.co0(i) * kk, nj = chunks.co1(i) * kk - jb;
+          T* dst = buffer + g * Cin_g * J + Cin_g * jb;
+          for (int64_t ci = 0; ci < Cin_g; ++ci, dst += nj)
+            std::memcpy(dst, w + (g * Cin_g + ci) * J + jb, size_t(nj) * sizeof(T));
+        }
+      });
+    };
+    wpk = packed_weights<T>(P, "gemv chunks" + std::to_string(chunks.per_group), size_t(P.groups * Cin_g * J),
+                            unused, fill);
   }
-  parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
+  parallel_for(chunks.count(), threads, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<T> acc;
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t g = i / per_group, s = i % per_group;
-      const int64_t co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
+      const int64_t g = chunks.group(i), co0 = chunks.co0(i), co1 = chunks.co1(i);
       if (co0 >= co1) continue;
       const int64_t jb = co0 * kk, nj = (co1 - co0) * kk;
       acc.assign(size_t(Np * nj), T(0));
@@ -1261,19 +1272,17 @@ void col_gemm(const ConvTranspose2dProblem& P, const T* x, const T* w, T* y, con
         }
     }
   });
-  // Work: (group, channel chunk); a chunk owns its output channels.
-  const int64_t per_group = std::max<int64_t>(1, std::min<int64_t>(Cout_g, (int64_t(threads) * 4 + P.groups - 1) / P.groups));
+  const ChannelChunks chunks(P, threads);
   // Used for one or two pixels (col_gemm_ct otherwise): wide column tiles (kNVcw vectors) so each weight row is
   // read in long runs, prefetched ahead. (MR x NR tiles for more pixels: correct, but col_gemm_ct is faster.)
   const bool wide = Np <= 2;
   const int64_t NRc = wide ? int64_t(kNVcw) * W<T> : NR<T>;
-  parallel_for(P.groups * per_group, threads, [&](int64_t i0, int64_t i1) {
+  parallel_for(chunks.count(), threads, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<T> tail;
     T tile[kMR * NRcol<T>];
     int64_t col_off[NRcol<T>], col_dh[NRcol<T>], col_dw[NRcol<T>];
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t g = i / per_group, s = i % per_group;
-      const int64_t co0 = Cout_g * s / per_group, co1 = Cout_g * (s + 1) / per_group;
+      const int64_t g = chunks.group(i), co0 = chunks.co0(i), co1 = chunks.co1(i);
       if (co0 >= co1) continue;
       for (int64_t n = 0; n < P.N; ++n)
         std::memset(y + (n * P.Cout + g * Cout_g + co0) * HWo, 0, size_t((co1 - co0) * HWo) * sizeof(T));
@@ -1325,10 +1334,7 @@ template <typename T>
 bool use_col_gemm(const ConvTranspose2dProblem& P) {
   const int64_t pixels = P.N * P.H * P.W;
   if (pixels > P.Cin / P.groups) return false;
-  if (!P.cache || pixels == 1 || P.W >= W<T>) return true;
-  for (int64_t r = 0; r < std::min(P.sw, P.Wo); ++r)
-    if ((P.Wo - r + P.sw - 1) / P.sw != P.W) return true;  // some phase row is not as wide as the input: no flat
-  return false;
+  return !P.cache || pixels == 1 || P.W >= W<T> || !flat_applies(P);
 }
 
 template <typename T>
