@@ -1,7 +1,7 @@
 """python -m training.compare --epochs 15 --seeds 0 1 2 --jobs 2 --out runs/compare
 
-Plain DCGAN against each Improved-GAN technique (and DiffAugment, PacGAN) on digits: same budget, same seeds, the
-numbers of evaluate.py.
+Plain DCGAN against each Improved-GAN technique (and DiffAugment, PacGAN, R1, spectral norm) on digits: same
+budget, same seeds, the numbers of evaluate.py.
 
 Each (technique, seed) pair trains ``python -m training.dcgan`` in its own process (one thread each, ``--jobs``
 at a time), is evaluated through its exported ONNX file, and the table (mean +- std over seeds) is printed as
@@ -28,9 +28,12 @@ TECHNIQUES = {
     "historical averaging": ["--historical-averaging", "0.01"],
     "label smoothing": ["--label-smoothing", "0.1"],
     "VBN": ["--vbn"],
-    # beyond Improved-GAN: data-efficient augmentation (Zhao et al. 2020) and packing (Lin et al. 2018)
+    # beyond Improved-GAN: data-efficient augmentation (Zhao et al. 2020), packing (Lin et al. 2018), the R1
+    # penalty (Mescheder et al. 2018) and spectral normalization (Miyato et al. 2018)
     "DiffAugment": ["--diff-augment", "translation"],
     "PacGAN": ["--pack", "2"],
+    "R1": ["--r1", "0.1"],
+    "spectral norm": ["--spectral-norm"],
 }
 METRICS = ["coverage", "confidence", "frechet", "copy_fraction", "nn_ratio"]
 

@@ -1,7 +1,8 @@
 """python -m training.dcgan --dataset digits --epochs 20 --out runs/dcgan-digits [--minibatch-discrimination]
 torchrun --nproc_per_node 2 -m training.dcgan --dataset digits --epochs 20 --out runs/dcgan-ddp
 
-DCGAN (Radford, Metz and Chintala 2015), with the Improved-GAN techniques (Salimans et al. 2016) as flags.
+DCGAN (Radford, Metz and Chintala 2015), with the Improved-GAN techniques (Salimans et al. 2016) as flags, and
+beyond them DiffAugment, PacGAN packing, the R1 penalty and spectral normalization (each in its own file).
 
 The paper's guidelines: no pooling (strided convolutions in D, fractionally-strided ones in G), no fully connected
 hidden layers, batch norm everywhere except G's output and D's input, ReLU in G with a tanh output, LeakyReLU(0.2)
@@ -18,9 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training import diffaugment, improved
+from genrt.errors import ArgumentError
+from training import diffaugment, improved, sngan
 from training.loop import Parts, TrainConfig, parse_config, train, update
 from training.pacgan import packed
+from training.r1 import r1_penalty
 
 
 @dataclass
@@ -29,6 +32,9 @@ class DCGANConfig(TrainConfig):
 
     out: str = "runs/dcgan"  # run folder: checkpoints, samples, config.json, generator.onnx
     base_width: int = 32  # channels of G's last / D's first stage; doubled per stage towards 4x4
+    g_width: int = 0  # G's base width when it should differ from D's (0: base_width)
+    k: int = 1  # discriminator steps per generator step (Algorithm 1 of Goodfellow et al.)
+    lr_d: float = 0.0  # D's Adam learning rate when it should differ from G's (0: lr)
     feature_matching: bool = False  # G matches the mean of D's last hidden features (Improved-GAN 3.1)
     minibatch_discrimination: bool = False  # D sees each sample's closeness to its batch (3.2, genrt kernel)
     mbd_kernels: int = 100  # minibatch discrimination: number of kernels B
@@ -39,13 +45,13 @@ class DCGANConfig(TrainConfig):
     vbn_reference: int = 64  # VBN reference batch size (fixed z drawn once at the start)
     pack: int = 1  # PacGAN (Lin et al. 2018): D judges packs of this many samples, all real or all generated
     diff_augment: str = ""  # DiffAugment policies for everything D sees: translation,cutout (Zhao et al. 2020)
+    r1: float = 0.0  # gamma of the R1 penalty gamma/2 E||grad D(real)||^2 on D (Mescheder et al. 2018); 0: off
+    spectral_norm: bool = False  # spectral normalization in D instead of its batch norms (Miyato et al. 2018)
 
 
 def _stages(image_size: int) -> int:
     n = math.log2(image_size)
     if image_size < 16 or n != int(n):
-        from genrt.errors import ArgumentError
-
         raise ArgumentError(f"image_size: DCGAN needs a power of two >= 16, got {image_size}")
     return int(n) - 2  # stride-2 stages between 4x4 and the image
 
@@ -92,7 +98,13 @@ class Discriminator(nn.Module):
     """images (N, channels, S, S) -> (logits (N / pack,), features (N / pack, F)); features feed feature matching."""
 
     def __init__(
-        self, channels: int, image_size: int, base_width: int, mbd: tuple[int, int] | None = None, pack: int = 1
+        self,
+        channels: int,
+        image_size: int,
+        base_width: int,
+        mbd: tuple[int, int] | None = None,
+        pack: int = 1,
+        spectral_norm: bool = False,
     ):
         super().__init__()
         self.pack = pack
@@ -101,7 +113,10 @@ class Discriminator(nn.Module):
         widths = [base_width * 2**i for i in range(n)]  # 32x32, base 32: [32, 64, 128]
         layers = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]  # no norm on the input
         for cin, cout in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True)]
+            if spectral_norm:  # normalised weights take the place of batch norm
+                layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+            else:
+                layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True)]
         self.net = nn.Sequential(*layers)
         self.out = nn.Conv2d(widths[-1], 1, 4, 1, 0)  # (N, C, 4, 4) -> (N, 1, 1, 1)
         self.mbd = None
@@ -116,6 +131,8 @@ class Discriminator(nn.Module):
         init_weights(self.out)
         if self.mbd is not None:
             init_weights(self.mbd_out)
+        if spectral_norm:
+            sngan.spectrally_normalized(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.net(packed(x, self.pack))  # one decision per pack  # (N, C, 4, 4)
@@ -127,12 +144,15 @@ class Discriminator(nn.Module):
 
 
 def build(cfg: DCGANConfig, image_shape: tuple[int, int, int], device) -> Parts:
+    if cfg.k < 1:
+        raise ArgumentError(f"k: expected a positive integer, got {cfg.k}")
     channels, size, _ = image_shape
-    G = Generator(cfg.latent_dim, channels, size, cfg.base_width, cfg.vbn_reference if cfg.vbn else 0).to(device)
+    g_width = cfg.g_width or cfg.base_width
+    G = Generator(cfg.latent_dim, channels, size, g_width, cfg.vbn_reference if cfg.vbn else 0).to(device)
     mbd = (cfg.mbd_kernels, cfg.mbd_kernel_dim) if cfg.minibatch_discrimination else None
-    D = Discriminator(channels, size, cfg.base_width, mbd, cfg.pack).to(device)
+    D = Discriminator(channels, size, cfg.base_width, mbd, cfg.pack, cfg.spectral_norm).to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, 0.999))
     extra = {}
     if cfg.historical_averaging > 0:
         extra = {
@@ -143,33 +163,40 @@ def build(cfg: DCGANConfig, image_shape: tuple[int, int, int], device) -> Parts:
     aug = diffaugment.make(cfg.diff_augment)
 
     def step(real: torch.Tensor, step: int) -> dict[str, float]:
+        # Every minibatch is one discriminator step; every k-th is followed by the generator step.
         n = real.shape[0]
         z = torch.randn(n, cfg.latent_dim, device=device)
         fake = G(z)  # (N, C, S, S)
 
         # D: maximise log D(x) + log(1 - D(G(z))), real targets optionally smoothed (one-sided)
-        real_logits, real_feats = D(aug(real))
+        real_in = aug(real).requires_grad_(cfg.r1 > 0)
+        real_logits, real_feats = D(real_in)
         fake_logits, _ = D(aug(fake.detach()))
         loss_d = bce(real_logits, improved.real_targets(real_logits, cfg.label_smoothing)) + bce(
             fake_logits, torch.zeros_like(fake_logits)
         )
+        if cfg.r1 > 0:
+            loss_d = loss_d + cfg.r1 / 2 * r1_penalty(real_logits, real_in)
         if extra:
             loss_d = loss_d + cfg.historical_averaging * extra["hist_D"].penalty()
         update(opt_d, loss_d, D)
-
-        # G: non-saturating -log D(G(z)), or feature matching on D's last hidden layer
-        logits, feats = D(aug(fake))
-        if cfg.feature_matching:
-            loss_g = improved.feature_matching_loss(real_feats, feats)
-        else:
-            loss_g = bce(logits, torch.ones_like(logits))
-        if extra:
-            loss_g = loss_g + cfg.historical_averaging * extra["hist_G"].penalty()
-        update(opt_g, loss_g, G)
+        losses = {"loss_d": loss_d.item()}
+        if (step + 1) % cfg.k == 0:
+            # G: non-saturating -log D(G(z)), or feature matching on D's last hidden layer
+            logits, feats = D(aug(fake))
+            if cfg.feature_matching:
+                loss_g = improved.feature_matching_loss(real_feats, feats)
+            else:
+                loss_g = bce(logits, torch.ones_like(logits))
+            if extra:
+                loss_g = loss_g + cfg.historical_averaging * extra["hist_G"].penalty()
+            update(opt_g, loss_g, G)
+            losses["loss_g"] = loss_g.item()
+            if extra:
+                extra["hist_G"].update()
         if extra:
             extra["hist_D"].update()
-            extra["hist_G"].update()
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+        return losses
 
     before_export = None
     if cfg.vbn:

@@ -58,7 +58,7 @@ class HistoricalAverage(nn.Module):
         self.count += 1
         for i, p in enumerate(self._params):
             mean = getattr(self, f"mean_{i}")
-            mean += (p.detach() - mean) / self.count.item()
+            mean += (p.detach() - mean) / self.count  # a tensor: no host sync on a GPU
 
 
 class VirtualBatchNorm2d(nn.Module):

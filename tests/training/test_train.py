@@ -1,13 +1,14 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import genrt
 from genrt.errors import GenrtError
 from tests.training.conftest import tiny
-from training import dcgan, gan, improved
+from training import dcgan, gan, improved, r1
 from training.loop import CheckpointError, DivergenceError, lr_factor, parse_config, train
 
 TECHNIQUES = [
@@ -19,6 +20,9 @@ TECHNIQUES = [
     {"vbn": True, "vbn_reference": 8},
     {"diff_augment": "translation,cutout"},
     {"pack": 2, "feature_matching": True},
+    {"r1": 1.0},
+    {"spectral_norm": True},
+    {"k": 2, "g_width": 16, "lr_d": 4e-4},
 ]
 
 
@@ -84,8 +88,9 @@ def _params(parts):
                 "lr_decay": 0.5,
             },
         ),
+        (dcgan, dcgan.DCGANConfig, {"r1": 0.1, "spectral_norm": True, "k": 2, "diff_augment": "translation"}),
     ],
-    ids=["gan", "dcgan-all-techniques"],
+    ids=["gan", "dcgan-all-techniques", "dcgan-r1-sn-k2"],
 )
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, module, cls, flags):
     flags = {**flags, "max_steps": 7, "ckpt_every": 3}
@@ -227,3 +232,55 @@ def test_lr_decay_is_linear_over_the_last_fraction(tmp_path):
     cfg = tiny(dcgan.DCGANConfig, tmp_path, max_steps=4, lr_decay=0.5)
     train(cfg, dcgan.build, on_step=lambda s, p, losses: seen.append(p.optimizers["G"].param_groups[0]["lr"]))
     assert seen == pytest.approx([2e-4, 2e-4, 2e-4, 1e-4])  # steps 0-3 of 4: the last two decay (1, 0.5)
+
+
+def test_dcgan_k_updates_g_every_kth_step_and_d_every_step(tmp_path):
+    seen = []
+
+    def snapshot(step, parts, losses):
+        params = [p.detach().clone() for p in (*parts.G.parameters(), *parts.D.parameters())]
+        seen.append((step, sorted(losses), params))
+
+    train(tiny(dcgan.DCGANConfig, tmp_path, k=2, max_steps=4), dcgan.build, on_step=snapshot)
+    n_g = len(list(dcgan.Generator(100, 1, 32, 32).parameters()))
+    for (_, _, before), (step, names, after) in zip(seen[:-1], seen[1:], strict=True):
+        g_moved = any(not torch.equal(a, b) for a, b in zip(before[:n_g], after[:n_g], strict=True))
+        d_moved = any(not torch.equal(a, b) for a, b in zip(before[n_g:], after[n_g:], strict=True))
+        assert d_moved and g_moved == (step % 2 == 0)
+        assert names == (["loss_d", "loss_g"] if step % 2 == 0 else ["loss_d"])
+
+
+def test_dcgan_g_width_and_lr_d_apply_to_one_player_each(tmp_path):
+    parts = dcgan.build(tiny(dcgan.DCGANConfig, tmp_path, g_width=16, lr_d=1e-3), (1, 32, 32), "cpu")
+    assert parts.G.net[0].out_channels == 16 * 4 and parts.D.net[0].out_channels == 32  # D keeps base_width
+    assert parts.optimizers["G"].param_groups[0]["lr"] == 2e-4
+    assert parts.optimizers["D"].param_groups[0]["lr"] == 1e-3
+    with pytest.raises(GenrtError, match="k"):
+        dcgan.build(tiny(dcgan.DCGANConfig, tmp_path, k=0), (1, 32, 32), "cpu")
+
+
+def test_r1_penalty_is_the_squared_input_gradient():
+    # D(x) = sum_j a_j x_j^2 + w . x per sample: grad_x = 2 a x + w, so the penalty and its gradient in w are known
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64).requires_grad_(True)
+    a = torch.randn(3, generator=gen, dtype=torch.float64)
+    w = torch.randn(3, generator=gen, dtype=torch.float64).requires_grad_(True)
+    logits = (a * x**2).sum(1) + x @ w
+    penalty = r1.r1_penalty(logits, x)
+    g = 2 * a.numpy() * x.detach().numpy() + w.detach().numpy()  # (5, 3)
+    assert penalty.item() == pytest.approx((g**2).sum(1).mean(), rel=1e-12)
+    penalty.backward()  # through create_graph: d/dw mean_i ||g_i||^2 = mean_i 2 g_i
+    np.testing.assert_allclose(w.grad.numpy(), (2 * g).mean(0), rtol=1e-12)
+
+
+def test_spectral_norm_discriminator_has_unit_spectral_norms_and_no_batch_norm():
+    torch.manual_seed(0)
+    D = dcgan.Discriminator(1, 32, 8, spectral_norm=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+    for _ in range(300):  # one power iteration per training-mode forward
+        D(torch.randn(4, 1, 32, 32))
+    convs = [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4
+    for m in convs:
+        sigma = np.linalg.svd(m.weight.detach().flatten(1).double().numpy(), compute_uv=False)[0]
+        assert sigma == pytest.approx(1.0, rel=1e-4)
