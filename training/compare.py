@@ -1,7 +1,7 @@
 """python -m training.compare --epochs 15 --seeds 0 1 2 --jobs 2 --out runs/compare
 
-Plain DCGAN against each Improved-GAN technique (and DiffAugment, PacGAN, R1, spectral norm) on digits: same
-budget, same seeds, the numbers of evaluate.py.
+Plain DCGAN against each Improved-GAN technique, and DiffAugment, PacGAN, R1 and spectral norm, on digits.
+Same budget, same seeds, the numbers of evaluate.py.
 
 Each (technique, seed) pair trains ``python -m training.dcgan`` in its own process (one thread each, ``--jobs``
 at a time), is evaluated through its exported ONNX file, and the table (mean +- std over seeds) is printed as
