@@ -92,6 +92,7 @@ RESUMABLE = {
     "threads",
     "device",
     "progress",
+    "description",  # metadata only: resuming a finished run re-exports it with a corrected description
 }
 
 

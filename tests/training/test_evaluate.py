@@ -54,6 +54,11 @@ def test_evaluate_through_the_runtime(tmp_path, fast_classifier):
     assert evaluate.main([str(path), "--n", "50", "--json", str(tmp_path / "r.json")]) == 0
     assert (tmp_path / "r.json").is_file()
 
+    over = evaluate.coverage_over_seeds(str(path), 3, n=100)  # one digit at every seed: no seed clears the floor
+    assert over["coverage"] == [0.0, 0.0, 0.0] and over["passed"] == 0
+    assert evaluate.main([str(path), "--seeds", "2", "--n", "50"]) == 0
+    assert evaluate.main(["dcgan-faces", "--seeds", "2"]) == 1  # not a digits generator: one-line error
+
 
 def test_classifier_free_metrics():
     real = data.load("faces").images

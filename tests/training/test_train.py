@@ -213,6 +213,17 @@ def test_end_to_end_export(tmp_path):
     assert g.metadata["config"]["vbn"] is True
     assert g.sample(4, seed=0).shape == (4, 32, 32, 1)
 
+    # resuming the finished run with another description only re-exports it: same weights, new metadata
+    steps = []
+    train(
+        tiny(dcgan.DCGANConfig, tmp_path, export=True, description="renamed", vbn=True, vbn_reference=8, resume=True),
+        dcgan.build,
+        on_step=lambda s, p, losses: steps.append(s),
+    )
+    again = genrt.load(tmp_path / "run" / "generator.onnx")
+    assert steps == [] and again.metadata["description"] == "renamed"
+    np.testing.assert_array_equal(again.sample(8, seed=1), g.sample(8, seed=1))
+
 
 def test_existing_run_is_not_overwritten_without_resume(tmp_path):
     train(tiny(gan.GANConfig, tmp_path, max_steps=2), gan.build)
