@@ -4,11 +4,12 @@ run and checkpoint), to choose the bundled dcgan-digits recipe.
     python scripts/sweep_dcgan_digits.py --device cuda --every 2100 --out runs/sweep \\
         base:0: r1-0.1:0:--r1=0.1 r1-0.1:1:--r1=0.1 sn:0:--spectral-norm
 
-Each run is NAME:SEED:FLAGS (FLAGS comma-separated, added to the bundled recipe's flags below) and trains in its own
-process (one CPU thread each; on a GPU they share it). Every ``--every`` steps the generator (eval mode) draws
-``--n`` latents of seed 0, the images go through the same uint8 round trip as ``genrt.load`` gives, and
-``training.evaluate.evaluate_digits`` scores them; coverage is also given for the first 2000 (the standard
-evaluation's size). No export: the point is the trajectory of each recipe, not a model to ship.
+Each run is NAME:SEED:FLAGS (FLAGS comma-separated, added to BASE below, the recipe the sweep started from: the
+bundle before R1) and trains in its own process (one CPU thread each; on a GPU they share it). Every ``--every``
+steps the generator (eval mode) draws ``--n`` latents of seed 0, the images go through the same uint8 round trip
+as ``genrt.load`` gives, and ``training.evaluate.evaluate_digits`` scores them; coverage is also given for the
+first 2000 (the standard evaluation's size). No export: the point is the trajectory of each recipe, not a model
+to ship.
 """
 
 from __future__ import annotations

@@ -242,11 +242,16 @@ def _resolve(path_or_name: str):
     return genrt.load(p if p.exists() else path_or_name)
 
 
+def _samples(g, n: int, seed: int) -> torch.Tensor:
+    """n samples of a loaded generator at a latent seed, as users get them (uint8), back in [-1, 1]: (n, C, H, W)."""
+    images = g.generate(g.latents(n, seed=seed))  # (n, H, W, C) uint8
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
 def evaluate(path_or_name: str, *, n: int = 2000, seed: int = 0) -> dict:
     """Samples n images from the generator (through genrt.load) and computes the metrics for its dataset."""
     g = _resolve(path_or_name)
-    images = g.generate(g.latents(n, seed=seed))  # (n, H, W, C) uint8
-    samples = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (n, C, H, W)
+    samples = _samples(g, n, seed)
     dataset = g.metadata.get("dataset", "digits")
     result = {"model": str(g.path), "dataset": dataset, "n": n, "seed": seed}
     if dataset == "digits" and tuple(samples.shape[1:]) == (1, 32, 32):
@@ -268,8 +273,7 @@ def coverage_over_seeds(path_or_name: str, seeds: int, *, n: int = 2000) -> dict
     net, _ = load_classifier(real.images, real.labels)
     coverage = []
     for seed in range(seeds):
-        x = torch.from_numpy(g.generate(g.latents(n, seed=seed))).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        coverage.append(_class_stats(_classify(net, x)[0])["coverage"])
+        coverage.append(_class_stats(_classify(net, _samples(g, n, seed))[0])["coverage"])
     passed = sum(c > COVERAGE_FLOOR for c in coverage)
     return {"model": str(g.path), "n": n, "seeds": seeds, "coverage": coverage, "passed": passed}
 
