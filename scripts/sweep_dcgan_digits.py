@@ -47,7 +47,7 @@ def worker(name: str, seed: int, flags: list[str], args) -> None:
         with torch.no_grad():
             x = torch.cat([G(z[i : i + 2000].to(cfg.device)).cpu() for i in range(0, len(z), 2000)])
         G.train()
-        x = torch.round((x + 1.0) * 127.5).clamp(0, 255) / 127.5 - 1.0  # what genrt.load's uint8 images hold
+        x = evaluate.quantise(x)  # what genrt.load's uint8 images hold
         r = evaluate.evaluate_digits(x)
         row = {"name": name, "seed": seed, "step": step, "seconds": round(time.time() - started, 1)}
         row |= {"coverage": r["coverage"], "coverage_2000": evaluate.evaluate_digits(x[:2000])["coverage"]}

@@ -158,8 +158,8 @@ def copy_check(samples: np.ndarray, real: np.ndarray) -> dict:
     }
 
 
-def _quantise(x: torch.Tensor) -> torch.Tensor:
-    """Real images through the same uint8 round trip as generated ones."""
+def quantise(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] through the uint8 round trip of genrt.load's samples (real images, or raw G output)."""
     return torch.round((x + 1.0) * 127.5).clamp(0, 255) / 127.5 - 1.0
 
 
@@ -182,7 +182,7 @@ def _class_stats(probs: np.ndarray) -> dict:
 def evaluate_digits(samples: torch.Tensor) -> dict:
     """Metrics of generated digits (N, 1, 32, 32) in [-1, 1] against the real digits."""
     real = data_mod.load("digits", 32)
-    images = _quantise(real.images)
+    images = quantise(real.images)
     net, acc = load_classifier(real.images, real.labels)
     gen_probs, gen_feats = _classify(net, samples)
     real_probs, real_feats = _classify(net, images)
@@ -210,7 +210,7 @@ def evaluate_images(samples: torch.Tensor, real: torch.Tensor) -> dict:
     """Classifier-free metrics of samples (N, C, H, W) against real images, both in [-1, 1]."""
     from sklearn.decomposition import PCA
 
-    real = _quantise(real)
+    real = quantise(real)
     r, s = real.flatten(1).double().numpy(), samples.flatten(1).double().numpy()
     pca = PCA(n_components=min(32, len(r) - 1), random_state=0).fit(r)
     half = np.random.default_rng(1).permutation(len(r))
