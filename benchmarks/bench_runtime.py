@@ -1,88 +1,216 @@
-"""python benchmarks/bench_runtime.py [--threads 2] [--batches 1 64]
+"""python benchmarks/bench_runtime.py [--threads 2] [--rounds 5] [--cases dcgan-b1 dcgan-b64 johnson-256 johnson-512]
 
-Question: does genrt.load run an exported DCGAN-64 generator faster than a plain onnxruntime session would?
+Question: does genrt.load run models that people export themselves faster than a plain onnxruntime session, and
+than torch eager? Models (tests/reference_nets.py, random weights):
+- pytorch/examples' DCGAN-64 generator, z shaped (N, 100, 1, 1), at batch 1 and 64;
+- Johnson et al. 2016's image transformation network (width 32, five residual blocks) exported with dynamic
+  height and width, called at 256x256 and 512x512 (batch 1).
 
-In one process, on the same latents and threads: genrt.load on genrt's native export (ONNX Runtime plus genrt's
-kernels, ConvTranspose layers fused where genrt's kernel measured faster), a plain onnxruntime.InferenceSession on
-genrt's portable export with all default optimizations, and torch eager on the module itself. Medians and ratios;
-genrt and onnxruntime are timed in turn within each repeat.
+genrt.load runs genrt's native export (ONNX Runtime plus genrt's kernels, ConvTranspose layers rewritten where
+genrt's kernel measured faster for the call's shape class); plain onnxruntime runs genrt's portable export (standard
+ONNX ops only) with all default optimizations; torch eager runs the module. Each engine runs in its own process
+(ONNX Runtime's spinning thread pools slow whatever runs next in the same process): every round starts one child per
+engine, in turn, and each child prints the median of its timings per case. Printed are medians over rounds, the
+ratios, and then, from ONNX Runtime's profiler, where the time goes in the Johnson network (share of node time per
+op type) in genrt's session and in the plain one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
-from _util import interleaved_medians, machine, median_time  # noqa: E402
+CASES = {  # name: (network, input shape)
+    "dcgan-b1": ("dcgan", (1, 100, 1, 1)),
+    "dcgan-b64": ("dcgan", (64, 100, 1, 1)),
+    "johnson-256": ("johnson", (1, 3, 256, 256)),
+    "johnson-512": ("johnson", (1, 3, 512, 512)),
+}
+ENGINES = ("genrt", "ort", "torch")
 
-import genrt  # noqa: E402
+
+def _module(network: str):
+    from tests.reference_nets import DCGANGenerator, JohnsonTransformer, dcgan_init, johnson_init
+
+    return dcgan_init(DCGANGenerator()) if network == "dcgan" else johnson_init(JohnsonTransformer())
 
 
-def dcgan64_generator(nz=100, ngf=64) -> torch.nn.Module:
-    """The DCGAN paper's 64x64 generator: 100 -> 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x64 -> 64x64x3."""
+def _export(folder: Path) -> None:
+    import torch
 
-    def up(cin, cout, stride, pad):
-        conv = torch.nn.ConvTranspose2d(cin, cout, 4, stride, pad, bias=False)
-        return [conv, torch.nn.BatchNorm2d(cout), torch.nn.ReLU()]
+    import genrt
 
-    layers = [torch.nn.Unflatten(1, (nz, 1, 1))]
-    layers += up(nz, ngf * 8, 1, 0) + up(ngf * 8, ngf * 4, 2, 1) + up(ngf * 4, ngf * 2, 2, 1) + up(ngf * 2, ngf, 2, 1)
-    layers += [torch.nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), torch.nn.Tanh()]
-    net = torch.nn.Sequential(*layers)
-    torch.manual_seed(0)
-    for m in net.modules():  # the paper's init, and BatchNorm statistics as after training
-        if isinstance(m, torch.nn.ConvTranspose2d):
-            torch.nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, torch.nn.BatchNorm2d):
-            torch.nn.init.normal_(m.weight, 1.0, 0.02)
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return net.eval()
+    z = torch.randn(2, 100, 1, 1)
+    genrt.export(_module("dcgan"), folder / "dcgan.onnx", z, kind="generator")
+    genrt.export(_module("dcgan"), folder / "dcgan-portable.onnx", z, kind="generator", portable=True)
+    x = torch.randn(1, 3, 64, 64)
+    genrt.export(_module("johnson"), folder / "johnson.onnx", x, kind="stylizer")
+    genrt.export(_module("johnson"), folder / "johnson-portable.onnx", x, kind="stylizer", portable=True)
+
+
+def _runner(engine: str, folder: Path, network: str, threads: int):
+    """A function running one input on `engine`, plus a note on which kernels it uses."""
+    if engine == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        net = _module(network)
+
+        def run(x):
+            with torch.inference_mode():
+                return net(torch.from_numpy(x)).numpy()
+
+        return run, ""
+    if engine == "genrt":
+        import genrt
+
+        model = genrt.load(folder / f"{network}.onnx", threads=threads)
+        return model, model
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    if os.environ.get("BENCH_PROFILE"):
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(os.environ["BENCH_PROFILE"], "ort-profile")
+    session = ort.InferenceSession(
+        str(folder / f"{network}-portable.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    return (lambda x: session.run(None, {name: x})[0]), session
+
+
+def child(engine: str, folder: Path, cases: list[str], threads: int, profile_runs: int) -> None:
+    import numpy as np
+
+    out = {}
+    runners = {}
+    for case in cases:
+        network, shape = CASES[case]
+        if network not in runners:
+            runners[network] = _runner(engine, folder, network, threads)
+        run, _ = runners[network]
+        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        if profile_runs:
+            for _ in range(profile_runs + 1):
+                run(x)
+            continue
+        run(x)  # first call: genrt decides this shape class (from the cache after the first round)
+        times, start = [], time.perf_counter()
+        while len(times) < 7 or (len(times) < 50 and time.perf_counter() - start < 3.0):
+            t0 = time.perf_counter()
+            run(x)
+            times.append(time.perf_counter() - t0)
+        out[case] = {"s": statistics.median(times)}
+        if engine == "genrt":
+            out[case]["kernels"] = runners[network][1].kernels
+    runners.clear()  # releases the sessions, which writes ORT's profiles
+    print(json.dumps(out))
+
+
+def _spawn(engine, folder, cases, threads, env=None, profile_runs=0) -> dict:
+    cmd = [sys.executable, __file__, "--child", engine, "--dir", str(folder), "--threads", str(threads)]
+    cmd += ["--cases", *cases, "--profile-runs", str(profile_runs)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{engine} child failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _op_times(folder: Path) -> dict:
+    """Milliseconds per run of each op type, over the profile JSONs in `folder` (genrt's nodes marked), leaving
+    out each session's first run (it includes one-time work)."""
+    totals: dict = {}
+    runs = 0
+    for path in folder.glob("*.json"):
+        events = json.loads(path.read_text())
+        model_runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+        if len(model_runs) < 2:
+            continue  # a session that only answered the loader's questions
+        runs += len(model_runs) - 1
+        first_end = model_runs[0][1]
+        for event in events:
+            if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+                continue
+            if event["ts"] <= first_end:
+                continue
+            op = event.get("args", {}).get("op_name", "?")
+            if event["name"].removesuffix("_kernel_time").endswith("_genrt"):
+                op += " (genrt)"
+            totals[op] = totals.get(op, 0) + event["dur"]
+    return {op: us / 1e3 / max(runs, 1) for op, us in totals.items()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
+    ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--profile-runs", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.dir, args.cases, args.threads, args.profile_runs)
+        return
+
+    import onnxruntime as ort
+    import torch
+    from _util import machine
+
+    import genrt
+
     print(f"machine: {machine()}; threads: {args.threads}; genrt {genrt.__version__} isa={genrt.kernels.cpu_isa()}; "
-          f"onnxruntime {ort.__version__}; torch {torch.__version__}")  # fmt: skip
-    net = dcgan64_generator()
-    latents = {b: np.random.default_rng(b).standard_normal((b, 100), dtype=np.float32) for b in args.batches}
-    # torch first: right after torch.onnx.export its eager calls were seen to be transiently slow.
-    t_torch = {}
-    with torch.inference_mode():
-        for batch, z in latents.items():
-            zt = torch.from_numpy(z)
-            t_torch[batch] = median_time(lambda zt=zt: net(zt), repeats=9, min_time=0.5)
+          f"onnxruntime {ort.__version__}; torch {torch.__version__}; rounds: {args.rounds}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        z2 = torch.randn(2, 100)
-        native = genrt.export(net, Path(tmp) / "g.onnx", z2, kind="generator")
-        portable = genrt.export(net, Path(tmp) / "g-portable.onnx", z2, kind="generator", portable=True)
-        model = genrt.load(native, threads=args.threads)  # measures and caches its layer choices on first load
-        print(f"genrt kernels: {model.kernels or 'none'}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
-        plain = ort.InferenceSession(str(portable), options, providers=["CPUExecutionProvider"])
-        name = plain.get_inputs()[0].name
-        print(f"{'batch':>5} | {'torch ms':>9} {'ORT ms':>9} {'genrt ms':>9} | {'vs ORT':>7} {'vs torch':>8}")
-        for batch, z in latents.items():
-            got, want = model(z), plain.run(None, {name: z})[0]
-            assert np.allclose(got, want, atol=1e-4), "genrt and onnxruntime disagree"
-            medians = interleaved_medians(
-                {"ort": lambda z=z: plain.run(None, {name: z}), "genrt": lambda z=z: model(z)}, repeats=21
+        folder = Path(tmp)
+        _export(folder)
+        env = {"GENRT_CACHE_DIR": str(folder / "cache")}  # kernel choices measured in round 1, reused after
+        results: dict = {e: {c: [] for c in args.cases} for e in ENGINES}
+        kernels = {}
+        for _ in range(args.rounds):
+            for engine in ENGINES:
+                for case, value in _spawn(engine, folder, args.cases, args.threads, env).items():
+                    results[engine][case].append(value["s"])
+                    kernels.setdefault(case, value.get("kernels"))
+        print(
+            f"{'case':<12} | {'torch ms':>9} {'ORT ms':>9} {'genrt ms':>9} | {'vs ORT':>7} {'vs torch':>8} | kernels"
+        )
+        for case in args.cases:
+            t = {e: statistics.median(results[e][case]) for e in ENGINES}
+            print(f"{case:<12} | {t['torch'] * 1e3:9.2f} {t['ort'] * 1e3:9.2f} {t['genrt'] * 1e3:9.2f} | "
+                  f"{t['ort'] / t['genrt']:6.2f}x {t['torch'] / t['genrt']:7.2f}x | {kernels[case]}")  # fmt: skip
+        johnson = [c for c in args.cases if c.startswith("johnson")]
+        for case in johnson:
+            shares = {}
+            for engine, var in (("genrt", "GENRT_ORT_PROFILE"), ("ort", "BENCH_PROFILE")):
+                prof = folder / f"profile-{engine}-{case}"
+                prof.mkdir()
+                _spawn(engine, folder, [case], args.threads, {**env, var: str(prof)}, profile_runs=10)
+                shares[engine] = _op_times(prof)
+            print(f"\n{case}: node time per op type, ms per run and share (ONNX Runtime profiler, 10 runs)")
+            ops = sorted(
+                set(shares["genrt"]) | set(shares["ort"]), key=lambda op: -max(s.get(op, 0) for s in shares.values())
             )
-            t_ort, t_genrt = medians["ort"], medians["genrt"]
-            print(f"{batch:5d} | {t_torch[batch] * 1e3:9.2f} {t_ort * 1e3:9.2f} {t_genrt * 1e3:9.2f} | "
-                  f"{t_ort / t_genrt:6.2f}x {t_torch[batch] / t_genrt:7.2f}x", flush=True)  # fmt: skip
+            total = {e: sum(shares[e].values()) for e in shares}
+            print(f"  {'op':<24} {'genrt.load':>19} {'plain ORT':>19}")
+            for op in ops + ["all nodes"]:
+                cells = []
+                for e in ("genrt", "ort"):
+                    ms = total[e] if op == "all nodes" else shares[e].get(op, 0.0)
+                    cells.append(f"{ms:8.2f} ms {ms / total[e]:6.1%}")
+                print(f"  {op:<24} {cells[0]:>19} {cells[1]:>19}")
 
 
 if __name__ == "__main__":

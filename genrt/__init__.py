@@ -15,6 +15,7 @@ from genrt.errors import (
     MissingDependencyError,
     ModelKindError,
     ModelNotFoundError,
+    RunError,
     ShapeError,
 )
 from genrt.runtime import list_models, load
@@ -31,6 +32,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelKindError",
     "ModelNotFoundError",
+    "RunError",
     "ShapeError",
     "__version__",
     "export",

@@ -22,6 +22,8 @@ def _cmd_info(args) -> None:
     from genrt.runtime.onnx_session import ort_ops_library
 
     model = genrt.load(args.model, threads=args.threads)
+    for text in args.input_shape or []:
+        model.prepare(*[_shape(part) for part in text.split(";")])
     print(f"model:   {model.path}")
     print(f"format:  {model.format}")
     print(f"kind:    {model.kind or '(no genrt metadata)'}")
@@ -36,6 +38,16 @@ def _cmd_info(args) -> None:
     for key, value in sorted(model.metadata.items()):
         text = json.dumps(value) if not isinstance(value, str) else value
         print(f"  {key}: {text if len(text) <= 100 else text[:97] + '...'}")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        dims = ()
+    if not dims or min(dims) < 0:
+        raise ArgumentError(f"--input-shape: expected sizes such as 1,3,256,256, got {text!r}")
+    return dims
 
 
 def _cmd_sample(args) -> None:
@@ -114,10 +126,15 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "info", help="show a model's kind, inputs, outputs, metadata and genrt kernels",
-        epilog="example: genrt info dcgan-digits",
+        epilog="example: genrt info dcgan-digits; genrt info style.onnx --input-shape 1,3,512,512",
     )  # fmt: skip
     p.add_argument("model", help="a model file (.onnx, .pt2, .pt) or a bundled model's name")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all CPUs)")
+    p.add_argument(
+        "--input-shape", action="append", metavar="N,C,H,W",
+        help="choose genrt's kernels for inputs of this shape first (repeatable; several inputs: separate their "
+        "shapes with ';'); models with dynamic height and width otherwise choose on the first call of each size",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser(

@@ -40,5 +40,17 @@ class ModelKindError(GenrtError, AttributeError):
     """
 
 
+class RunError(GenrtError, RuntimeError):
+    """Running the model failed inside ONNX Runtime (or torch): a shape a node rejects, a kernel refusing input.
+
+    Attributes: ``node`` and ``op_type`` of the node that failed (None where the engine did not say),
+    ``reason``: the engine's explanation.
+    """
+
+    def __init__(self, message: str, *, node: str | None = None, op_type: str | None = None, reason: str = ""):
+        super().__init__(message)
+        self.node, self.op_type, self.reason = node, op_type, reason
+
+
 class ExportError(GenrtError, RuntimeError):
     """Export failed, or the exported model does not reproduce the torch module."""

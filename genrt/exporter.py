@@ -87,29 +87,41 @@ def _auto_metadata(kind: str, inputs: tuple, outputs: tuple, portable: bool, suf
     layouts = {2: "NC", 4: "NCHW"}
     meta["input_layout"] = layouts.get(inputs[0].dim(), f"{inputs[0].dim()}-D")
     meta["output_layout"] = layouts.get(outputs[0].dim(), f"{outputs[0].dim()}-D")
-    if kind == "generator" and inputs[0].dim() == 2:
-        meta["latent_dim"] = int(inputs[0].shape[1])
+    if kind == "generator" and inputs[0].dim() >= 2:
+        meta["latent_dim"] = int(np.prod(inputs[0].shape[1:]))
+        if inputs[0].dim() > 2:  # e.g. (N, 100, 1, 1), the layout of pytorch/examples' DCGAN
+            meta["latent_shape"] = [int(d) for d in inputs[0].shape[1:]]
         meta["latent_prior"] = "normal"
         meta["output_range"] = [-1.0, 1.0]
     return meta
 
 
-def _dynamic_shapes(inputs: tuple):
-    # Batch is always dynamic; height and width become dynamic where the model allows it (Dim.AUTO).
+# Kinds whose first input is a latent vector (any layout): only its batch axis is dynamic.
+_LATENT_KINDS = ("generator", "infogan", "decoder")
+
+
+def _is_image(t, index: int, kind: str) -> bool:
+    """Whether input `index` is an image, whose height and width may be dynamic; a latent's axes never are."""
+    return t.dim() == 4 and not (index == 0 and kind in _LATENT_KINDS) and tuple(t.shape[2:]) != (1, 1)
+
+
+def _dynamic_shapes(inputs: tuple, kind: str):
+    # Batch is always dynamic; height and width of images become dynamic where the model allows it (Dim.AUTO).
     shapes = []
-    for t in inputs:
+    for index, t in enumerate(inputs):
         dims = {0: torch.export.Dim.DYNAMIC}
-        if t.dim() == 4:
+        if _is_image(t, index, kind):
             dims.update({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO})
         shapes.append(dims)
     return tuple(shapes)
 
 
-def _io_spec(names, tensors, inputs: bool) -> list[dict]:
+def _io_spec(names, tensors, kind: str | None) -> list[dict]:
+    """Shapes for the .pt2/.pt sidecar; `kind` for inputs (image axes named), None for outputs."""
     specs = []
-    for name, t in zip(names, tensors, strict=True):
+    for index, (name, t) in enumerate(zip(names, tensors, strict=True)):
         shape = ["batch"] + list(t.shape[1:])
-        if inputs and t.dim() == 4:
+        if kind is not None and _is_image(t, index, kind):
             shape[2:] = ["height", "width"]
         specs.append({"name": name, "shape": shape, "dtype": str(t.dtype).replace("torch.", "")})
     return specs
@@ -207,13 +219,13 @@ def export(
         tmp = _atomic_target(path)
         try:
             if path.suffix.lower() == ".onnx":
-                _export_onnx(module, trace_inputs, tmp, portable, meta, input_names, output_names)
+                _export_onnx(module, trace_inputs, tmp, portable, meta, input_names, output_names, kind)
             else:
                 meta["io"] = {
-                    "inputs": _io_spec(input_names, inputs, True),
-                    "outputs": _io_spec(output_names, outputs, False),
+                    "inputs": _io_spec(input_names, inputs, kind),
+                    "outputs": _io_spec(output_names, outputs, None),
                 }
-                _export_torch(module, trace_inputs, tmp, path.suffix.lower(), meta)
+                _export_torch(module, trace_inputs, tmp, path.suffix.lower(), meta, kind)
             if verify:
                 _verify(tmp, inputs, outputs, rtol, atol)
             os.chmod(tmp, umask_mode())
@@ -226,7 +238,7 @@ def export(
     return path
 
 
-def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_names, output_names) -> None:
+def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_names, output_names, kind) -> None:
     _opset()
     quiet = logging.getLogger("torch.onnx")  # its notes on optional torchvision ops are noise here
     level = quiet.level
@@ -239,7 +251,7 @@ def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_na
                 inputs,
                 dynamo=True,
                 custom_translation_table=_translation_table(),
-                dynamic_shapes=_dynamic_shapes(inputs),
+                dynamic_shapes=_dynamic_shapes(inputs, kind),
                 input_names=input_names,
                 output_names=output_names,
                 verbose=False,
@@ -251,7 +263,7 @@ def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_na
     model = program.model_proto
     if portable:  # the same graph with genrt's ops written as standard ops (genrt.onnx_ops holds each one's form)
         model = onnx_ops.to_standard_ops(model)
-    _name_dynamic_axes(model, inputs)
+    _name_dynamic_axes(model, inputs, kind)
     del model.metadata_props[:]
     for key, value in md.encode(meta).items():
         model.metadata_props.add(key=key, value=value)
@@ -263,12 +275,12 @@ def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_na
     onnx.save(model, str(tmp))
 
 
-def _name_dynamic_axes(model: onnx.ModelProto, inputs: tuple) -> None:
+def _name_dynamic_axes(model: onnx.ModelProto, inputs: tuple, kind: str) -> None:
     """Renames the exporter's symbols (s77, ...) for the batch, height and width axes to those words."""
     names = {}
-    for value, t in zip(model.graph.input, inputs, strict=False):
+    for index, (value, t) in enumerate(zip(model.graph.input, inputs, strict=False)):
         dims = value.type.tensor_type.shape.dim
-        axes = {0: "batch", 2: "height", 3: "width"} if t.dim() == 4 else {0: "batch"}
+        axes = {0: "batch", 2: "height", 3: "width"} if _is_image(t, index, kind) else {0: "batch"}
         for axis, word in axes.items():
             if axis < len(dims) and dims[axis].dim_param:
                 names.setdefault(dims[axis].dim_param, word)
@@ -278,11 +290,11 @@ def _name_dynamic_axes(model: onnx.ModelProto, inputs: tuple) -> None:
                 dim.dim_param = names[dim.dim_param]
 
 
-def _export_torch(module, inputs, tmp: Path, suffix: str, meta: dict) -> None:
+def _export_torch(module, inputs, tmp: Path, suffix: str, meta: dict, kind: str) -> None:
     extra = {METADATA_FILE: json.dumps(meta, sort_keys=True)}
     try:
         if suffix == ".pt2":
-            program = torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(inputs))
+            program = torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(inputs, kind))
             torch.export.save(program, str(tmp), extra_files=extra)
         else:
             with warnings.catch_warnings():

@@ -3,36 +3,11 @@
 from __future__ import annotations
 
 from genrt.runtime import files
-from genrt.runtime.fuse import bucket_for
 from genrt.runtime.models import CLASSES, Generator, Model
-from genrt.runtime.onnx_session import (
-    IOSpec,
-    create_session,
-    default_threads,
-    io_specs,
-    load_onnx,
-    onnx_metadata,
-)
+from genrt.runtime.onnx_session import IOSpec, default_threads, load_onnx, onnx_metadata
+from genrt.runtime.ort_runner import OrtRunner
 
 __all__ = ["Generator", "IOSpec", "Model", "list_models", "load"]
-
-
-class _OrtRunner:
-    """One ORT session per batch bucket whose kernel choices differ (usually one); each call picks by batch size."""
-
-    def __init__(self, sessions):
-        self._sessions = sessions  # [(bucket batch size, session)], buckets ascending
-        first = sessions[0][1]
-        self.inputs = io_specs(first.get_inputs())
-        self.outputs = io_specs(first.get_outputs())
-
-    def run(self, feeds):
-        session = self._sessions[-1][1]
-        if len(self._sessions) > 1:
-            first = next(iter(feeds.values()))
-            bucket = bucket_for(first.shape[0] if first.ndim else 1)
-            session = next((s for b, s in self._sessions if b >= bucket), session)
-        return session.run(None, feeds)
 
 
 def load(path_or_name, *, device: str = "cpu", threads: int | None = None, providers=None) -> Model:
@@ -67,18 +42,14 @@ def _load(path_or_name, *, device="cpu", threads=None, providers=None, conv_tran
     if fmt == "onnx":
         model = load_onnx(path)
         metadata = onnx_metadata(model)
-        sessions, kernels = create_session(
-            model, path, device=device, threads=threads, providers=providers, conv_transpose=conv_transpose
-        )
-        runner = _OrtRunner(sessions)
+        runner = OrtRunner(model, path, device=device, threads=threads, providers=providers, how=conv_transpose)
     else:
         from genrt.runtime.torch_backend import TorchRunner
 
         runner = TorchRunner(path, fmt, device=device, threads=threads)
         metadata = {k: v for k, v in runner.metadata.items() if k != "io"}
-        kernels = {}
     cls = CLASSES.get(metadata.get("kind"), Model)
-    return cls(runner, path=path, metadata=metadata, kernels=kernels, fmt=fmt)
+    return cls(runner, path=path, metadata=metadata, fmt=fmt)
 
 
 def list_models() -> list[dict]:

@@ -4,6 +4,11 @@ A chain is rewritten only where genrt's fused kernel measured faster than ONNX R
 nodes, on that layer's shape, dtype, thread count and instruction set. Each decision is measured once and kept
 in a JSON cache (``$GENRT_CACHE_DIR``, default ``~/.cache/genrt``). ``GENRT_CONV_TRANSPOSE=genrt|ort`` forces
 the choice (tests and benchmarks use it); the default is ``auto``.
+
+Shape classes: a model's dynamic axes (batch, and the height and width of fully convolutional models) take any
+size, so choices are made per class of sizes, not per size. The batch axis falls in one of two buckets (up to
+4, and more); every other dynamic axis in the power of two nearest its size (clamped to 1..2048). Each class is
+measured once, at its representative sizes (:func:`representative`), and every size in it reuses the choice.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import genrt
 from genrt import onnx_ops
 
 ACTIVATIONS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
-# Layer choices are measured per batch bucket: a model gets one session per distinct set of choices, and each
-# call runs the session of its batch size's bucket (see BUCKETS and bucket_for).
+# Layer choices are measured per shape class (batch bucket and size classes): a model gets one session per
+# distinct set of choices, and each call runs the session of its inputs' class (genrt/runtime/ort_runner.py).
 BUCKETS = (1, 32)  # the batch size each bucket is measured at
 _SMALL_BATCH_LIMIT = 4  # batches up to this size use the first bucket's choices
 # Part of every cached decision's key: bumped when genrt's kernel gets faster (2: weights packed once per
@@ -34,8 +39,37 @@ _SMALL_BATCH_LIMIT = 4  # batches up to this size use the first bucket's choices
 KERNEL_REVISION = 2
 
 
+_MAX_SIZE_CLASS = 2048  # larger sizes share the 2048 class: past it, time per pixel no longer changes
+_MEASURE_ELEMENTS = 1 << 22  # a large-batch measurement shrinks its batch to keep a layer's input under this
+
+
 def bucket_for(batch: int) -> int:
     return BUCKETS[0] if batch <= _SMALL_BATCH_LIMIT else BUCKETS[1]
+
+
+def size_class(size: int) -> int:
+    """The class of a dynamic non-batch axis of this size: the nearest power of two (geometrically), 1..2048."""
+    if size <= 1:
+        return 1
+    return int(min(_MAX_SIZE_CLASS, 2 ** round(np.log2(size))))
+
+
+def class_of(axis: int, size: int) -> int:
+    """The representative size of `size` on a dynamic axis: a batch bucket on axis 0, else size_class."""
+    return bucket_for(size) if axis == 0 else size_class(size)
+
+
+def class_label(dynamic_axes, key) -> str:
+    """'batch <= 4, 256x256' for a class key (one representative per dynamic (input, axis))."""
+    parts, sizes = [], []
+    for (_, axis), rep in zip(dynamic_axes, key, strict=True):
+        if axis == 0:
+            parts.append(f"batch {'<=' if rep == BUCKETS[0] else '>'} {_SMALL_BATCH_LIMIT}")
+        else:
+            sizes.append(str(rep))
+    if sizes:
+        parts.append("~" + "x".join(sizes))
+    return ", ".join(parts) or "static shapes"
 
 
 _lock = threading.Lock()
@@ -92,8 +126,36 @@ def _attr(node, name, default):
     return default
 
 
-def find_chains(model: onnx.ModelProto) -> list[Chain]:
-    """ConvTranspose nodes genrt's kernel can run, with the BatchNormalization and activation that follow."""
+def with_input_shapes(model: onnx.ModelProto, input_shapes: dict) -> onnx.ModelProto:
+    """A copy of `model` whose graph inputs have the given concrete shapes {name: [dims]}."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for value in out.graph.input:
+        if value.name in input_shapes:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, input_shapes[value.name], strict=False):
+                dim.Clear()
+                dim.dim_value = int(size)
+    return out
+
+
+def _inferred_shapes(model: onnx.ModelProto) -> dict:
+    try:
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:
+        return {}
+    return {
+        v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+    }
+
+
+def find_chains(model: onnx.ModelProto, input_shapes: dict | None = None) -> list[Chain]:
+    """ConvTranspose nodes genrt's kernel can run, with the BatchNormalization and activation that follow.
+
+    Each chain's x_shape is inferred from the graph, with the graph inputs at `input_shapes` where given.
+    """
+    shapes = _inferred_shapes(with_input_shapes(model, input_shapes) if input_shapes else model)
     graph = model.graph
     inits = {t.name for t in graph.initializer}
     consumers: dict[str, list] = {}
@@ -101,14 +163,6 @@ def find_chains(model: onnx.ModelProto) -> list[Chain]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     graph_outputs = {o.name for o in graph.output}
-    try:
-        inferred = shape_inference.infer_shapes(model)
-        shapes = {
-            v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-            for v in list(inferred.graph.value_info) + list(inferred.graph.input)
-        }
-    except Exception:
-        shapes = {}
 
     def only_consumer(name):
         users = consumers.get(name, [])
@@ -174,7 +228,11 @@ def _fold_bn(chain: Chain, inits: dict) -> tuple[np.ndarray, np.ndarray]:
     return scale, beta - mean * scale
 
 
-def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype) -> bytes:
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
+
+
+def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype, opset: int) -> bytes:
     used = {name for n in nodes for name in n.input if name in inits}
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     graph = helper.make_graph(
@@ -184,7 +242,8 @@ def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype) -> bytes:
         [helper.make_tensor_value_info(chain.output, elem, None)],
         [numpy_helper.from_array(inits[name], name) for name in sorted(used)],
     )
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.VERSION)]
+    # The model's own opset: its BatchNormalization or activation may carry attributes of an older version.
+    opsets = [helper.make_opsetid("", opset), helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.VERSION)]
     return helper.make_model(graph, opset_imports=opsets).SerializeToString()
 
 
@@ -205,22 +264,35 @@ def _time(model: bytes, x: np.ndarray, threads: int, library: str | None) -> flo
     return statistics.median(times)
 
 
+def _measure_batch(x_shape: list) -> int:
+    """The batch a layer is timed at: the class's, shrunk for big images (the large-batch bucket stays > 4)."""
+    batch, per_sample = x_shape[0], int(np.prod(x_shape[1:]))
+    if batch <= _SMALL_BATCH_LIMIT:
+        return batch
+    return max(_SMALL_BATCH_LIMIT + 1, min(batch, _MEASURE_ELEMENTS // max(per_sample, 1)))
+
+
 def fuse(
-    model: onnx.ModelProto, *, threads: int, library: str, batch: int, how: str | None = None
-) -> tuple[onnx.ModelProto, list[str]]:
-    """Returns the rewritten model and a description of each rewritten chain, choosing for batch size `batch`."""
+    model: onnx.ModelProto, *, threads: int, library: str, input_shapes: dict, how: str | None = None
+) -> tuple[onnx.ModelProto, list[tuple[int, str]]]:
+    """Rewrites the chains where genrt's kernel is faster for graph inputs of `input_shapes` ({name: dims}).
+
+    Returns the model (the same object where nothing changed) and [(chain index, description)] of the chains
+    rewritten; the same indices give the same model, so callers can share one session between shape classes.
+    """
     how = how or mode()
     if how == "ort":
         return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    chains = find_chains(out)
+    chains = find_chains(out, input_shapes)
     if not chains:
         return model, []
     inits = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    opset = _default_opset(out)
     cache = _read_cache() if how == "auto" else {}
     cache_dirty = False
-    replaced, notes, drop = {}, [], set()
+    replaced, chosen, drop = {}, [], set()
     for index, chain in enumerate(chains):
         weight = inits.get(chain.conv.input[1])
         extra, new_inits = [], []
@@ -236,24 +308,30 @@ def fuse(
             f"{'+'.join(n.op_type for n in chain.nodes)}"
         )
         if how == "auto":
-            if weight is None or any(d is None for d in chain.x_shape[1:]):
-                continue  # no static shape to measure on: keep ORT's nodes
+            if weight is None or any(d is None or d < 1 for d in chain.x_shape):
+                continue  # no concrete shape to measure on: keep ORT's nodes
+            batch = _measure_batch(chain.x_shape)
             attrs = [(a.name, list(a.ints) or a.i) for a in chain.conv.attribute]
             layer = [str(weight.dtype), list(weight.shape), chain.x_shape[1:], [n.op_type for n in chain.nodes], attrs]
             key = json.dumps([genrt.__version__, KERNEL_REVISION, genrt.kernels.cpu_isa(), threads, batch] + layer)
             if key not in cache:
                 all_inits = dict(inits, **dict(new_inits))
                 x = np.random.default_rng(0).standard_normal([batch] + chain.x_shape[1:]).astype(weight.dtype)
-                ms_ort = _time(_subgraph(chain, chain.nodes, all_inits, x.shape, weight.dtype), x, threads, None)
-                ms_genrt = _time(_subgraph(chain, [node], all_inits, x.shape, weight.dtype), x, threads, library)
-                cache[key] = {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
+                ort_nodes = _subgraph(chain, chain.nodes, all_inits, x.shape, weight.dtype, opset)
+                genrt_node = _subgraph(chain, [node], all_inits, x.shape, weight.dtype, opset)
+                try:
+                    ms_ort, ms_genrt = _time(ort_nodes, x, threads, None), _time(genrt_node, x, threads, library)
+                except Exception as exc:  # a layer ORT or genrt cannot run alone: keep the model's own nodes
+                    cache[key] = {"genrt": False, "error": str(exc).splitlines()[0][:200]}
+                else:
+                    cache[key] = {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
                 cache_dirty = True
             if not cache[key]["genrt"]:
                 continue
         replaced[id(chain.conv)] = node
         drop.update(id(n) for n in chain.nodes[1:])
         out.graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in new_inits)
-        notes.append(label)
+        chosen.append((index, label))
     if cache_dirty:
         with _lock:
             merged = _read_cache()
@@ -267,7 +345,7 @@ def fuse(
     _drop_unused_initializers(out)
     if not any(o.domain == onnx_ops.DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.VERSION))
-    return out, notes
+    return out, chosen
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:

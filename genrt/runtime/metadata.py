@@ -5,7 +5,8 @@ Keys genrt itself writes and reads (callers may add any others):
 
 - ``kind``: what the model is; picks the class genrt.load returns (one of KINDS).
 - ``version``: the genrt version that exported it. ``format``: "native" (genrt-domain ops) or "portable".
-- ``latent_dim``, ``latent_prior`` ("normal": N(0, 1); "uniform": U(-1, 1)): generators.
+- ``latent_dim``, ``latent_prior`` ("normal": N(0, 1); "uniform": U(-1, 1)): generators. ``latent_shape``: the
+  latent input's shape without the batch axis where it is not (latent_dim,), e.g. [100, 1, 1].
 - ``input_layout``, ``output_layout``: "NC" for vectors, "NCHW" for images.
 - ``input_range``, ``output_range``: [lo, hi] of image values, e.g. [-1, 1] for a tanh output.
 - ``scale``: upscalers' factor. ``config``: the training config. ``description``: one line for list_models().

@@ -22,15 +22,14 @@ class Model:
         kind: ``metadata["kind"]``, or None for a file without genrt metadata.
         metadata: genrt metadata (dict), readable without running the model.
         inputs, outputs: lists of :class:`IOSpec` (name, shape, dtype).
-        kernels: genrt ops the model uses and how they run, e.g. {"MinibatchDiscrimination": "genrt-cpu"}.
+        kernels: genrt ops the model uses and how they run, e.g. {"MinibatchDiscrimination": "genrt kernel"}.
     """
 
-    def __init__(self, runner, *, path, metadata: dict, kernels: dict[str, str], fmt: str):
+    def __init__(self, runner, *, path, metadata: dict, fmt: str):
         self._runner = runner
         self.path = path
         self.metadata = dict(metadata)
         self.kind = metadata.get("kind")
-        self.kernels = dict(kernels)
         self.format = fmt
         self.inputs: list[IOSpec] = runner.inputs
         self.outputs: list[IOSpec] = runner.outputs
@@ -61,6 +60,25 @@ class Model:
         checked = {spec.name: _check_input(spec, feeds[spec.name]) for spec in self.inputs}
         outs = self._runner.run(checked)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    @property
+    def kernels(self) -> dict[str, str]:
+        """genrt ops the model uses and how they run; ConvTranspose lists genrt's layers per shape class so far."""
+        return dict(getattr(self._runner, "kernels", {}))
+
+    def prepare(self, *shapes) -> Model:
+        """Chooses genrt's kernels for inputs of these shapes (one tuple per input) ahead of the first call.
+
+        Models with dynamic height and width otherwise choose on the first call of each size class; a server
+        can call this at start-up so that no request pays for it. Returns the model.
+        """
+        if len(shapes) != len(self.inputs) or not all(isinstance(s, tuple | list) for s in shapes):
+            raise ArgumentError(f"shapes: expected {len(self.inputs)} shape tuple(s), one per input, got {shapes!r}")
+        for spec, shape in zip(self.inputs, shapes, strict=True):
+            _check_shape(spec, tuple(shape))
+        if hasattr(self._runner, "prepare"):
+            self._runner.prepare({spec.name: tuple(shape) for spec, shape in zip(self.inputs, shapes, strict=True)})
+        return self
 
     def __getattr__(self, name: str):
         # Only reached for attributes the class lacks: say which kind of model has them.
@@ -98,18 +116,21 @@ def _check_input(spec: IOSpec, value) -> np.ndarray:
             array = array.astype(want)
         else:
             raise DTypeError(f"{spec.name}: expected {want.name}, got {array.dtype.name}")
-    if array.ndim != len(spec.shape):
+    _check_shape(spec, array.shape)
+    return np.ascontiguousarray(array)
+
+
+def _check_shape(spec: IOSpec, shape: tuple) -> None:
+    if len(shape) != len(spec.shape):
         raise ShapeError(
             f"{spec.name}: expected {len(spec.shape)}-D input of shape {_shape_str(spec.shape)}, "
-            f"got {array.ndim}-D with shape {array.shape}"
+            f"got {len(shape)}-D with shape {shape}"
         )
-    for axis, (want_dim, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
+    for axis, (want_dim, got) in enumerate(zip(spec.shape, shape, strict=True)):
         if isinstance(want_dim, int) and want_dim >= 0 and want_dim != got:
             raise ShapeError(
-                f"{spec.name}: expected shape {_shape_str(spec.shape)}, got {array.shape} "
-                f"(axis {axis} must be {want_dim})"
+                f"{spec.name}: expected shape {_shape_str(spec.shape)}, got {shape} (axis {axis} must be {want_dim})"
             )
-    return np.ascontiguousarray(array)
 
 
 def _shape_str(shape) -> str:
@@ -117,19 +138,35 @@ def _shape_str(shape) -> str:
 
 
 class Generator(Model):
-    """A generator: latent z (N, latent_dim) -> images (N, C, H, W) in ``metadata["output_range"]``."""
+    """A generator: latents (N, latent_dim) -> images (N, C, H, W) in ``metadata["output_range"]``.
+
+    The graph's latent input may have any layout, e.g. (N, 100, 1, 1) as in pytorch/examples' DCGAN
+    (``metadata["latent_shape"]``, or the input's declared shape): methods take and return latents as
+    (n, latent_dim) vectors and reshape them to the input's layout.
+    """
 
     _MAX_BATCH = 256  # sample() runs larger requests in pieces
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The latent input's shape without the batch axis: (latent_dim,) or e.g. (100, 1, 1)."""
+        self._require("generator", "latent_shape")
+        if "latent_shape" in self.metadata:
+            return tuple(int(d) for d in self.metadata["latent_shape"])
+        dims = self.inputs[0].shape[1:]
+        if dims and isinstance(dims[0], int):
+            # Trailing dynamic axes of a 4-D latent (older exports named them height and width) are 1x1.
+            return (dims[0],) + tuple(d if isinstance(d, int) else 1 for d in dims[1:])
+        if "latent_dim" in self.metadata and len(dims) <= 1:
+            return (int(self.metadata["latent_dim"]),)
+        raise ModelKindError(f"{self.path}: latent size unknown (no genrt.latent_dim and a dynamic input)")
 
     @property
     def latent_dim(self) -> int:
         self._require("generator", "latent_dim")
         if "latent_dim" in self.metadata:
             return int(self.metadata["latent_dim"])
-        dim = self.inputs[0].shape[1]
-        if not isinstance(dim, int):
-            raise ModelKindError(f"{self.path}: latent size unknown (no genrt.latent_dim and a dynamic input)")
-        return dim
+        return int(np.prod(self.latent_shape))
 
     @property
     def latent_prior(self) -> str:
@@ -144,11 +181,15 @@ class Generator(Model):
         return rng.standard_normal((n, self.latent_dim), dtype=np.float32)
 
     def generate(self, z) -> np.ndarray:
-        """Images for latents z (n, latent_dim): uint8 (n, H, W, C)."""
+        """Images for latents z, (n, latent_dim) or (n, *latent_shape): uint8 (n, H, W, C)."""
         self._require("generator", "generate")
         z = np.asarray(z, dtype=np.float32)
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ShapeError(f"z: expected shape (n, {self.latent_dim}), got {z.shape}")
+        shape = self.latent_shape
+        if z.ndim == 2 and z.shape[1] == self.latent_dim and int(np.prod(shape)) == self.latent_dim:
+            z = z.reshape((len(z),) + shape)
+        elif z.shape[1:] != shape:
+            want = f"(n, {self.latent_dim})" + (f" or (n, {', '.join(map(str, shape))})" if len(shape) > 1 else "")
+            raise ShapeError(f"z: expected shape {want}, got {z.shape}")
         pieces = [self(z[i : i + self._MAX_BATCH]) for i in range(0, len(z), self._MAX_BATCH)] or [
             np.zeros((0,) + tuple(self.outputs[0].shape[1:]), np.float32)
         ]
@@ -195,7 +236,8 @@ class Generator(Model):
 
 # Kind-specific methods, for the error a model of another kind gives.
 METHOD_KINDS = {
-    name: "generator" for name in ("sample", "generate", "interpolate", "walk", "arithmetic", "latents", "latent_dim")
+    name: "generator"
+    for name in ("sample", "generate", "interpolate", "walk", "arithmetic", "latents", "latent_dim", "latent_shape")
 }
 METHOD_KINDS.update({name: "vae" for name in ("encode", "decode", "reconstruct", "manifold")})
 METHOD_KINDS.update({name: "rbm" for name in ("features", "filters")})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import external_data_helper
 
 from genrt import onnx_ops
-from genrt.errors import ArgumentError, GenrtError, InvalidModelError
-from genrt.runtime import fuse
+from genrt.errors import ArgumentError, GenrtError, InvalidModelError, RunError
 from genrt.runtime import metadata as md
 
 _LIB_GLOB = str(Path(__file__).resolve().parent.parent / "_ort_ops*.so")
@@ -50,13 +52,45 @@ class IOSpec:
         return f"{self.name}: {np.dtype(self.dtype).name}[{dims}]"
 
 
+def _tensors(graph: onnx.GraphProto):
+    """Every tensor a graph holds: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _tensors(sub)
+
+
 def load_onnx(path: Path) -> onnx.ModelProto:
+    """The model at `path`, with the tensors it keeps in external data files beside it loaded in."""
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends
         raise InvalidModelError(f"{path}: not a readable ONNX model (truncated or another format?): {exc}") from None
     if not model.graph.node:
         raise InvalidModelError(f"{path}: the ONNX graph has no nodes")
+    external = [t for t in _tensors(model.graph) if external_data_helper.uses_external_data(t)]
+    if external:
+        folder = Path(path).resolve().parent
+        for tensor in external:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            target = (folder / location).resolve()
+            if not location or Path(location).is_absolute() or folder not in target.parents:
+                raise InvalidModelError(
+                    f"{path}: tensor {tensor.name!r} points at external data {location!r} outside the model's folder"
+                )
+            if not target.is_file():
+                raise InvalidModelError(
+                    f"{path}: tensor {tensor.name!r} is stored in {location!r} beside the model, which is missing; "
+                    "copy the model together with its data files"
+                )
+        try:
+            external_data_helper.load_external_data_for_model(model, str(folder))
+        except Exception as exc:
+            raise InvalidModelError(f"{path}: cannot read its external data: {exc}") from None
     return model
 
 
@@ -79,84 +113,100 @@ def _providers(device: str, providers):
     raise ArgumentError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
 
 
-def _with_threads(model: onnx.ModelProto, threads: int) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    for node in onnx_ops.genrt_nodes(out):
-        kept = [a for a in node.attribute if a.name != "threads"]
-        del node.attribute[:]
-        node.attribute.extend(kept + [onnx.helper.make_attribute("threads", threads)])
-    return out
+def base_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool, dict[str, str]]:
+    """The model as ORT will run it before any ConvTranspose rewrite: (model, needs genrt's library, kernels).
 
-
-def prepare(
-    model: onnx.ModelProto, threads: int, device: str, conv_transpose: str | None = None
-) -> tuple[list, dict[str, str]]:
-    """Makes the model ready for ORT: returns ([(bucket batch size, model, needs genrt's library)], kernels).
-
-    With the library: ConvTranspose chains are rewritten to genrt's fused op where it measured faster (CPU only),
-    once per batch bucket, and each genrt node gets the session's thread count as its `threads` attribute.
-    Without it: genrt ops are defined as model-local functions of standard ops, and genrt says so once.
-    `kernels` says how each genrt op runs, for `genrt info`.
+    Without genrt's library, genrt ops are defined as model-local functions of standard ops, and genrt says so
+    once. `kernels` says how each genrt op the file uses runs, for `genrt info`.
     """
     global _warned_no_library
     used = sorted({n.op_type for n in onnx_ops.genrt_nodes(model)})
-    library = ort_ops_library()
-    if library is None:
+    if ort_ops_library() is None:
         if used and not _warned_no_library:
             warnings.warn(
                 "genrt's ONNX Runtime kernels are not built (no ORT headers at build time): running genrt ops as "
                 "standard ONNX ops, which is slower. See scripts/fetch_ort_headers.sh.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=5,  # base_model < OrtRunner < _load < load < the caller
             )
             _warned_no_library = True
         how = "standard ONNX ops (genrt's ORT library not built)"
-        ready = onnx_ops.inline_decompositions(model) if used else model
-        return [(fuse.BUCKETS[-1], ready, False)], {op: how for op in used}
-    kernels = {op: "genrt kernel" for op in used}
-    variants, fused_by_bucket = [], {}
-    for bucket in fuse.BUCKETS if device == "cpu" else fuse.BUCKETS[-1:]:
-        rewritten, fused = (
-            fuse.fuse(model, threads=threads, library=library, batch=bucket, how=conv_transpose)
-            if device == "cpu"
-            else (model, [])
-        )
-        if variants and fused == fused_by_bucket[variants[-1][0]]:
-            variants[-1] = (bucket, variants[-1][1], variants[-1][2])  # same choices: one session serves both
-            fused_by_bucket[bucket] = fused
-            continue
-        fused_by_bucket[bucket] = fused
-        variants.append((bucket, _with_threads(rewritten, threads), bool(onnx_ops.genrt_nodes(rewritten))))
-    descriptions = [f"batch {'<=' if b == fuse.BUCKETS[0] else '>'} {fuse._SMALL_BATCH_LIMIT}: {len(f)} layer(s)"
-                    for b, f in fused_by_bucket.items() if f]  # fmt: skip
-    if descriptions:
-        kernels["ConvTranspose"] = "genrt fused kernel for " + "; ".join(descriptions)
-    return variants, kernels
+        return (onnx_ops.inline_decompositions(model) if used else model), False, {op: how for op in used}
+    return model, bool(used), {op: "genrt kernel" for op in used}
 
 
-def create_session(
-    model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers, conv_transpose: str | None = None
-):
-    """Returns ([(bucket batch size, session)], {genrt op: how it runs})."""
-    variants, kernels = prepare(model, threads, device if providers is None else "custom", conv_transpose)
-    sessions = []
-    for bucket, ready, native in variants:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if native:
-            options.register_custom_ops_library(ort_ops_library())
-        try:
-            session = ort.InferenceSession(ready.SerializeToString(), options, providers=_providers(device, providers))
-        except GenrtError:
-            raise
-        except Exception as exc:
-            raise InvalidModelError(f"{path}: onnxruntime cannot load this model: {exc}") from None
-        sessions.append((bucket, session))
-    return sessions, kernels
+def _log_severity() -> int:
+    # ORT prints failed runs as coloured error lines on stderr; genrt raises them as RunError instead, so by
+    # default only fatal lines get through. GENRT_ORT_LOG_LEVEL=0..4 (verbose..fatal) shows more.
+    value = os.environ.get("GENRT_ORT_LOG_LEVEL", "4")
+    return int(value) if value in ("0", "1", "2", "3", "4") else 4
+
+
+def run_options() -> ort.RunOptions:
+    options = ort.RunOptions()
+    options.log_severity_level = _log_severity()
+    return options
+
+
+def new_session(model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers, native: bool):
+    """An InferenceSession for `model` with genrt's thread, logging and library settings."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = _log_severity()
+    profile = os.environ.get("GENRT_ORT_PROFILE")  # a folder: ORT's per-node JSON profile, written on release
+    if profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(profile, "genrt-profile")
+    if native:
+        options.register_custom_ops_library(ort_ops_library())
+    for node in onnx_ops.genrt_nodes(model):  # each genrt node runs on the session's thread count
+        kept = [a for a in node.attribute if a.name != "threads"]
+        del node.attribute[:]
+        node.attribute.extend(kept + [onnx.helper.make_attribute("threads", threads)])
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=_providers(device, providers))
+    except GenrtError:
+        raise
+    except Exception as exc:
+        raise InvalidModelError(f"{path}: onnxruntime cannot load this model: {describe_ort_error(exc)}") from None
+
+
+_NODE_FAILED = re.compile(r"running (\S+) node\. Name:'([^']*)' Status Message: (.*)", re.S)
+
+
+def _strip_source_location(message: str) -> str:
+    # ORT's status messages may start with "/path/file.cc:47 ns::Func(args) cond was false. " before the reason.
+    message = message.strip()
+    m = re.match(r"\S+\.(?:cc|h|cpp|hpp):\d+ ", message)
+    if m:
+        rest, depth = message[m.end() :], 0
+        for i, ch in enumerate(rest):  # skip the function signature, parentheses balanced
+            depth += ch == "("
+            depth -= ch == ")"
+            if ch == ")" and depth == 0:
+                message = rest[i + 1 :].strip()
+                break
+        message = re.sub(r"^.*? was false\. ", "", message)
+    return message
+
+
+def describe_ort_error(exc: BaseException) -> str:
+    """onnxruntime's exception text without its '[ONNXRuntimeError] : 1 : FAIL :' prefix and source locations."""
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc).strip())
+    return _strip_source_location(text)
+
+
+def run_error(exc: BaseException, path) -> RunError:
+    """A RunError naming the node that failed inside ORT (when ORT says which) and why."""
+    text = describe_ort_error(exc)
+    m = _NODE_FAILED.search(text)
+    if m:
+        op_type, node, reason = m.group(1), m.group(2), _strip_source_location(m.group(3))
+        message = f"{path}: node {node!r} ({op_type}) failed: {reason}"
+        return RunError(message, node=node, op_type=op_type, reason=reason)
+    return RunError(f"{path}: onnxruntime failed to run the model: {text}", reason=text)
 
 
 def io_specs(args) -> list[IOSpec]:
@@ -176,4 +226,14 @@ def default_threads(threads) -> int:
     return _check_threads(threads)
 
 
-__all__ = ["IOSpec", "create_session", "default_threads", "io_specs", "load_onnx", "onnx_metadata", "ort_ops_library"]
+__all__ = [
+    "IOSpec",
+    "base_model",
+    "default_threads",
+    "io_specs",
+    "load_onnx",
+    "new_session",
+    "onnx_metadata",
+    "ort_ops_library",
+    "run_error",
+]

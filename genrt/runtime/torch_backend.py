@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrt.errors import ArgumentError, GenrtError, InvalidModelError
+from genrt.errors import ArgumentError, GenrtError, InvalidModelError, RunError
 from genrt.runtime.onnx_session import IOSpec
 
 METADATA_FILE = "genrt.json"  # inside the archive; the same JSON also sits beside the file as PATH.json
@@ -86,6 +86,7 @@ class TorchRunner:
         self.inputs = [_spec(s) for s in io.get("inputs", [])] or [IOSpec("input", ("?",), np.float32)]
         self.outputs = [_spec(s) for s in io.get("outputs", [])] or [IOSpec("output", ("?",), np.float32)]
         self._threads = threads
+        self._path = path
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         torch = self._torch
@@ -95,6 +96,9 @@ class TorchRunner:
         try:
             with torch.inference_mode():
                 out = self._module(*args)
+        except Exception as exc:  # a shape the graph rejects, a genrt op refusing its input, ...
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RunError(f"{self._path}: torch failed to run the model: {reason}", reason=reason) from exc
         finally:
             torch.set_num_threads(previous)
         outs = out if isinstance(out, tuple | list) else (out,)

@@ -1,0 +1,122 @@
+"""Runs an ONNX model in ONNX Runtime with genrt's kernels chosen per shape class of the inputs.
+
+A model whose ConvTranspose chains genrt's kernel could run gets one session per distinct set of layer choices.
+Which set a call uses depends on the class of its input sizes (genrt.runtime.fuse: batch buckets, and power-of-two
+classes for other dynamic axes such as height and width). Models whose only dynamic axis is the batch are decided
+at load, for both batch buckets; models with other dynamic axes decide each class on its first call (or on
+``Model.prepare``). A decision is measured once per layer shape and kept in genrt's cache, so no size is ever
+timed twice, and sizes of one class share one session.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import onnx
+
+from genrt.errors import RunError
+from genrt.runtime import fuse
+from genrt.runtime.onnx_session import base_model, io_specs, new_session, ort_ops_library, run_error, run_options
+
+
+def dynamic_axes(model: onnx.ModelProto) -> list[tuple[str, int]]:
+    """(input name, axis) of every graph-input axis without a fixed size."""
+    inits = {t.name for t in model.graph.initializer}
+    out = []
+    for value in model.graph.input:
+        if value.name in inits:
+            continue
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if not (dim.HasField("dim_value") and dim.dim_value > 0):
+                out.append((value.name, axis))
+    return out
+
+
+class OrtRunner:
+    """``run(feeds)`` picks (or builds, once) the session of the feeds' shape class; thread-safe."""
+
+    def __init__(self, model: onnx.ModelProto, path, *, device: str, threads: int, providers, how: str | None):
+        self._path = path
+        self._open = dict(device=device, threads=threads, providers=providers)
+        self._threads = threads
+        self._base, self._native, self._op_kernels = base_model(model)
+        self._how = how or fuse.mode()
+        self._library = ort_ops_library()
+        self._dynamic = dynamic_axes(self._base)
+        self._options = run_options()
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple, object] = {}  # chosen chain indices -> session
+        self._classes: dict[tuple, tuple] = {}  # class key -> (session, [(chain index, label)])
+        rewrite = (
+            self._library is not None
+            and device == "cpu"
+            and providers is None
+            and self._how != "ort"
+            and bool(fuse.find_chains(self._base))
+        )
+        base = self._session(())
+        self.inputs = io_specs(base.get_inputs())
+        self.outputs = io_specs(base.get_outputs())
+        self._single = None if rewrite else base
+        self._eligible = rewrite
+        if rewrite and all(axis == 0 for _, axis in self._dynamic):
+            for bucket in fuse.BUCKETS if self._dynamic else fuse.BUCKETS[:1]:  # decided now, for `genrt info`
+                self._for_class((bucket,) * len(self._dynamic))
+
+    @property
+    def kernels(self) -> dict[str, str]:
+        """How each genrt op runs; for ConvTranspose, the genrt layers chosen in each shape class decided so far."""
+        kernels = dict(self._op_kernels)
+        decided = sorted(self._classes.items())
+        fused = [
+            f"{fuse.class_label(self._dynamic, key)}: {len(chosen)} layer(s)" for key, (_, chosen) in decided if chosen
+        ]
+        if fused:
+            kernels["ConvTranspose"] = "genrt fused kernel for " + "; ".join(fused)
+        elif self._eligible and not decided:
+            kernels["ConvTranspose"] = "chosen per input size class on the first call of each class"
+        return kernels
+
+    def prepare(self, shapes: dict[str, tuple]) -> None:
+        """Decides genrt's kernels for inputs of these shapes now rather than on the first call."""
+        if self._single is None:
+            self._for_class(self._class_key(shapes))
+
+    def run(self, feeds: dict):
+        session = self._single or self._for_class(self._class_key({k: v.shape for k, v in feeds.items()}))
+        try:
+            return session.run(None, feeds, self._options)
+        except RunError:
+            raise
+        except Exception as exc:  # onnxruntime's own exception types
+            raise run_error(exc, self._path) from exc
+
+    def _class_key(self, shapes: dict) -> tuple:
+        return tuple(fuse.class_of(axis, int(shapes[name][axis])) for name, axis in self._dynamic)
+
+    def _for_class(self, key: tuple):
+        entry = self._classes.get(key)
+        if entry is None:
+            with self._lock:
+                entry = self._classes.get(key)
+                if entry is None:
+                    entry = self._decide(key)
+                    self._classes[key] = entry
+        return entry[0]
+
+    def _decide(self, key: tuple) -> tuple:
+        reps = dict(zip(self._dynamic, key, strict=True))
+        shapes = {}
+        for value in self._base.graph.input:
+            dims = value.type.tensor_type.shape.dim
+            shapes[value.name] = [reps.get((value.name, axis), dim.dim_value) for axis, dim in enumerate(dims)]
+        ready, chosen = fuse.fuse(
+            self._base, threads=self._threads, library=self._library, input_shapes=shapes, how=self._how
+        )
+        return self._session(tuple(index for index, _ in chosen), ready), chosen
+
+    def _session(self, chosen: tuple, model: onnx.ModelProto | None = None):
+        if chosen not in self._sessions:
+            native = self._native or bool(chosen)
+            self._sessions[chosen] = new_session(model or self._base, self._path, native=native, **self._open)
+        return self._sessions[chosen]

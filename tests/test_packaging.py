@@ -1,0 +1,36 @@
+"""What `pip install .` puts into site-packages: genrt only, no top-level `training` package (it would collide with
+any other project's `training`); the training scripts run from a clone (`python -m training.dcgan`)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_install_puts_no_training_package_in_site_packages(tmp_path):
+    pytest.importorskip("pybind11")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    ignore = shutil.ignore_patterns("*.so", "__pycache__", "*.egg-info")
+    for name in ("csrc", "genrt", "training"):
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
+    env = {**os.environ, "GENRT_BUILD_ISAS": "baseline", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheels", src], env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    (wheel,) = (tmp_path / "wheels").glob("genrt-*.whl")
+    top = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert "genrt" in top and "training" not in top, top
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], env=env, check=True, capture_output=True)
+    assert (site / "genrt" / "runtime").is_dir() and (site / "genrt" / "models").is_dir()
+    assert not (site / "training").exists()
