@@ -33,6 +33,22 @@ class InvalidModelError(GenrtError, ValueError):
     """The file is not a model genrt can load: empty, truncated, another format, or unsafe (a pickle)."""
 
 
+class InvalidImageError(GenrtError, ValueError):
+    """The file is not an image genrt can read: not an image, truncated, corrupt, zero-size, or unsupported.
+
+    Unsupported: a format other than PNG, JPEG, WebP, TIFF, BMP and GIF, or samples that are not 8- or 16-bit
+    unsigned (32-bit integer or floating-point TIFFs). The message names the file.
+    """
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The image has more pixels than the limit (``max_pixels``, ``GENRT_MAX_PIXELS``, or 100 million).
+
+    Refused from the file's header, before decoding: a guard against decompression bombs, a few KB that decode to
+    gigabytes. The message names the file, its size and the limit.
+    """
+
+
 class ModelKindError(GenrtError, AttributeError):
     """A kind-specific method was used on a model whose metadata does not declare that kind.
 

@@ -63,7 +63,10 @@ class DCGANDiscriminator(nn.Module):
 
 
 def dcgan_init(net: nn.Module, seed: int = 0) -> nn.Module:
-    """pytorch/examples' weights_init, plus BatchNorm running statistics as after training; eval mode."""
+    """pytorch/examples' weights_init, plus BatchNorm running statistics as after training; eval mode.
+
+    Every parameter is set from `seed`, so two instances initialised alike are the same network.
+    """
     torch.manual_seed(seed)
     for m in net.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
@@ -122,10 +125,12 @@ class JohnsonTransformer(nn.Module):
 
 
 def johnson_init(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights with instance-norm affine terms away from identity, so tests see every parameter; eval."""
+    """Weights from `seed` (PyTorch's default init), instance-norm affine terms away from identity; eval mode."""
     torch.manual_seed(seed)
     for m in net.modules():
-        if isinstance(m, nn.InstanceNorm2d):
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            m.reset_parameters()
+        elif isinstance(m, nn.InstanceNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.2)
             nn.init.normal_(m.bias, 0.0, 0.2)
     return net.eval()

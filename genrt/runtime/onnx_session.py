@@ -148,9 +148,16 @@ def run_options() -> ort.RunOptions:
     return options
 
 
-def new_session(model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers, native: bool):
-    """An InferenceSession for `model` with genrt's thread, logging and library settings."""
+def new_session(
+    model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers, native: bool, arena: bool = True
+):
+    """An InferenceSession for `model` with genrt's thread, logging and library settings.
+
+    ``arena=False``: ORT frees each run's buffers instead of keeping its peak (for the many small sessions of
+    tiled runs).
+    """
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = arena
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

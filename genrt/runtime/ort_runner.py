@@ -35,9 +35,12 @@ def dynamic_axes(model: onnx.ModelProto) -> list[tuple[str, int]]:
 class OrtRunner:
     """``run(feeds)`` picks (or builds, once) the session of the feeds' shape class; thread-safe."""
 
-    def __init__(self, model: onnx.ModelProto, path, *, device: str, threads: int, providers, how: str | None):
+    def __init__(
+        self, model: onnx.ModelProto, path, *, device: str, threads: int, providers, how: str | None, arena=True
+    ):
         self._path = path
-        self._open = dict(device=device, threads=threads, providers=providers)
+        self._open = dict(device=device, threads=threads, providers=providers, arena=arena)
+        self._settings = dict(device=device, threads=threads, providers=providers, how=how)
         self._threads = threads
         self._base, self._native, self._op_kernels = base_model(model)
         self._how = how or fuse.mode()
@@ -62,6 +65,15 @@ class OrtRunner:
         if rewrite and all(axis == 0 for _, axis in self._dynamic):
             for bucket in fuse.BUCKETS if self._dynamic else fuse.BUCKETS[:1]:  # decided now, for `genrt info`
                 self._for_class((bucket,) * len(self._dynamic))
+
+    @property
+    def graph(self) -> onnx.ModelProto:
+        """The ONNX model this runner runs (before genrt's ConvTranspose rewrite); do not modify it."""
+        return self._base
+
+    def derived(self, model: onnx.ModelProto, label: str, *, arena: bool = True) -> OrtRunner:
+        """A runner for another graph (e.g. a part of this one) with the same device, threads and kernel choice."""
+        return OrtRunner(model, f"{self._path} ({label})", arena=arena, **self._settings)
 
     @property
     def kernels(self) -> dict[str, str]:

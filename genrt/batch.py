@@ -1,0 +1,461 @@
+"""The folder engine behind genrt's application commands: files, folders and globs in, one output per image.
+
+It knows files and targets, not models: the per-image work is a callback that reads ``job.source`` and writes
+``job.target`` through :func:`genrt.image.write_atomic` (or a writer built on it), so a crash or kill -9 never
+leaves a truncated file under a real name.
+
+Example::
+
+    jobs = plan(["photos/", "extra/*.jpg"], "styled", recursive=True, suffix="-styled", ext=".png")
+    report = run(jobs, lambda job: write_atomic(job.target, encode_png(stylize(job.source))), workers=2)
+    report.exit_code  # 0: all done or already there, 1: some failed, 130: interrupted
+
+An application command is a few lines on top of argparse::
+
+    p = sub.add_parser("stylize")
+    batch.add_arguments(p, suffix="-styled")
+    ...
+    return batch.run_cli(args, work)
+
+Planning is pure (nothing is created or removed) and refuses, before any work, a run that would write over an
+input or write two inputs to one target. Running removes stale partial files of the planned targets first, skips
+targets that already exist (a rerun resumes) unless ``overwrite``, reports a bad file with one line and goes on,
+and ends with a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from tqdm import tqdm
+
+from genrt.errors import ArgumentError, GenrtError
+from genrt.image import PARTIAL_SUFFIX
+
+# Files with these suffixes (any case) are images; folders and globs yield only these.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+# Outputs can be written in these formats; an input in another (GIF) gets a .png output unless ext says otherwise.
+WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+_DEFAULT_EXT = ".png"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to make: read ``source``, write ``target`` (atomically)."""
+
+    source: Path
+    target: Path
+
+
+@dataclass
+class Report:
+    """What a run did, each list in plan order whatever the number of workers.
+
+    ``skipped``: targets already there (not redone without ``overwrite``); ``failed``: (job, one-line reason);
+    ``not_started``: jobs left when the run was interrupted.
+    """
+
+    done: list[Job] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)
+    failed: list[tuple[Job, str]] = field(default_factory=list)
+    not_started: list[Job] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """130 if interrupted, else 1 if any image failed, else 0."""
+        return 130 if self.interrupted else 1 if self.failed else 0
+
+    def summary(self) -> str:
+        """One line, e.g. ``"12 done, 3 skipped (already there), 1 failed"``."""
+        text = f"{len(self.done)} done, {len(self.skipped)} skipped (already there), {len(self.failed)} failed"
+        return f"interrupted: {text}, {len(self.not_started)} not started" if self.interrupted else text
+
+
+# ---------------------------------------------------------------------------------------------------- planning
+
+
+def plan(
+    inputs: Sequence[str | Path],
+    output: str | Path,
+    *,
+    recursive: bool = False,
+    suffix: str = "",
+    ext: str | None = None,
+) -> list[Job]:
+    """The jobs for these inputs: one per image, in input order (files of a folder or glob sorted by path).
+
+    inputs: files, folders (the images directly inside; with ``recursive`` the whole tree, whose sub-folders are
+    kept under ``output``) and globs (``**`` spans folders; a match keeps its path below the glob's first
+    wildcard part, so ``raw/*/*.png`` writes ``out/day1/a.png``). Hidden files and folders are left out of
+    folders and globs, as are partial files of interrupted writes.
+
+    output: a folder (created when the run starts) or, when ``inputs`` is exactly one image file, a file path
+    with an image suffix (then ``suffix`` does not apply). Output names: the input's stem + ``suffix`` + ``ext``
+    (default: the input's own suffix; .png for a GIF).
+
+    A file found in a folder or glob whose path is the target of another input is taken as an earlier output of
+    this same command (output folder = input folder with a suffix), not as an input, so such a run resumes.
+
+    Raises ArgumentError, before anything is written: a missing input, no image at all, a target that is an input
+    (output folder = input folder without suffix, say), two inputs with one target, a bad suffix or ext.
+
+    Example::
+
+        plan(["a.jpg", "b.gif"], "out", suffix="-styled")
+        # [Job(source=Path("a.jpg"), target=Path("out/a-styled.jpg")),
+        #  Job(source=Path("b.gif"), target=Path("out/b-styled.png"))]
+    """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    if not inputs:
+        raise ArgumentError("no input given: expected image files, folders or globs")
+    if any(sep in suffix for sep in (os.sep, os.altsep) if sep):
+        raise ArgumentError(f"suffix: expected a name part such as '-styled', got {suffix!r} (a path)")
+    ext = _normalize_ext(ext)
+
+    found: list[tuple[Path, Path, bool]] = []  # (source, path relative to the output, named explicitly)
+    for item in inputs:
+        found.extend(_expand(item, recursive))
+    if not found:
+        names = ", ".join(str(i) for i in inputs)
+        hint = "" if recursive else "; use -r for sub-folders"
+        raise ArgumentError(f"no images in {names} (looked for {' '.join(IMAGE_SUFFIXES)}{hint})")
+
+    out = Path(output)
+    out_text = str(output)
+    single = len(inputs) == 1 and len(found) == 1 and found[0][2]
+    to_file = (
+        not out.is_dir()
+        and not out_text.endswith(tuple(s for s in (os.sep, os.altsep) if s))
+        and (out.suffix.lower() in IMAGE_SUFFIXES or out.is_file())
+    )
+    if out.exists() and not out.is_dir() and not (to_file and single):
+        raise ArgumentError(f"output {out} exists and is not a folder")
+    if to_file and not single:
+        raise ArgumentError(f"output {out} is a file path; with folders, globs or several inputs it must be a folder")
+
+    if to_file:
+        if out.suffix.lower() not in WRITABLE_SUFFIXES:
+            raise ArgumentError(f"output {out}: cannot write {out.suffix} (writable: {' '.join(WRITABLE_SUFFIXES)})")
+        if ext is not None and ext.lower() != out.suffix.lower():
+            raise ArgumentError(f"output {out} and ext {ext} disagree: give one of them")
+        candidates = [Job(found[0][0], out)]
+        explicit = [True]
+    else:
+        candidates, explicit = [], []
+        for source, rel, named in found:
+            own = source.suffix if source.suffix.lower() in WRITABLE_SUFFIXES else _DEFAULT_EXT
+            name = source.stem + suffix + (ext if ext is not None else own)
+            candidates.append(Job(source, out / rel.parent / name))
+            explicit.append(named)
+
+    return _check(candidates, explicit)
+
+
+def _normalize_ext(ext: str | None) -> str | None:
+    if ext is None:
+        return None
+    ext = ext if ext.startswith(".") else "." + ext
+    if ext.lower() not in WRITABLE_SUFFIXES:
+        raise ArgumentError(f"ext: expected one of {' '.join(WRITABLE_SUFFIXES)}, got {ext!r}")
+    return ext
+
+
+def _is_image_name(name: str) -> bool:
+    hidden_or_partial = name.startswith(".") or name.endswith(PARTIAL_SUFFIX)
+    return not hidden_or_partial and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _expand(item: str | Path, recursive: bool) -> list[tuple[Path, Path, bool]]:
+    """(source, relative output path, named explicitly) for one input argument."""
+    path = Path(item)
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.endswith(PARTIAL_SUFFIX):
+            raise ArgumentError(f"input {path} is not an image file (expected {' '.join(IMAGE_SUFFIXES)})")
+        return [(path, Path(path.name), True)]
+    if path.is_dir():
+        return [(path / rel, rel, False) for rel in _scan(path, recursive)]
+    text = os.fspath(item)
+    if not glob.has_magic(text):
+        raise ArgumentError(f"input {text} not found")
+    parts = Path(text).parts
+    base = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    matches = []
+    for match in glob.glob(text, recursive=True):
+        p = Path(match)
+        rel = Path(*p.parts[base:])
+        if p.is_file() and _is_image_name(p.name) and not any(part.startswith(".") for part in rel.parts[:-1]):
+            matches.append((p, rel, False))
+    return sorted(matches, key=lambda m: m[1].parts)
+
+
+def _scan(folder: Path, recursive: bool) -> list[Path]:
+    """Image paths relative to folder, sorted; hidden folders are not entered, symlinked folders not followed."""
+    if not recursive:
+        return sorted(Path(e.name) for e in os.scandir(folder) if _is_image_name(e.name) and e.is_file())
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = Path(root).relative_to(folder)
+        found.extend(rel / f for f in files if _is_image_name(f) and (Path(root) / f).is_file())
+    return sorted(found, key=lambda p: p.parts)
+
+
+def _key(path: Path) -> str:
+    return os.path.normcase(str(path.resolve()))
+
+
+def _check(candidates: list[Job], explicit: list[bool]) -> list[Job]:
+    """Drops repeats and earlier outputs found by scanning; refuses targets that are inputs, and shared targets."""
+    unique: dict[tuple[str, str], int] = {}
+    for i, job in enumerate(candidates):
+        unique.setdefault((_key(job.source), _key(job.target)), i)
+    keep = sorted(unique.values())
+    source_keys = {i: _key(candidates[i].source) for i in keep}
+    target_keys = {i: _key(candidates[i].target) for i in keep}
+    targets_of: dict[str, list[int]] = {}
+    for i in keep:
+        targets_of.setdefault(target_keys[i], []).append(i)
+    # A scanned file that is the target of another input is an earlier output of this run, not an input.
+    keep = [
+        i
+        for i in keep
+        if explicit[i] or not any(source_keys[j] != source_keys[i] for j in targets_of.get(source_keys[i], ()))
+    ]
+    jobs = [candidates[i] for i in keep]
+
+    inputs = {source_keys[i]: candidates[i].source for i in keep}
+    inodes = {}
+    for i in keep:
+        st = os.stat(candidates[i].source)
+        inodes[(st.st_dev, st.st_ino)] = candidates[i].source
+    for i in keep:
+        job, key = candidates[i], target_keys[i]
+        source = inputs.get(key)
+        if source is None and job.target.is_file():  # the same file under another name (hard link, case)
+            st = os.stat(job.target)
+            source = inodes.get((st.st_dev, st.st_ino))
+        if source is not None:
+            what = "its own output" if source == job.source else f"the output of {job.source}"
+            raise ArgumentError(
+                f"refusing to write over input {source}: it would be {what}; give another output folder or a suffix"
+            )
+
+    seen: dict[str, Job] = {}
+    for i in keep:
+        job = candidates[i]
+        other = seen.setdefault(target_keys[i], job)
+        if other is not job:
+            raise ArgumentError(
+                f"{other.source} and {job.source} would both be written to {job.target}; "
+                "give them separate runs or output folders"
+            )
+    return jobs
+
+
+# ---------------------------------------------------------------------------------------------------- running
+
+
+def run(
+    jobs: Sequence[Job],
+    work: Callable[[Job], object],
+    *,
+    overwrite: bool = False,
+    workers: int = 1,
+    progress: bool = True,
+    log: TextIO | None = None,
+) -> Report:
+    """Runs ``work(job)`` for each job whose target is not there yet (all of them with ``overwrite``).
+
+    First removes partial files that interrupted writes of these targets left (genrt.image.PARTIAL_SUFFIX), and
+    creates each target's folder just before its work. ``work`` must write ``job.target`` through
+    genrt.image.write_atomic; a genrt.GenrtError or OSError it raises fails that image only (one line
+    ``failed PATH: reason`` on ``log``) and the run goes on; any other exception stops the run and propagates.
+
+    ``workers``: images at once, in threads (genrt's runtime releases the GIL); lines and the report are in plan
+    order whatever the number. ``progress``: a bar with images per second on ``log`` when it is a terminal.
+    KeyboardInterrupt stops the run: images in flight finish (or, with one worker, their write is undone), the
+    rest are not started, and the report says ``interrupted`` (exit code 130). The summary line goes to ``log``
+    (default sys.stderr) at the end.
+
+    Example::
+
+        report = run(plan(["photos"], "out"), work, workers=4)
+        sys.exit(report.exit_code)
+    """
+    log = sys.stderr if log is None else log
+    if workers < 1:
+        raise ArgumentError(f"workers: expected at least 1, got {workers}")
+    jobs = list(jobs)
+    remove_partials(jobs)
+    there = [not overwrite and job.target.is_file() for job in jobs]
+    todo = [job for job, skip in zip(jobs, there, strict=True) if not skip]
+    report = Report(skipped=[job for job, skip in zip(jobs, there, strict=True) if skip])
+
+    results: dict[int, tuple[str, str]] = {}
+    shown = 0
+    tty = getattr(log, "isatty", None)
+    bar = tqdm(total=len(todo), unit="img", file=log, dynamic_ncols=True, disable=not (progress and tty and tty()))
+
+    def record(i: int, result: tuple[str, str]) -> None:
+        nonlocal shown
+        results[i] = result
+        bar.update(1)
+        while shown in results:  # lines in plan order: hold a result until all earlier ones are in
+            status, reason = results[shown]
+            if status == "failed":
+                tqdm.write(f"failed {todo[shown].source}: {reason}", file=log)
+            shown += 1
+
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for i, job in enumerate(todo):
+                record(i, _do(job, work))
+        else:
+            pool = ThreadPoolExecutor(min(workers, len(todo)), thread_name_prefix="genrt-batch")
+            futures = {}
+            try:
+                futures = {pool.submit(_do, job, work): i for i, job in enumerate(todo)}
+                for future in as_completed(futures):
+                    record(futures[future], future.result())
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # on an interrupt, images in flight finish
+                for future, i in futures.items():
+                    if i not in results and future.done() and not future.cancelled() and not future.exception():
+                        record(i, future.result())
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        bar.close()
+
+    for i, job in enumerate(todo):
+        if i not in results:
+            report.not_started.append(job)
+        elif results[i][0] == "done":
+            report.done.append(job)
+        else:
+            report.failed.append((job, results[i][1]))
+    if report.interrupted:  # lines held back for an earlier image that never finished
+        for i in sorted(results):
+            if i >= shown and results[i][0] == "failed":
+                print(f"failed {todo[i].source}: {results[i][1]}", file=log)
+    print(report.summary(), file=log)
+    return report
+
+
+def _do(job: Job, work: Callable[[Job], object]) -> tuple[str, str]:
+    """("done", "") or ("failed", one-line reason)."""
+    try:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        work(job)
+    except GenrtError as exc:
+        return "failed", _one_line(str(exc) or type(exc).__name__)
+    except OSError as exc:
+        reason = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else exc.strerror or str(exc)
+        return "failed", _one_line(reason or type(exc).__name__)
+    if not job.target.is_file():
+        return "failed", f"no output written to {job.target}"
+    return "done", ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def remove_partials(jobs: Sequence[Job]) -> int:
+    """Removes the partial files that interrupted atomic writes of these jobs' targets left; returns how many.
+
+    write_atomic's temporary files are named "." + target name + "." + random letters + PARTIAL_SUFFIX, beside the
+    target, so only those of planned targets are touched. Run before any work: a second run writing the same
+    targets at the same time would lose its files in flight.
+    """
+    names_in: dict[Path, set[str]] = {}
+    for job in jobs:
+        names_in.setdefault(job.target.parent, set()).add(job.target.name)
+    removed = 0
+    for folder, names in names_in.items():
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+                target_name = name[1 : -len(PARTIAL_SUFFIX)].rpartition(".")[0]
+                if target_name in names:
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, suffix: str = "") -> None:
+    """Adds the folder engine's arguments: INPUT... -o/--output -r/--recursive --suffix --ext --overwrite -j/--jobs.
+
+    suffix: this command's default for --suffix (e.g. "-styled").
+
+    Example::
+
+        p = argparse.ArgumentParser(prog="genrt stylize")
+        add_arguments(p, suffix="-styled")
+        args = p.parse_args(["photos", "-o", "styled", "-r", "--jobs", "4"])
+    """
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs (quote globs)")
+    parser.add_argument(
+        "-o", "--output", required=True,
+        help="output folder (created if missing); with one input file, an output file path also works",
+    )  # fmt: skip
+    parser.add_argument(
+        "-r", "--recursive", action="store_true",
+        help="also the images in sub-folders of folder inputs, keeping the sub-folders under the output",
+    )  # fmt: skip
+    parser.add_argument(
+        "--suffix", default=suffix,
+        help=f"added to each output's name before its extension (default {suffix!r})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ext", default=None, type=lambda s: s.lower().lstrip("."), choices=[s[1:] for s in WRITABLE_SUFFIXES],
+        help="output format (default: the input's own; png for gif)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--overwrite", action="store_true", help="redo outputs that exist (default: skip them, so a rerun resumes)"
+    )
+    parser.add_argument(
+        "-j", "--jobs", type=_positive_int, default=1, metavar="N", help="images processed at once (default 1)"
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def run_cli(args: argparse.Namespace, work: Callable[[Job], object], *, progress: bool = True) -> int:
+    """Plans and runs from arguments parsed by a parser given :func:`add_arguments`; returns the exit status.
+
+    Bad arguments raise ArgumentError (genrt's CLI prints it and exits 2) before any work.
+
+    Example (the caller returns the status: genrt.cli.main must pass it on)::
+
+        def _cmd_stylize(args):
+            model = genrt.load(args.model)
+            return batch.run_cli(args, lambda job: save_png(job.target, model.stylize(read_image(job.source))))
+    """
+    jobs = plan(args.inputs, args.output, recursive=args.recursive, suffix=args.suffix, ext=args.ext)
+    return run(jobs, work, overwrite=args.overwrite, workers=args.jobs, progress=progress).exit_code
