@@ -4,13 +4,15 @@
 ``genrt.ops`` and ``genrt.nn``, which training and export use.
 """
 
-from genrt import kernels
+from genrt import apps, kernels
 from genrt.errors import (
     ArgumentError,
     BuildError,
     DTypeError,
     ExportError,
     GenrtError,
+    ImageTooLargeError,
+    InvalidImageError,
     InvalidModelError,
     MissingDependencyError,
     ModelKindError,
@@ -28,6 +30,8 @@ __all__ = [
     "DTypeError",
     "ExportError",
     "GenrtError",
+    "ImageTooLargeError",
+    "InvalidImageError",
     "InvalidModelError",
     "MissingDependencyError",
     "ModelKindError",
@@ -35,6 +39,7 @@ __all__ = [
     "RunError",
     "ShapeError",
     "__version__",
+    "apps",
     "export",
     "kernels",
     "list_models",

@@ -243,9 +243,17 @@ METHOD_KINDS.update({name: "vae" for name in ("encode", "decode", "reconstruct",
 METHOD_KINDS.update({name: "rbm" for name in ("features", "filters")})
 METHOD_KINDS.update({name: "classifier" for name in ("predict", "predict_proba")})
 METHOD_KINDS.update({name: "infogan" for name in ("traverse",)})
+METHOD_KINDS.update({name: "stylizer" for name in ("stylize", "stylize_picture", "styles")})
 
 # Classes by genrt.kind; kinds not listed load as plain Model.
 CLASSES: dict[str, type[Model]] = {"generator": Generator}
+
+
+def register_kind(kind: str, cls: type[Model]) -> None:
+    """Makes genrt.load return `cls` for models of `kind` (the applications in genrt/apps register theirs)."""
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise TypeError(f"register_kind: {cls!r} is not a Model subclass")
+    CLASSES[kind] = cls
 
 
 def _register_kinds() -> None:

@@ -1,0 +1,149 @@
+"""Style transfer with a feed-forward image transformation network (Johnson et al. 2016): the Stylizer kind.
+
+A stylizer maps photos (N, 3, H, W) in ``metadata["input_range"]`` to stylized images of the same size in
+``metadata["output_range"]`` (default [0, 1] both). Around the network: any image size (reflection padding to
+``metadata["multiple"]``, default 4, cropped back), strength, colour preservation, style mixing on multi-style
+models (a second input ``style``: per-style weights, Dumoulin et al. 2017), alpha carried through, grey and
+16-bit images kept grey and 16-bit, and tiles for large images (genrt.tiles: whole-image instance-norm
+statistics, so tiles change nothing you can see).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from genrt import image as gimage
+from genrt import tiles
+from genrt.errors import ArgumentError, ShapeError
+from genrt.runtime.models import Model, register_kind
+
+# Images up to this many pixels run whole by default (a 2048x2048 photo); larger ones in tiles of _TILE.
+_UNTILED_PIXELS = 2048 * 2048
+_TILE = 1024
+_MARGIN = 64  # pixels each tile sees beyond its cell: Johnson's network reaches about 57 (genrt.tiles)
+# BT.601 luma and chroma (JPEG's YCbCr without offsets), for colour preservation.
+_TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+_FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
+
+
+class Stylizer(Model):
+    """A style-transfer network: ``stylize(image)`` returns the image in the model's style, at the same size."""
+
+    @property
+    def multiple(self) -> int:
+        """Height and width the network needs a multiple of (its total stride); inputs are padded to it."""
+        return int(self.metadata.get("multiple", 4))
+
+    @property
+    def styles(self) -> list[str]:
+        """Names of the styles a multi-style model holds (empty for a single-style model)."""
+        return list(self.metadata.get("styles", []))
+
+    def stylize(self, image, *, strength: float = 1.0, preserve_color: bool = False, style=None, tile=None):
+        """Stylizes one image.
+
+        Args:
+            image: numpy (H, W) or (H, W, C) uint8/uint16 (C: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA), a PIL image,
+                or a genrt.image.Picture.
+            strength: 0 returns the photo, 1 the full style; in between, a blend of the two.
+            preserve_color: keep the photo's colours, taking only the stylized luminance (Gatys et al. 2016).
+            style: on a multi-style model, a style name or {name: weight} to mix, e.g. {"hubble": 0.7, "retina":
+                0.3} (weights are normalised); default: an equal mix of all.
+            tile: tile size in pixels for large images (default: whole up to 2048x2048, else tiles of 1024).
+
+        Returns:
+            The same kind of image as ``image`` (numpy of the same layout and dtype, or PIL), same size.
+
+        Example:
+            >>> s = genrt.load("style-hubble")
+            >>> out = s.stylize(np.asarray(PIL.Image.open("photo.jpg")), strength=0.8)
+        """
+        picture = image if isinstance(image, gimage.Picture) else gimage.to_picture(image)
+        result = self.stylize_picture(
+            picture, strength=strength, preserve_color=preserve_color, style=style, tile=tile
+        )
+        return result if isinstance(image, gimage.Picture) else gimage.from_picture(result, like=image)
+
+    def stylize_picture(self, picture, *, strength=1.0, preserve_color=False, style=None, tile=None):
+        """:meth:`stylize` on a genrt.image.Picture (alpha, ICC profile and EXIF carried to the result)."""
+        self._require("stylizer", "stylize")
+        if not isinstance(strength, int | float) or not 0.0 <= strength <= 1.0:
+            raise ArgumentError(f"strength: expected a number in [0, 1], got {strength!r}")
+        photo = gimage.picture_to_float(picture)  # (C, H, W) in [0, 1]
+        grey = photo.shape[0] == 1
+        rgb = np.repeat(photo, 3, axis=0) if grey else photo
+        styled = self._run(rgb, style=style, tile=tile) if strength > 0 else rgb
+        if preserve_color:
+            styled = _with_luminance(rgb, styled)
+        out = rgb + np.float32(strength) * (styled - rgb) if strength < 1 else styled
+        if grey:
+            out = np.tensordot(_TO_YCC[0], out, axes=1)[None]
+        pixels = gimage.float_to_pixels(out, picture.pixels.dtype)
+        return gimage.Picture(
+            pixels=pixels, alpha=picture.alpha, icc=picture.icc, exif=picture.exif, source=None, format=None
+        )
+
+    def _run(self, rgb: np.ndarray, *, style, tile) -> np.ndarray:
+        """The network on one RGB image (3, H, W) in [0, 1] -> (3, H, W) in [0, 1]."""
+        _, h, w = rgb.shape
+        m = self.multiple
+        padded = np.pad(rgb, ((0, 0), (0, -h % m), (0, -w % m)), mode="symmetric" if min(h, w) < 2 else "reflect")
+        lo, hi = self.metadata.get("input_range", [0.0, 1.0])
+        feeds = {self.inputs[0].name: (padded[None] * np.float32(hi - lo) + np.float32(lo)).astype(np.float32)}
+        feeds.update(self._style_feeds(style))
+        if tile is None and h * w > _UNTILED_PIXELS:
+            tile = _TILE
+        if tile is None:
+            y = self(feeds)
+            y = y[0] if isinstance(y, tuple) else y
+        else:
+            if not isinstance(tile, int) or tile < 2 * _MARGIN + m:
+                raise ArgumentError(f"tile: expected an integer >= {2 * _MARGIN + m}, got {tile!r}")
+            y = self._tiler()(feeds, self.inputs[0].name, tile=tile, margin=_MARGIN)
+        if y.ndim != 4 or y.shape[1] != 3 or y.shape[2:] != padded.shape[1:]:
+            raise ShapeError(f"{self.path}: a stylizer must return (1, 3, H, W) like its input, got {y.shape}")
+        lo, hi = self.metadata.get("output_range", [0.0, 1.0])
+        return np.clip((y[0, :, :h, :w] - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
+
+    def style_weights(self, style=None) -> dict[str, float]:
+        """The normalised {style name: weight} that `style` (a name, {name: weight} or None) asks for; {} for a
+        single-style model. ArgumentError for unknown names or bad weights."""
+        if not self.styles:
+            if style is not None:
+                raise ArgumentError(f"style: {self.path} holds one style; mixing needs a multi-style model")
+            return {}
+        names = self.styles
+        weights = {name: 1.0 for name in names} if style is None else {style: 1.0} if isinstance(style, str) else style
+        if not isinstance(weights, dict) or not weights:
+            raise ArgumentError(f"style: expected a style name or {{name: weight}}, got {style!r}")
+        unknown = sorted(set(weights) - set(names))
+        if unknown:
+            raise ArgumentError(f"style: unknown style(s) {unknown}; this model has {names}")
+        vector = np.array([float(weights.get(name, 0.0)) for name in names])
+        if (vector < 0).any() or vector.sum() <= 0:
+            raise ArgumentError(f"style: weights must be >= 0 and not all 0, got {weights}")
+        return dict(zip(names, (vector / vector.sum()).tolist(), strict=True))
+
+    def _style_feeds(self, style) -> dict:
+        weights = self.style_weights(style)
+        if not weights:
+            return {}
+        return {self.inputs[1].name: np.array([list(weights.values())], np.float32)}  # (1, styles)
+
+    def _tiler(self) -> tiles.Tiler:
+        # Built on first use and kept: its sessions (one per instance norm) are worth reusing across images.
+        tiler = self.__dict__.get("_tiler_instance")
+        if tiler is None:
+            tiler = self.__dict__["_tiler_instance"] = tiles.Tiler(self, multiple=self.multiple)
+        return tiler
+
+
+def _with_luminance(photo: np.ndarray, styled: np.ndarray) -> np.ndarray:
+    """The photo's chroma with the stylized luminance, both (3, H, W) RGB in [0, 1]."""
+    luma = np.tensordot(_TO_YCC[0], styled, axes=1)
+    ycc = np.tensordot(_TO_YCC, photo, axes=1)
+    ycc[0] = luma
+    return np.clip(np.tensordot(_FROM_YCC, ycc, axes=1), 0.0, 1.0)
+
+
+register_kind("stylizer", Stylizer)
