@@ -225,7 +225,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0, help="0: the photo, 1: the full style (default 1)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance-only transfer)")
     p.add_argument("--style", default=None, help="on a multi-style model: NAME, or NAME=WEIGHT,... to mix")
-    p.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: tiles above 2048x2048)")
+    p.add_argument(
+        "--tile", type=int, default=None, help="tile size in pixels (default: tiles of 1024 above 2048x2048; 0: never)"
+    )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per image (default: all CPUs)")
     p.set_defaults(func=_cmd_stylize)
 

@@ -8,22 +8,24 @@ everywhere, and every pixel comes from tiles that saw at least ``margin - feathe
 
 Instance normalization (Ulyanov et al. 2016, used by every fast style-transfer network) normalizes each channel
 by the mean and variance over the whole image, so a tile normalizing by its own statistics changes the result.
-genrt rewrites each InstanceNormalization node to take its statistics as inputs and gathers them over the whole
-image first, layer by layer: pass k runs the graph up to the k-th instance norm on every tile, with the statistics
-of the earlier ones fixed, and accumulates the mean and variance of that layer's input over the tiles' cells.
-A last pass runs the whole graph on the tiles with every statistic given. The tiled result then equals the
-untiled one up to the receptive field that reaches past ``margin`` (a few grey levels at most; see the tests),
-at the cost of running the network's prefixes once per instance norm (about L/2 + 1 full passes for L layers).
+genrt rewrites each InstanceNormalization node to take its statistics as inputs, cuts the graph before each of
+them, and runs the parts in turn over all tiles (:class:`Tiler`): part k, given the statistics of the norms
+before it, yields norm k's input on every tile, whose mean and variance over the tiles' cells are norm k's
+whole-image statistics. What a part leaves for the next waits on disk, so memory follows the tile. The tiled
+result then equals the untiled one up to the receptive field that reaches past ``margin`` (a few grey levels at
+most; see the tests), for about the cost of one run of the network.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper, numpy_helper, shape_inference
 
 from genrt.errors import ArgumentError, ShapeError
 
@@ -142,9 +144,9 @@ def stat_names(index: int) -> tuple[str, str]:
 
 def with_given_statistics(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[dict]]:
     """The model with every InstanceNormalization replaced by (x - mean) * rstd * scale + bias, mean and rstd
-    (N, C, 1, 1) becoming graph inputs; each norm's input is also a graph output (its probe).
+    (N, C, 1, 1) becoming graph inputs (named by :func:`stat_names`).
 
-    Returns the model and, per norm in graph order: {"probe": input name, "epsilon": float, "channels": C}.
+    Returns the model and, per norm in graph order: {"probe": its input's name, "epsilon": float, "channels": C}.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -178,41 +180,59 @@ def with_given_statistics(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list
         ]
         channels = scale.shape[0]
         graph.input.extend(helper.make_tensor_value_info(n, elem, ["batch", channels, 1, 1]) for n in (mean, rstd))
-        graph.output.append(helper.make_tensor_value_info(x, elem, None))
         layers.append({"probe": x, "epsilon": float(eps), "channels": int(channels)})
     del graph.node[:]
     graph.node.extend(nodes)
     return out, layers
 
 
-def prefix(model: onnx.ModelProto, outputs: list[str]) -> onnx.ModelProto:
-    """The part of `model` that computes `outputs` (ONNX Runtime would run the whole graph otherwise)."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    needed, stack, keep = set(), list(outputs), set()
-    while stack:
-        name = stack.pop()
-        if name in needed:
-            continue
-        needed.add(name)
-        node = producers.get(name)
-        if node is not None and id(node) not in keep:
-            keep.add(id(node))
-            stack.extend(i for i in node.input if i)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    nodes = [n for n, m in zip(graph.node, model.graph.node, strict=True) if id(m) in keep]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    inputs = [v for v in graph.input if v.name in needed]
-    del graph.input[:]
-    graph.input.extend(inputs)
-    inits = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-    del graph.output[:]
-    graph.output.extend(helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outputs)
-    return out
+def segments(model: onnx.ModelProto, cuts: list[str]) -> list[tuple[onnx.ModelProto, list[str], list[str]]]:
+    """Cuts the graph before each node named in `cuts` (in graph order): [(part, outputs, keep)].
+
+    Part k runs the nodes from cut k-1 to cut k. Its inputs are the graph inputs it uses plus what earlier parts
+    left that it uses; its outputs are what it makes that later nodes use (the next instance norm's input, a
+    residual block's skip connection, ...); `keep` names what earlier parts left that later parts still need.
+    The last part's outputs are the graph's.
+    """
+    nodes = list(model.graph.node)
+    names = [n.name for n in nodes]
+    bounds = [0] + [names.index(c) for c in cuts] + [len(nodes)]
+    inits = {t.name: t for t in model.graph.initializer}
+    graph_inputs = {v.name: v for v in model.graph.input}
+    try:
+        typed = shape_inference.infer_shapes(model)
+        types = {v.name: v.type.tensor_type.elem_type for v in list(typed.graph.value_info) + list(typed.graph.input)}
+    except Exception:
+        types = {}
+    later_uses: list[set] = [set() for _ in bounds]  # names used by nodes from bound b on
+    for b in range(len(bounds) - 2, -1, -1):
+        used = {i for n in nodes[bounds[b] : bounds[b + 1]] for i in n.input if i}
+        later_uses[b] = used | later_uses[b + 1]
+    parts, carried = [], []
+    for b in range(len(bounds) - 1):
+        body = nodes[bounds[b] : bounds[b + 1]]
+        used = {i for n in body for i in n.input if i}
+        here = {o for n in body for o in n.output}
+        if b == len(bounds) - 2:
+            passes, keep = [o.name for o in model.graph.output], []
+        else:  # made here and used later; what came in and is still needed later stays where it is
+            passes = sorted(here & later_uses[b + 1])
+            keep = sorted(set(carried) & later_uses[b + 1])
+        inputs = [graph_inputs[n] for n in graph_inputs if n in used and n not in inits]
+        inputs += [
+            helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None) for n in carried if n in used
+        ]
+        graph = helper.make_graph(
+            body,
+            f"part{b}",
+            inputs,
+            [helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None) for n in passes],
+            [inits[n] for n in sorted(used & set(inits))],
+        )
+        part = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+        parts.append((part, passes, keep))
+        carried = passes + keep
+    return parts
 
 
 class _Moments:
@@ -249,8 +269,14 @@ class _Moments:
 class Tiler:
     """Runs a loaded model's graph in tiles, with whole-image instance-norm statistics; thread-safe.
 
-    Built once per model (its sessions are kept): ``Tiler(model)(feeds, image="input", tile=512, margin=32)``.
+    Built once per model (its sessions are kept): ``Tiler(model)(feeds, "input", tile=512, margin=64)``.
     Inputs other than the image (e.g. a style-weights vector) go to every tile unchanged.
+
+    With instance norms, the graph is cut before each of them into parts (:func:`segments`). Part k runs on every
+    tile, from what part k-1 left for that tile, with the statistics of norms before k known; it accumulates the
+    mean and variance of norm k's input over the tiles' cells, and leaves its own results for the tile in a
+    temporary folder (memory follows the tile; disk holds one part's results for the whole image). Every part runs
+    once per tile, so a tiled run costs about one run of the network, plus the overlap and the disk traffic.
     """
 
     def __init__(self, model, *, multiple: int = 1):
@@ -260,48 +286,75 @@ class Tiler:
         graph = runner.graph
         check_tileable(graph)
         self.multiple = multiple
-        self._outputs = [o.name for o in graph.graph.output]
+        self._runner = runner
         self._layers: list[dict] = []
+        self._parts: list[tuple] = []
         if instance_norm_nodes(graph):
             fed, self._layers = with_given_statistics(graph)
-            # Arenas off: a dozen prefix sessions each keeping its peak would hold many tiles' worth of memory.
-            for k, layer in enumerate(self._layers):
-                layer["runner"] = runner.derived(prefix(fed, [layer["probe"]]), f"instance norm {k}", arena=False)
-            self._final = runner.derived(prefix(fed, self._outputs), "with given statistics", arena=False)
-        else:
-            self._final = runner
+            cuts = [f"{_STAT_PREFIX}_{k}_sub" for k in range(len(self._layers))]
+            # Arenas off: a dozen part sessions each keeping its peak would hold many tiles' worth of memory.
+            self._parts = [
+                (runner.derived(part, f"part {k}", arena=False), outputs, keep)
+                for k, (part, outputs, keep) in enumerate(segments(fed, cuts))
+            ]
 
     @property
     def instance_norms(self) -> int:
         return len(self._layers)
 
-    def statistics(self, feeds: dict, image: str, *, tile: int, margin: int) -> dict[str, np.ndarray]:
-        """{mean/rstd input name: (N, C, 1, 1)} of every instance norm over the whole image, gathered in tiles."""
-        x = feeds[image]
-        h, w = x.shape[2:]
-        rows, cols = spans(h, tile, margin, self.multiple), spans(w, tile, margin, self.multiple)
-        stats: dict[str, np.ndarray] = {}
-        for k, layer in enumerate(self._layers):
-            moments = _Moments()
-            for r in rows:
-                for c in cols:
-                    tile_feeds = dict(feeds, **stats)
-                    tile_feeds[image] = np.ascontiguousarray(x[:, :, r.tile0 : r.tile1, c.tile0 : c.tile1])
-                    (probe,) = layer["runner"].run(_only(layer["runner"], tile_feeds))
-                    moments.add(_cell(probe, r, c))
-            stats[stat_names(k)[0]], stats[stat_names(k)[1]] = moments.result(layer["epsilon"])
-        return stats
-
     def __call__(self, feeds: dict, image: str, *, tile: int, margin: int, feather: int | None = None) -> np.ndarray:
         """The model's first output for `feeds`, computed in tiles of at most `tile` pixels of `image`."""
-        stats = self.statistics(feeds, image, tile=tile, margin=margin) if self._layers else {}
+        return self.run(feeds, image, tile=tile, margin=margin, feather=feather)[0]
 
-        def run_tile(x_tile, _box):
-            tile_feeds = dict(feeds, **stats)
-            tile_feeds[image] = np.ascontiguousarray(x_tile)
-            return self._final.run(_only(self._final, tile_feeds))[0]
+    def run(self, feeds: dict, image: str, *, tile: int, margin: int, feather: int | None = None):
+        """(the first output, {mean/rstd input name: (N, C, 1, 1) whole-image statistic of each instance norm})."""
+        x = feeds[image]
+        kwargs = dict(tile=tile, margin=margin, multiple=self.multiple, feather=feather)
+        if not self._layers:
+            return blend(
+                lambda t, _: self._runner.run(_only(self._runner, {**feeds, image: _c(t)}))[0], x, **kwargs
+            ), {}
+        rows, cols = spans(x.shape[2], tile, margin, self.multiple), spans(x.shape[3], tile, margin, self.multiple)
+        boxes = [(r, c) for r in rows for c in cols]
+        stats: dict[str, np.ndarray] = {}
+        with tempfile.TemporaryDirectory(prefix="genrt-tiles-") as tmp:
+            store = Path(tmp)
+            for k, (part, outputs, keep) in enumerate(self._parts[:-1]):
+                moments = _Moments()
+                for t, (r, c) in enumerate(boxes):
+                    earlier = _load(store, t)
+                    tile_feeds = {**feeds, **stats, **earlier}
+                    if k == 0:
+                        tile_feeds[image] = _c(x[:, :, r.tile0 : r.tile1, c.tile0 : c.tile1])
+                    made = dict(zip(outputs, part.run(_only(part, tile_feeds)), strict=True))
+                    moments.add(_cell(made[self._layers[k]["probe"]], r, c))
+                    _save(store, t, {**{n: earlier[n] for n in keep}, **made})
+                stats[stat_names(k)[0]], stats[stat_names(k)[1]] = moments.result(self._layers[k]["epsilon"])
+            last = self._parts[-1][0]
+            index = {(r.tile0, r.tile1, c.tile0, c.tile1): t for t, (r, c) in enumerate(boxes)}
 
-        return blend(run_tile, feeds[image], tile=tile, margin=margin, multiple=self.multiple, feather=feather)
+            def run_tile(_x, box):
+                return last.run(_only(last, {**feeds, **stats, **_load(store, index[box])}))[0]
+
+            return blend(run_tile, x, **kwargs), stats
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a)
+
+
+def _save(store: Path, tile: int, tensors: dict) -> None:
+    # One raw .npy per tensor (np.savez would copy everything through zipfile); the names file lists them.
+    for i, value in enumerate(tensors.values()):
+        np.save(store / f"{tile}-{i}.npy", value)
+    (store / f"{tile}.names").write_text("\n".join(tensors))
+
+
+def _load(store: Path, tile: int) -> dict:
+    names = store / f"{tile}.names"
+    if not names.exists():
+        return {}
+    return {name: np.load(store / f"{tile}-{i}.npy") for i, name in enumerate(names.read_text().split("\n"))}
 
 
 def _only(runner, feeds: dict) -> dict:

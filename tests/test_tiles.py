@@ -79,28 +79,34 @@ def _photo(size):
     return np.ascontiguousarray(image.transpose(2, 0, 1)[None].astype(np.float32) * 2 - 1)
 
 
-def test_given_statistics_reproduce_instance_norm(johnson):
+def test_whole_image_statistics_match_torch(johnson):
     net, model = johnson
-    fed, layers = tiles.with_given_statistics(model._runner.graph)
-    assert len(layers) == 15  # c9s1, d64, d128, 2 x 5 residual, u64, u32
     x = _photo(160)
-    probes = model._runner.derived(fed, "probes")
-    # Feed each layer its exact whole-image statistics, computed by numpy from the probe outputs, one at a time.
-    feeds = {"input_0": x}
-    for k, layer in enumerate(layers):
-        prefix = model._runner.derived(tiles.prefix(fed, [layer["probe"]]), f"probe {k}")
-        (p,) = prefix.run({n: v for n, v in feeds.items() if n in {s.name for s in prefix.inputs}})
-        mean = p.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
-        var = p.var(axis=(2, 3), keepdims=True, dtype=np.float64)
-        feeds[tiles.stat_names(k)[0]] = mean.astype(np.float32)
-        feeds[tiles.stat_names(k)[1]] = (1 / np.sqrt(var + layer["epsilon"])).astype(np.float32)
-    got = probes.run(feeds)[0]
+    # The reference: each torch InstanceNorm2d's input, caught by a forward hook, in the order the network runs.
+    seen = []
+    hooks = [
+        m.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].double()))
+        for m in net.modules()
+        if isinstance(m, torch.nn.InstanceNorm2d)
+    ]
     with torch.no_grad():
-        np.testing.assert_allclose(got, net(torch.from_numpy(x)).numpy(), atol=2e-4)
-    # and the tiler's statistics, gathered from tiles whose margin covers the receptive field (radius 57), equal them
-    stats = tiles.Tiler(model, multiple=4).statistics({"input_0": x}, "input_0", tile=136, margin=60)
-    for name, value in stats.items():
-        np.testing.assert_allclose(value, feeds[name], rtol=1e-4, atol=1e-5)
+        want = net(torch.from_numpy(x)).numpy()
+    for h in hooks:
+        h.remove()
+    tiler = tiles.Tiler(model, multiple=4)
+    assert tiler.instance_norms == len(seen) == 15  # c9s1, d64, d128, 2 x 5 residual, u64, u32
+    # One tile holding the whole image: the parts run in turn, each norm given its exact statistics.
+    out, whole = tiler.run({"input_0": x}, "input_0", tile=160, margin=0)
+    np.testing.assert_allclose(out, want, atol=2e-4)
+    for k, t in enumerate(seen):
+        mean, rstd = whole[tiles.stat_names(k)[0]], whole[tiles.stat_names(k)[1]]
+        np.testing.assert_allclose(mean, t.mean(dim=(2, 3), keepdim=True).numpy(), rtol=1e-4, atol=1e-5)
+        var = t.var(dim=(2, 3), unbiased=False, keepdim=True).numpy()
+        np.testing.assert_allclose(rstd, 1 / np.sqrt(var + 1e-5), rtol=1e-3)
+    # Tiles whose margin covers the receptive field (radius 57) gather the same statistics.
+    _, tiled = tiler.run({"input_0": x}, "input_0", tile=136, margin=60)
+    for name, value in tiled.items():
+        np.testing.assert_allclose(value, whole[name], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
