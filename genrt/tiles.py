@@ -124,8 +124,15 @@ def instance_norm_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 
 def check_tileable(model: onnx.ModelProto) -> None:
-    """ArgumentError naming the first op that sees more than a neighbourhood (so tiles would change the result)."""
+    """ArgumentError naming the first op on the image's path that sees more than a neighbourhood (tiles would
+    change its result). Nodes that do not depend on the image (e.g. mixing a multi-style model's style weights)
+    may be anything."""
+    images = [v.name for v in model.graph.input if len(v.type.tensor_type.shape.dim) == 4][:1]
+    spatial = set(images)
     for node in model.graph.node:
+        if not spatial.intersection(node.input):
+            continue
+        spatial.update(node.output)
         local = node.op_type in LOCAL_OPS or node.op_type == "InstanceNormalization"
         if node.domain not in ("", "ai.onnx"):
             local = node.domain == "genrt" and node.op_type == "ConvTranspose"

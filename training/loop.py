@@ -174,54 +174,64 @@ def _modules(parts: Parts) -> dict[str, torch.nn.Module]:
     return {"G": parts.G, "D": parts.D, **parts.extra}
 
 
-def save_checkpoint(out: Path, parts: Parts, cfg: TrainConfig, *, step: int, epoch: int, batch: int) -> Path:
-    """Writes ckpt-STEP.safetensors, then replaces checkpoint.json (the pointer) and removes older tensor files."""
+def write_checkpoint(out: Path, modules: dict, optimizers: dict, *, step: int, meta: dict) -> Path:
+    """Writes ckpt-STEP.safetensors (modules' and optimizers' state), then replaces checkpoint.json (the pointer,
+    holding `meta` too) and removes older tensor files. Shared by every training script."""
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {}
     state = {
-        "modules": {k: _split(m.state_dict(), f"modules.{k}", tensors) for k, m in _modules(parts).items()},
-        "optimizers": {k: _split(o.state_dict(), f"optimizers.{k}", tensors) for k, o in parts.optimizers.items()},
+        "modules": {k: _split(m.state_dict(), f"modules.{k}", tensors) for k, m in modules.items()},
+        "optimizers": {k: _split(o.state_dict(), f"optimizers.{k}", tensors) for k, o in optimizers.items()},
     }
     name = f"ckpt-{step:08d}.safetensors"
     tmp = out / f".{name}.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, out / name)
-    meta = {
-        "step": step,
-        "epoch": epoch,  # the epoch in progress
-        "batch": batch,  # batches of that epoch already done
-        "tensors": name,
-        "rng": {
-            "data_order": "DistributedSampler(shuffle=True, seed=config.seed).set_epoch(epoch)",
-            "per_step": "torch.manual_seed(step_seed(config.seed, rank, step)) before each step",
-        },
-        "config": _config_dict(cfg),
-        "state": state,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    write_atomic(out / CHECKPOINT, (json.dumps(meta, indent=1) + "\n").encode())
+    record = {"step": step, **meta, "tensors": name, "state": state}
+    record["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_atomic(out / CHECKPOINT, (json.dumps(record, indent=1) + "\n").encode())
     for old in out.glob("ckpt-*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
     return out / name
 
 
-def load_checkpoint(out: Path, parts: Parts) -> dict:
-    """Restores modules and optimizers from out/checkpoint.json; returns its JSON (step, epoch, batch, config)."""
+def read_checkpoint(out: Path, modules: dict, optimizers: dict) -> dict:
+    """Restores modules and optimizers from out/checkpoint.json (see write_checkpoint); returns its JSON."""
     from safetensors.torch import load_file
 
     try:
         meta = json.loads((out / CHECKPOINT).read_text())
         tensors = load_file(str(out / meta["tensors"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{out / CHECKPOINT}: cannot read the checkpoint ({exc})") from None
-    state = _join(meta["state"], tensors)
-    for k, m in _modules(parts).items():
-        m.load_state_dict(state["modules"][k])
-    for k, o in parts.optimizers.items():
-        o.load_state_dict(state["optimizers"][k])
+        state = _join(meta["state"], tensors)
+        for k, m in modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{out / CHECKPOINT}: cannot restore the checkpoint ({why})") from None
     return meta
+
+
+def save_checkpoint(out: Path, parts: Parts, cfg: TrainConfig, *, step: int, epoch: int, batch: int) -> Path:
+    """A checkpoint of a GAN-style run: its modules, optimizers, and where in the data order it stands."""
+    meta = {
+        "epoch": epoch,  # the epoch in progress
+        "batch": batch,  # batches of that epoch already done
+        "rng": {
+            "data_order": "DistributedSampler(shuffle=True, seed=config.seed).set_epoch(epoch)",
+            "per_step": "torch.manual_seed(step_seed(config.seed, rank, step)) before each step",
+        },
+        "config": _config_dict(cfg),
+    }
+    return write_checkpoint(out, _modules(parts), parts.optimizers, step=step, meta=meta)
+
+
+def load_checkpoint(out: Path, parts: Parts) -> dict:
+    """Restores modules and optimizers from out/checkpoint.json; returns its JSON (step, epoch, batch, config)."""
+    return read_checkpoint(out, _modules(parts), parts.optimizers)
 
 
 def _config_dict(cfg) -> dict:

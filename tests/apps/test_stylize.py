@@ -140,6 +140,10 @@ def test_style_mixing(tmp_path):
         want = _reference(net, photo, torch.tensor([weights]))
         assert np.abs(model.stylize(photo, style=style).astype(int) - want).max() <= 1
     assert model.style_weights({"ink": 3, "fire": 1}) == {"ink": 0.75, "fire": 0.25}
+    big = _photo(260, 300)  # in tiles: the style branch (MatMul on the weights) is not on the image's path
+    mixed = {"ink": 0.3, "fire": 0.7}
+    whole, tiled = model.stylize(big, style=mixed, tile=0), model.stylize(big, style=mixed, tile=140)
+    assert np.abs(whole.astype(int) - tiled).max() <= 2
     with pytest.raises(genrt.ArgumentError, match=r"unknown style\(s\) \['water'\]"):
         model.stylize(photo, style="water")
     with pytest.raises(genrt.ArgumentError, match="not all 0"):
