@@ -238,19 +238,35 @@ def _config_dict(cfg) -> dict:
     return asdict(cfg)
 
 
-def _merge_resumed_config(cfg, saved: dict):
+def _merge_resumed_config(cfg, saved: dict, resumable=RESUMABLE):
     """The checkpoint's config, with the fields a resumed run may change taken from the command line."""
     given = getattr(cfg, "_given", set())
-    clash = [k for k in given - RESUMABLE if k in saved and saved[k] != getattr(cfg, k)]
+    clash = [k for k in given - resumable if k in saved and saved[k] != getattr(cfg, k)]
     if clash:
         k = clash[0]
         raise CheckpointError(
             f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)!r} differs from the checkpoint's {saved[k]!r}; "
             "start a new --out instead"
         )
-    merged = type(cfg)(**{**saved, **{k: getattr(cfg, k) for k in RESUMABLE}})
+    merged = type(cfg)(**{**saved, **{k: getattr(cfg, k) for k in resumable}})
     merged._given = given
     return merged
+
+
+def resumed_config(cfg, out: Path, *, resumable=RESUMABLE, announce: bool = True):
+    """(config, checkpoint JSON or None) for a run into `out`: a run already there needs --resume, and resuming
+    takes the checkpoint's config except for the `resumable` fields given on the command line."""
+    if not (out / CHECKPOINT).is_file():
+        if cfg.resume and announce:
+            print(f"--resume: no checkpoint in {out} yet, starting from step 0")
+        return cfg, None
+    if not cfg.resume:
+        raise CheckpointError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    try:
+        saved = json.loads((out / CHECKPOINT).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{out / CHECKPOINT}: cannot read the checkpoint ({exc})") from None
+    return _merge_resumed_config(cfg, saved["config"], resumable), saved
 
 
 # --- distributed --------------------------------------------------------------------------------------------------
@@ -362,17 +378,7 @@ def train(cfg: TrainConfig, build: Callable, *, on_step: Callable[[int, Parts, d
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
-    saved = None
-    if (out / CHECKPOINT).is_file():
-        if not cfg.resume:
-            raise CheckpointError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-        try:
-            saved = json.loads((out / CHECKPOINT).read_text())
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{out / CHECKPOINT}: cannot read the checkpoint ({exc})") from None
-        cfg = _merge_resumed_config(cfg, saved["config"])
-    elif cfg.resume and rank == 0:
-        print(f"--resume: no checkpoint in {out} yet, starting from step 0")
+    cfg, saved = resumed_config(cfg, out, announce=rank == 0)
 
     dataset = data_mod.load(cfg.dataset, cfg.image_size)
     if cfg.train_images > 0:

@@ -55,10 +55,10 @@ from genrt.image import make_grid, save_png, to_uint8_images, write_atomic
 from training import data as data_mod
 from training import perceptual
 from training.loop import (
-    CheckpointError,
     DivergenceError,
     parse_config,
     read_checkpoint,
+    resumed_config,
     step_seed,
     write_checkpoint,
 )
@@ -469,20 +469,6 @@ def _check(cfg: StyleConfig) -> None:
             raise ArgumentError(f"{k}: expected a positive integer, got {getattr(cfg, k)}")
 
 
-def _merge_resumed_config(cfg: StyleConfig, saved: dict) -> StyleConfig:
-    given = getattr(cfg, "_given", set())
-    clash = [k for k in given - RESUMABLE if k in saved and saved[k] != getattr(cfg, k)]
-    if clash:
-        k = clash[0]
-        raise CheckpointError(
-            f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)!r} differs from the checkpoint's {saved[k]!r}; "
-            "start a new --out instead"
-        )
-    merged = StyleConfig(**{**saved, **{k: getattr(cfg, k) for k in RESUMABLE}})
-    merged._given = given
-    return merged
-
-
 # --- checkpoints --------------------------------------------------------------------------------------------------
 
 
@@ -552,17 +538,7 @@ def train(cfg: StyleConfig, *, on_step=None) -> Run:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    saved = None
-    if (out / CHECKPOINT).is_file():
-        if not cfg.resume:
-            raise CheckpointError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-        try:
-            saved = json.loads((out / CHECKPOINT).read_text())
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{out / CHECKPOINT}: cannot read the checkpoint ({exc})") from None
-        cfg = _merge_resumed_config(cfg, saved["config"])
-    elif cfg.resume:
-        print(f"--resume: no checkpoint in {out} yet, starting from step 0")
+    cfg, saved = resumed_config(cfg, out, resumable=RESUMABLE)
     _check(cfg)
     device = torch.device(cfg.device)
 
