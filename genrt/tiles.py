@@ -253,9 +253,11 @@ class _Moments:
         n = x.shape[2] * x.shape[3]
         if n == 0:
             return
-        x = x.astype(np.float64)
-        mean = x.mean(axis=(2, 3))
-        m2 = ((x - mean[:, :, None, None]) ** 2).sum(axis=(2, 3))
+        # float64 sums over float32 data (numpy casts in buffered chunks, summing pairwise): no float64 copy of x.
+        mean = x.mean(axis=(2, 3), dtype=np.float64)
+        d = x - mean.astype(np.float32)[:, :, None, None]
+        np.square(d, out=d)
+        m2 = d.sum(axis=(2, 3), dtype=np.float64)
         if self.mean is None:
             self.count, self.mean, self.m2 = n, mean, m2
             return
@@ -299,9 +301,9 @@ class Tiler:
         if instance_norm_nodes(graph):
             fed, self._layers = with_given_statistics(graph)
             cuts = [f"{_STAT_PREFIX}_{k}_sub" for k in range(len(self._layers))]
-            # Arenas off: a dozen part sessions each keeping its peak would hold many tiles' worth of memory.
+            # One arena for all parts: a dozen sessions each keeping its own peak would hold many tiles' worth.
             self._parts = [
-                (runner.derived(part, f"part {k}", arena=False), outputs, keep)
+                (runner.derived(part, f"part {k}", arena="shared"), outputs, keep)
                 for k, (part, outputs, keep) in enumerate(segments(fed, cuts))
             ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,16 +149,30 @@ def run_options() -> ort.RunOptions:
     return options
 
 
-def new_session(
-    model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers, native: bool, arena: bool = True
-):
+_shared_arena_lock = threading.Lock()
+_shared_arena = False
+
+
+def _register_shared_arena() -> None:
+    global _shared_arena
+    with _shared_arena_lock:
+        if not _shared_arena:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+            _shared_arena = True
+
+
+def new_session(model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers, native: bool, arena=True):
     """An InferenceSession for `model` with genrt's thread, logging and library settings.
 
-    ``arena=False``: ORT frees each run's buffers instead of keeping its peak (for the many small sessions of
-    tiled runs).
+    ``arena="shared"``: the session allocates from one CPU arena shared by every such session of the process,
+    so the many part sessions of a tiled run keep one peak between them, not one each. (False: no arena.)
     """
     options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = arena
+    options.enable_cpu_mem_arena = bool(arena)
+    if arena == "shared":
+        _register_shared_arena()
+        options.add_session_config_entry("session.use_env_allocators", "1")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -71,7 +71,7 @@ class OrtRunner:
         """The ONNX model this runner runs (before genrt's ConvTranspose rewrite); do not modify it."""
         return self._base
 
-    def derived(self, model: onnx.ModelProto, label: str, *, arena: bool = True) -> OrtRunner:
+    def derived(self, model: onnx.ModelProto, label: str, *, arena=True) -> OrtRunner:
         """A runner for another graph (e.g. a part of this one) with the same device, threads and kernel choice."""
         return OrtRunner(model, f"{self._path} ({label})", arena=arena, **self._settings)
 
