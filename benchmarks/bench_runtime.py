@@ -1,18 +1,19 @@
-"""python benchmarks/bench_runtime.py [--threads 2] [--rounds 5] [--cases dcgan-b1 dcgan-b64 johnson-256 johnson-512]
+"""python benchmarks/bench_runtime.py [--threads 2] [--rounds 5] [--cases dcgan-b1 dcgan-b64 johnson-256 ...]
 
 Question: does genrt.load run models that people export themselves faster than a plain onnxruntime session, and
 than torch eager? Models (tests/reference_nets.py, random weights):
 - pytorch/examples' DCGAN-64 generator, z shaped (N, 100, 1, 1), at batch 1 and 64;
 - Johnson et al. 2016's image transformation network (width 32, five residual blocks) exported with dynamic
-  height and width, called at 256x256 and 512x512 (batch 1).
+  height and width, called at 256x256, 512x512 and 1024x1024 (batch 1).
 
 genrt.load runs genrt's native export (ONNX Runtime plus genrt's kernels, ConvTranspose layers rewritten where
 genrt's kernel measured faster for the call's shape class); plain onnxruntime runs genrt's portable export (standard
 ONNX ops only) with all default optimizations; torch eager runs the module. Each engine runs in its own process
 (ONNX Runtime's spinning thread pools slow whatever runs next in the same process): every round starts one child per
 engine, in turn, and each child prints the median of its timings per case. Printed are medians over rounds, the
-ratios, and then, from ONNX Runtime's profiler, where the time goes in the Johnson network (share of node time per
-op type) in genrt's session and in the plain one.
+ratios, the PSNR of genrt's output against plain ONNX Runtime's (outputs in [-1, 1] read as [0, 1]; this check runs
+both engines in the parent, after the timings), and then, from ONNX Runtime's profiler, where the time goes in the
+Johnson network (node time per op type) in genrt's session and in the plain one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CASES = {  # name: (network, input shape)
     "dcgan-b64": ("dcgan", (64, 100, 1, 1)),
     "johnson-256": ("johnson", (1, 3, 256, 256)),
     "johnson-512": ("johnson", (1, 3, 512, 512)),
+    "johnson-1024": ("johnson", (1, 3, 1024, 1024)),
 }
 ENGINES = ("genrt", "ort", "torch")
 
@@ -152,6 +154,21 @@ def _op_times(folder: Path) -> dict:
     return {op: us / 1e3 / max(runs, 1) for op, us in totals.items()}
 
 
+def _psnr_vs_ort(folder: Path, cases: list[str], threads: int) -> dict[str, float]:
+    """PSNR of genrt.load's output against plain onnxruntime's on each case (outputs in [-1, 1] read as [0, 1])."""
+    import numpy as np
+
+    out = {}
+    for case in cases:
+        network, shape = CASES[case]
+        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        genrt_run, _ = _runner("genrt", folder, network, threads)
+        ort_run, _ = _runner("ort", folder, network, threads)
+        mse = float(np.mean(((genrt_run(x) - ort_run(x)) / 2.0) ** 2))
+        out[case] = float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -184,13 +201,14 @@ def main() -> None:
                 for case, value in _spawn(engine, folder, args.cases, args.threads, env).items():
                     results[engine][case].append(value["s"])
                     kernels.setdefault(case, value.get("kernels"))
-        print(
-            f"{'case':<12} | {'torch ms':>9} {'ORT ms':>9} {'genrt ms':>9} | {'vs ORT':>7} {'vs torch':>8} | kernels"
-        )
+        psnr = _psnr_vs_ort(folder, args.cases, args.threads)
+        print(f"{'case':<12} | {'torch ms':>9} {'ORT ms':>9} {'genrt ms':>9} | {'vs ORT':>7} {'vs torch':>8} | "
+              f"{'PSNR dB':>7} | kernels")  # fmt: skip
         for case in args.cases:
             t = {e: statistics.median(results[e][case]) for e in ENGINES}
             print(f"{case:<12} | {t['torch'] * 1e3:9.2f} {t['ort'] * 1e3:9.2f} {t['genrt'] * 1e3:9.2f} | "
-                  f"{t['ort'] / t['genrt']:6.2f}x {t['torch'] / t['genrt']:7.2f}x | {kernels[case]}")  # fmt: skip
+                  f"{t['ort'] / t['genrt']:6.2f}x {t['torch'] / t['genrt']:7.2f}x | {psnr[case]:7.1f} | "
+                  f"{kernels[case]}")  # fmt: skip
         johnson = [c for c in args.cases if c.startswith("johnson")]
         for case in johnson:
             shares = {}
