@@ -39,11 +39,9 @@ from tqdm import tqdm
 
 from genrt.errors import ArgumentError, GenrtError
 from genrt.image import PARTIAL_SUFFIX
+from genrt.image import READ_SUFFIXES as IMAGE_SUFFIXES  # folders and globs yield only these
+from genrt.image import WRITE_SUFFIXES as WRITABLE_SUFFIXES  # an input in another (GIF) gets .png by default
 
-# Files with these suffixes (any case) are images; folders and globs yield only these.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
-# Outputs can be written in these formats; an input in another (GIF) gets a .png output unless ext says otherwise.
-WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 _DEFAULT_EXT = ".png"
 
 

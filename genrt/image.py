@@ -157,6 +157,9 @@ _WRITE_FORMATS = {
     ".tiff": "TIFF",
     ".bmp": "BMP",
 }
+# The suffixes (any case) of files read_image reads and of those write_image writes: folder scans use these.
+READ_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+WRITE_SUFFIXES = tuple(_WRITE_FORMATS)
 _HOLDS_ALPHA = {"PNG", "WEBP", "TIFF"}
 _HOLDS_16BIT = {"PNG", "TIFF"}
 _HOLDS_METADATA = {"PNG", "JPEG", "WEBP", "TIFF"}  # an ICC profile and EXIF

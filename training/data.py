@@ -5,8 +5,9 @@ Training images, nothing downloaded: ``digits``, ``faces`` or ``folder:PATH``, a
 - ``digits``: scikit-learn's 1797 8x8 handwritten digits (values 0-16), bilinear-resized to size x size; labels kept.
 - ``faces``: the 100 faces of scikit-image's ``lfw_subset`` (grey 25x25; its other 100 images are non-face
   background crops and are left out) and their mirror images (200 in all), bilinear-resized to size x size.
-- ``folder:PATH``: every .jpg/.jpeg/.png/.webp below PATH (recursive, sorted), read with Pillow, RGB, the shorter
-  side resized to ``size`` and center-cropped. Files Pillow cannot decode are skipped and listed in ``skipped``.
+- ``folder:PATH``: every image below PATH (genrt.image.READ_SUFFIXES; recursive, sorted), read with Pillow, RGB,
+  the shorter side resized to ``size`` and center-cropped. Files Pillow cannot decode are skipped and listed in
+  ``skipped``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from genrt.errors import ArgumentError, GenrtError
+from genrt.image import READ_SUFFIXES
 
 __all__ = ["Dataset", "DataError", "load"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+IMAGE_SUFFIXES = READ_SUFFIXES  # what genrt.image reads; Pillow opens each of these here
 
 
 class DataError(GenrtError, ValueError):
@@ -94,7 +96,7 @@ def _folder(root: Path, size: int) -> Dataset:
             stacklevel=3,
         )
     if not images:
-        raise DataError(f"folder:{root}: no readable .jpg/.png/.webp image ({len(skipped)} unreadable)")
+        raise DataError(f"folder:{root}: no readable image ({len(skipped)} unreadable)")
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, size, size)
     return Dataset(f"folder:{root}", (x * 2.0 - 1.0).contiguous(), skipped=skipped)
 

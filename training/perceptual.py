@@ -198,6 +198,18 @@ def _vgg16_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _tapped(x: torch.Tensor, modules, taps: dict[int, str]) -> dict[str, torch.Tensor]:
+    """Runs `modules` in turn on x, keeping the output of module i as taps[i]; stops after the last tap."""
+    out, last = {}, max(taps)
+    for i, module in enumerate(modules):
+        x = module(x)
+        if i in taps:
+            out[taps[i]] = x
+        if i == last:
+            break
+    return out
+
+
 class VGG16Features(LossNetwork):
     """VGG16's convolutional layers up to relu4_3, with torchvision's key names (``features.0.weight``, ...).
 
@@ -235,16 +247,7 @@ class VGG16Features(LossNetwork):
         return (x - self.mean) / self.std
 
     def _features(self, x, wanted):
-        out = {}
-        last = max(_VGG16_LAYERS[n] for n in wanted)
-        at = {i: n for n, i in _VGG16_LAYERS.items() if n in wanted}
-        for i, module in enumerate(self.body):
-            x = module(x)
-            if i in at:
-                out[at[i]] = x
-            if i == last:
-                break
-        return out
+        return _tapped(x, self.body, {i: n for n, i in _VGG16_LAYERS.items() if n in wanted})
 
     @classmethod
     def random(cls, seed: int = 0) -> VGG16Features:
@@ -436,17 +439,8 @@ class EfficientNetLite0(LossNetwork):
         return (x * 255.0 - 127.0) / 128.0
 
     def _features(self, x, wanted):
-        out = {}
-        at = {i: n for n, i in _LITE0_LAYERS.items() if n in wanted}
-        last = max(at)
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for i, block in enumerate(self._blocks):
-            x = block(x)
-            if i in at:
-                out[at[i]] = x
-            if i == last:
-                break
-        return out
+        return _tapped(x, self._blocks, {i: n for n, i in _LITE0_LAYERS.items() if n in wanted})
 
     def gram_features(self, f: torch.Tensor) -> torch.Tensor:
         return soften(f, self.temperature) if self.soft else f

@@ -296,15 +296,22 @@ def skimage_sample(name: str) -> torch.Tensor:
     return _to_tensor(getattr(skimage.data, name)())
 
 
+_EVALUATION_NAMES = ("china.jpg", "flower.jpg")  # scikit-learn's sample photos: evaluation images, never trained on
+
+
+def _evaluation_paths() -> list[Path]:
+    folder = Path(importlib.util.find_spec("sklearn").origin).parent / "datasets" / "images"  # without importing it
+    return [folder / name for name in _EVALUATION_NAMES]
+
+
 @functools.lru_cache(maxsize=4)
 def _evaluation_images(size: int) -> list[torch.Tensor]:
     """scikit-learn's china.jpg and flower.jpg (the evaluation images) as center squares of ``size``."""
     from PIL import Image
 
-    folder = Path(importlib.util.find_spec("sklearn").origin).parent / "datasets" / "images"  # without importing it
     out = []
-    for name in ("china.jpg", "flower.jpg"):
-        with Image.open(folder / name) as im:
+    for path in _evaluation_paths():
+        with Image.open(path) as im:
             out.append(_center_square(_to_tensor(np.asarray(im.convert("RGB"))), size))
     return out
 
@@ -315,7 +322,7 @@ def _refuse_evaluation_images(images: list[torch.Tensor], names: list[str], what
     refs = _evaluation_images(32)
     for image, name in zip(images, names, strict=True):
         small = _center_square(image, 32)
-        for ref, ref_name in zip(refs, ("china.jpg", "flower.jpg"), strict=True):
+        for ref, ref_name in zip(refs, _EVALUATION_NAMES, strict=True):
             if min((small - ref).abs().mean(), (small - ref.flip(-1)).abs().mean()) < 0.05:
                 raise data_mod.DataError(
                     f"{what} {name}: looks like scikit-learn's {ref_name}, an evaluation image; never train on it"
@@ -357,7 +364,7 @@ class FolderImages:
         self.root, self.size = root, size
         self.paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in data_mod.IMAGE_SUFFIXES)
         if not self.paths:
-            raise data_mod.DataError(f"folder:{root}: no .jpg/.jpeg/.png/.webp image")
+            raise data_mod.DataError(f"folder:{root}: no image ({' '.join(data_mod.IMAGE_SUFFIXES)})")
         self.bad: dict[int, str] = {}
         self._load = functools.lru_cache(maxsize=cache)(self._read)
         _refuse_copies(self.paths)
@@ -387,8 +394,7 @@ class FolderImages:
 
 def _refuse_copies(paths: list[Path]) -> None:
     """DataError for a byte-for-byte copy of an evaluation image (only files of the same size are hashed)."""
-    folder = Path(importlib.util.find_spec("sklearn").origin).parent / "datasets" / "images"
-    refs = {(folder / n).stat().st_size: (n, perceptual.file_digest(folder / n)) for n in ("china.jpg", "flower.jpg")}
+    refs = {p.stat().st_size: (p.name, perceptual.file_digest(p)) for p in _evaluation_paths()}
     for p in paths:
         ref = refs.get(p.stat().st_size)
         if ref is not None and perceptual.file_digest(p) == ref[1]:

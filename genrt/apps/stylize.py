@@ -10,6 +10,8 @@ statistics, so tiles change nothing you can see).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from genrt import image as gimage
@@ -102,7 +104,7 @@ class Stylizer(Model):
         else:
             if not isinstance(tile, int) or tile < 2 * _MARGIN + m:
                 raise ArgumentError(f"tile: expected 0 (whole image) or an integer >= {2 * _MARGIN + m}, got {tile!r}")
-            y = self._tiler()(feeds, self.inputs[0].name, tile=tile, margin=_MARGIN)
+            y = self._tiler(feeds, self.inputs[0].name, tile=tile, margin=_MARGIN)
         if y.ndim != 4 or y.shape[1] != 3 or y.shape[2:] != padded.shape[1:]:
             raise ShapeError(f"{self.path}: a stylizer must return (1, 3, H, W) like its input, got {y.shape}")
         lo, hi = self.metadata.get("output_range", [0.0, 1.0])
@@ -136,12 +138,10 @@ class Stylizer(Model):
             return {}
         return {self.inputs[1].name: np.array([list(weights.values())], np.float32)}  # (1, styles)
 
+    @functools.cached_property
     def _tiler(self) -> tiles.Tiler:
-        # Built on first use and kept: its sessions (one per instance norm) are worth reusing across images.
-        tiler = self.__dict__.get("_tiler_instance")
-        if tiler is None:
-            tiler = self.__dict__["_tiler_instance"] = tiles.Tiler(self, multiple=self.multiple)
-        return tiler
+        # Built on first use and kept: its sessions (one per part of the graph) serve every later image.
+        return tiles.Tiler(self, multiple=self.multiple)
 
 
 def _with_luminance(photo: np.ndarray, styled: np.ndarray) -> np.ndarray:

@@ -150,11 +150,18 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict:
     }
 
 
+def has_conv_transpose(model: onnx.ModelProto) -> bool:
+    """Whether the graph has a standard ConvTranspose node at all (cheap: no shape inference)."""
+    return any(n.op_type == "ConvTranspose" and n.domain in ("", "ai.onnx") for n in model.graph.node)
+
+
 def find_chains(model: onnx.ModelProto, input_shapes: dict | None = None) -> list[Chain]:
     """ConvTranspose nodes genrt's kernel can run, with the BatchNormalization and activation that follow.
 
     Each chain's x_shape is inferred from the graph, with the graph inputs at `input_shapes` where given.
     """
+    if not has_conv_transpose(model):
+        return []  # shape inference (the slow part) only where there is something to find
     shapes = _inferred_shapes(with_input_shapes(model, input_shapes) if input_shapes else model)
     graph = model.graph
     inits = {t.name for t in graph.initializer}

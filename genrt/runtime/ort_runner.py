@@ -39,8 +39,8 @@ class OrtRunner:
         self, model: onnx.ModelProto, path, *, device: str, threads: int, providers, how: str | None, arena=True
     ):
         self._path = path
-        self._open = dict(device=device, threads=threads, providers=providers, arena=arena)
         self._settings = dict(device=device, threads=threads, providers=providers, how=how)
+        self._arena = arena
         self._threads = threads
         self._base, self._native, self._op_kernels = base_model(model)
         self._how = how or fuse.mode()
@@ -55,7 +55,7 @@ class OrtRunner:
             and device == "cpu"
             and providers is None
             and self._how != "ort"
-            and bool(fuse.find_chains(self._base))
+            and fuse.has_conv_transpose(self._base)  # a node scan; which chains qualify is fuse()'s to say
         )
         base = self._session(())
         self.inputs = io_specs(base.get_inputs())
@@ -130,5 +130,9 @@ class OrtRunner:
     def _session(self, chosen: tuple, model: onnx.ModelProto | None = None):
         if chosen not in self._sessions:
             native = self._native or bool(chosen)
-            self._sessions[chosen] = new_session(model or self._base, self._path, native=native, **self._open)
+            device, threads, providers = (self._settings[k] for k in ("device", "threads", "providers"))
+            self._sessions[chosen] = new_session(
+                model or self._base, self._path, device=device, threads=threads, providers=providers, native=native,
+                arena=self._arena,
+            )  # fmt: skip
         return self._sessions[chosen]
