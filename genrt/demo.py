@@ -57,10 +57,14 @@ def generator_section(name: str, description: str) -> Section:
 
 
 def sections() -> list[Section]:
-    """The demo's sections, in page order: one per bundled generator, then the other bundled models'."""
-    from genrt import demo_models
+    """The demo's sections, in page order: one per bundled generator, the other bundled models', the apps'."""
+    from genrt import demo_apps, demo_models
 
-    return [generator_section(m["name"], m["description"]) for m in _generators()] + demo_models.sections()
+    return (
+        [generator_section(m["name"], m["description"]) for m in _generators()]
+        + demo_models.sections()
+        + demo_apps.sections()
+    )
 
 
 def _page(blocks: list[tuple[str, list[tuple[str, str]]]], seconds: float) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 import genrt
 from genrt import onnx_ops
@@ -156,6 +157,7 @@ def export(
     verify: bool = True,
     rtol: float = 1e-3,
     atol: float = 1e-4,
+    weights: str = "float32",
 ) -> Path:
     """Exports ``module`` to ``path``; the suffix picks the format.
 
@@ -176,6 +178,9 @@ def export(
         example_inputs: a tensor or tuple of tensors (batch first).
         kind: what the model is, one of genrt.runtime.metadata.KINDS ("generator", "discriminator", ...).
         verify: load the file with genrt and compare it to the module on example_inputs (rtol, atol).
+        weights: "float32", or "float16" to store the float weights of a .onnx file in half the bytes (a Cast back
+            to float32 follows each; genrt.load folds them into float32 constants, any ONNX runtime runs the file
+            as it is). Verification then compares against the module with its weights rounded to float16.
 
     Returns:
         The path written.
@@ -193,13 +198,17 @@ def export(
         raise ArgumentError(f"path: suffix must be one of {', '.join(FORMATS)}, got {path.name!r}")
     if portable and path.suffix.lower() != ".onnx":
         raise ArgumentError("portable: only applies to .onnx files")
+    if weights not in ("float32", "float16"):
+        raise ArgumentError(f"weights: expected 'float32' or 'float16', got {weights!r}")
+    if weights == "float16" and path.suffix.lower() != ".onnx":
+        raise ArgumentError("weights='float16': only applies to .onnx files")
     if not path.parent.is_dir():
         raise ArgumentError(f"path: folder {path.parent} does not exist")
     inputs = _as_tuple(example_inputs)
     # Tracing with batch 1 would specialise the batch axis to 1; trace with 2 rows instead.
     trace_inputs = tuple(t.repeat(2, *[1] * (t.dim() - 1)) if t.shape[0] == 1 else t for t in inputs)
 
-    with _eval_mode(module), torch.no_grad():
+    with _eval_mode(module), torch.no_grad(), _weights_rounded(module, weights == "float16"):
         expected = module(*inputs)
         outputs = expected if isinstance(expected, tuple | list) else (expected,)
         input_names = list(
@@ -219,7 +228,7 @@ def export(
         tmp = _atomic_target(path)
         try:
             if path.suffix.lower() == ".onnx":
-                _export_onnx(module, trace_inputs, tmp, portable, meta, input_names, output_names, kind)
+                _export_onnx(module, trace_inputs, tmp, portable, meta, input_names, output_names, kind, weights)
             else:
                 meta["io"] = {
                     "inputs": _io_spec(input_names, inputs, kind),
@@ -238,7 +247,9 @@ def export(
     return path
 
 
-def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_names, output_names, kind) -> None:
+def _export_onnx(
+    module, inputs, tmp: Path, portable: bool, meta: dict, input_names, output_names, kind, weights="float32"
+) -> None:
     _opset()
     quiet = logging.getLogger("torch.onnx")  # its notes on optional torchvision ops are noise here
     level = quiet.level
@@ -264,6 +275,8 @@ def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_na
     if portable:  # the same graph with genrt's ops written as standard ops (genrt.onnx_ops holds each one's form)
         model = onnx_ops.to_standard_ops(model)
     _name_dynamic_axes(model, inputs, kind)
+    if weights == "float16":
+        store_float16_weights(model)
     del model.metadata_props[:]
     for key, value in md.encode(meta).items():
         model.metadata_props.add(key=key, value=value)
@@ -273,6 +286,51 @@ def _export_onnx(module, inputs, tmp: Path, portable: bool, meta: dict, input_na
     except Exception as exc:
         raise ExportError(f"the exported ONNX model fails onnx.checker: {exc}") from exc
     onnx.save(model, str(tmp))
+
+
+@contextlib.contextmanager
+def _weights_rounded(module, rounded: bool):
+    """With ``rounded``, the module's float32 parameters rounded to float16 precision (restored afterwards)."""
+    saved = []
+    if rounded:
+        for p in module.parameters():
+            half = p.detach().half()
+            if p.dtype == torch.float32 and p.dim() >= 1 and torch.isfinite(half).all():  # as store_float16_weights
+                saved.append((p, p.detach().clone()))
+                p.data.copy_(half.float())
+    try:
+        yield
+    finally:
+        for p, value in saved:
+            p.data.copy_(value)
+
+
+def store_float16_weights(model: onnx.ModelProto) -> int:
+    """Stores each float32 initializer of rank >= 1 as float16, followed by a Cast back to float32, in place.
+
+    The graph computes the same as before with weights rounded to float16; the file holds half the bytes.
+    Returns how many initializers were converted.
+    """
+    graph = model.graph
+    inputs = {v.name for v in graph.input}
+    cast_nodes, count = [], 0
+    for tensor in graph.initializer:
+        if tensor.data_type != onnx.TensorProto.FLOAT or not tensor.dims or tensor.name in inputs:
+            continue
+        value = numpy_helper.to_array(tensor)
+        with np.errstate(over="ignore"):
+            half = value.astype(np.float16)
+        if not np.isfinite(half).all():
+            continue  # out of float16's range (or not finite): kept as it is
+        name = tensor.name
+        stored = f"{name}__float16"
+        tensor.CopyFrom(numpy_helper.from_array(half, stored))
+        cast_nodes.append(onnx.helper.make_node("Cast", [stored], [name], to=onnx.TensorProto.FLOAT))
+        count += 1
+    nodes = cast_nodes + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
 
 
 def _name_dynamic_axes(model: onnx.ModelProto, inputs: tuple, kind: str) -> None:

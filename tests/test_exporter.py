@@ -81,6 +81,48 @@ def test_portable_file_runs_in_plain_onnxruntime_without_genrt(models, tmp_path)
     _close(np.load(tmp_path / "y.npy"), d(x))
 
 
+def test_float16_weights_halve_the_file_and_fold_back_at_load(tmp_path):
+    """weights="float16": half the bytes; plain ORT runs the file as it is, genrt.load folds the Casts into float32
+    constants (so the ConvTranspose rewrite still sees constant weights), and both compute the module with its
+    weights rounded to float16."""
+    import onnxruntime as ort
+
+    from genrt.runtime.onnx_session import load_onnx
+
+    def net_():
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.ConvTranspose2d(64, 3, 4, 2, 1)
+        ).eval()
+
+    torch.manual_seed(0)
+    net = net_()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(2, 3, 12, 12)
+    full = genrt.export(net, tmp_path / "full.onnx", x, kind="model")
+    half = genrt.export(net, tmp_path / "half.onnx", x, kind="model", weights="float16")
+
+    def weight_bytes(path):
+        return sum(len(t.raw_data) for t in onnx.load(path).graph.initializer)
+
+    assert weight_bytes(half) < 0.55 * weight_bytes(full)
+    assert half.stat().st_size < full.stat().st_size - 0.4 * weight_bytes(full)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the module's weights restored
+    assert onnx.TensorProto.FLOAT16 in {t.data_type for t in onnx.load(half).graph.initializer}
+    reference = net_()
+    reference.load_state_dict({k: v.half().float() for k, v in before.items()})
+    expected = reference(x).detach().numpy()
+    assert np.abs(expected - net(x).detach().numpy()).max() > 1e-6  # the rounding is visible, so the check bites
+    session = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"])
+    plain = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(plain, expected, rtol=1e-5, atol=1e-6)
+    folded = load_onnx(half)
+    assert not any(n.op_type == "Cast" for n in folded.graph.node)
+    assert {t.data_type for t in folded.graph.initializer} == {onnx.TensorProto.FLOAT}
+    for how in ("genrt", "ort"):
+        model = genrt.runtime._load(half, conv_transpose=how)
+        np.testing.assert_allclose(model(x.numpy()), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_failed_verification_raises_and_leaves_no_file(tmp_path):
     class Noisy(torch.nn.Module):
         def forward(self, x):
@@ -107,6 +149,8 @@ def test_module_mode_is_restored(models, tmp_path):
         (dict(path="g.pt2", kind="generator", portable=True), "portable: only applies to .onnx"),
         (dict(path="g.onnx", kind="generator", metadata={"x": object()}), "JSON-serialisable"),
         (dict(path="missing/g.onnx", kind="generator"), "does not exist"),
+        (dict(path="g.onnx", kind="generator", weights="int8"), "weights: expected"),
+        (dict(path="g.pt2", kind="generator", weights="float16"), "only applies to .onnx"),
     ],
 )
 def test_bad_export_arguments(models, tmp_path, kwargs, match):

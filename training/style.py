@@ -95,7 +95,7 @@ class StyleConfig:
     """Johnson et al. 2016 perceptual-loss style transfer: one network per style, or one for several styles
     (conditional instance norm)."""
 
-    style: str = "hubble_deep_field"  # style image path or scikit-image sample name; a,b,...: one multi-style net
+    style: str = "hubble_deep_field"  # image path or scikit-image sample, NAME=that to name it; a,b,...: multi-style
     content: str = "skimage"  # content photos: skimage (its photos) or folder:PATH
     out: str = "runs/style"  # run folder: checkpoints, samples, config.json, stylizer.onnx
     steps: int = 40000  # optimizer steps (the paper: 40k at batch 4, two epochs of COCO)
@@ -120,6 +120,7 @@ class StyleConfig:
     preview: int = 4  # content crops in each preview grid
     resume: bool = False  # continue from out/checkpoint.json if it exists
     export: bool = True  # export the network to out/stylizer.onnx at the end
+    export_weights: str = "float16"  # weights in the export: float16 (half the file, ~50 dB from float32) or float32
     description: str = ""  # one line stored in the export's metadata ("": made from the styles and loss network)
     threads: int = 0  # torch threads (0: torch's default)
     device: str = "cpu"  # cpu or cuda
@@ -128,8 +129,8 @@ class StyleConfig:
 
 # Fields a resumed run may change; anything else must match the checkpoint's config.
 RESUMABLE = {
-    "out", "steps", "ckpt_every", "sample_every", "preview", "resume", "export", "description", "threads", "device",
-    "progress",
+    "out", "steps", "ckpt_every", "sample_every", "preview", "resume", "export", "export_weights", "description",
+    "threads", "device", "progress",
 }  # fmt: skip
 
 
@@ -330,7 +331,16 @@ def _refuse_evaluation_images(images: list[torch.Tensor], names: list[str], what
 
 
 def load_style(spec: str, size: int) -> tuple[str, torch.Tensor]:
-    """(name, (3, H, W) in [0, 1]) for a path or a scikit-image sample name, shorter side resized to ``size``."""
+    """(name, (3, H, W) in [0, 1]) for a path or a scikit-image sample name, shorter side resized to ``size``.
+
+    The name is the file's stem or the sample's name, or NAME in ``NAME=SOURCE`` (``hubble=hubble_deep_field``):
+    what a multi-style model's users pass to mix styles.
+    """
+    given, sep, source = spec.partition("=")
+    if sep and given.strip() and not Path(spec).expanduser().is_file():
+        spec = source.strip()
+    else:
+        given = ""
     path = Path(spec).expanduser()
     if path.is_file():
         x, name = _read_photo(path), path.stem
@@ -342,7 +352,7 @@ def load_style(spec: str, size: int) -> tuple[str, torch.Tensor]:
         )
     x = _resize_short(x.float().contiguous(), size)
     _refuse_evaluation_images([x], [spec], "style")
-    return name, x
+    return given.strip() or name, x
 
 
 def _read_photo(path: Path) -> torch.Tensor:
@@ -470,6 +480,8 @@ def _check(cfg: StyleConfig) -> None:
         raise ArgumentError(f"content_size: must be >= crop ({cfg.crop}), got {cfg.content_size}")
     if cfg.batch_size < 1 or cfg.steps < 1 or cfg.preview < 1:
         raise ArgumentError("batch_size, steps, preview: expected positive integers")
+    if cfg.export_weights not in ("float16", "float32"):
+        raise ArgumentError(f"export_weights: expected float16 or float32, got {cfg.export_weights!r}")
     for k in ("ckpt_every", "sample_every"):
         if getattr(cfg, k) < 1:
             raise ArgumentError(f"{k}: expected a positive integer, got {getattr(cfg, k)}")
@@ -655,8 +667,9 @@ def export_stylizer(net: TransformerNet, cfg: StyleConfig, styles: list[str], lo
         meta["style"] = styles[0]
         inputs, names = (image,), ["image"]
     return genrt.export(
-        net, path, inputs, kind="stylizer", metadata=meta, input_names=names, output_names=["stylized"]
-    )
+        net, path, inputs, kind="stylizer", metadata=meta, input_names=names, output_names=["stylized"],
+        weights=cfg.export_weights,
+    )  # fmt: skip
 
 
 def main(argv=None) -> None:

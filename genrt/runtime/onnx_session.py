@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import external_data_helper
+from onnx import external_data_helper, numpy_helper
 
 from genrt import onnx_ops
 from genrt.errors import ArgumentError, GenrtError, InvalidModelError, RunError
@@ -92,7 +92,44 @@ def load_onnx(path: Path) -> onnx.ModelProto:
             external_data_helper.load_external_data_for_model(model, str(folder))
         except Exception as exc:
             raise InvalidModelError(f"{path}: cannot read its external data: {exc}") from None
+    fold_stored_casts(model)
     return model
+
+
+def fold_stored_casts(model: onnx.ModelProto) -> int:
+    """Replaces each Cast of a float16 / bfloat16 initializer to float32 by a float32 initializer, in place.
+
+    Files that store their weights in 16 bits (genrt.export(weights="float16"), onnxconverter-common's
+    keep_io_types) cast them back at the top of the graph; folded at load, the weights are constants again, so
+    genrt's load-time rewrites (which need constant weights) apply and nothing is cast per run. Returns how many
+    Casts were folded.
+    """
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    for value in graph.input:  # an initializer that is also a graph input may be fed a value: not a constant
+        inits.pop(value.name, None)
+    narrow = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+    folded, keep = {}, []
+    for node in graph.node:
+        source = inits.get(node.input[0]) if node.op_type == "Cast" and node.domain in ("", "ai.onnx") else None
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        widened = source is not None and source.data_type in narrow and to == onnx.TensorProto.FLOAT
+        if not widened or node.output[0] in outputs:
+            keep.append(node)
+            continue
+        value = numpy_helper.to_array(source).astype(np.float32)
+        folded[node.output[0]] = numpy_helper.from_array(value, node.output[0])
+    if not folded:
+        return 0
+    del graph.node[:]
+    graph.node.extend(keep)
+    graph.initializer.extend(folded.values())
+    used = {name for n in graph.node for name in n.input} | outputs
+    still = [t for t in graph.initializer if t.name in used or t.name in folded]
+    del graph.initializer[:]
+    graph.initializer.extend(still)
+    return len(folded)
 
 
 def _providers(device: str, providers):

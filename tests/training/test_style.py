@@ -360,6 +360,20 @@ def test_evaluation_images_are_refused(tmp_path):
         style.load_style(str(tmp_path / "style.jpg"), 64)
     with pytest.raises(DataError, match="neither an image file nor a scikit-image sample"):
         style.load_style("no_such_sample", 64)
+    with pytest.raises(DataError, match="evaluation image"):
+        style.load_style(f"nice={tmp_path / 'style.jpg'}", 64)  # a given name does not hide the image
+
+
+def test_style_names(tmp_path):
+    from PIL import Image
+
+    name, x = style.load_style("retina", 32)
+    assert name == "retina" and x.shape[0] == 3 and min(x.shape[1:]) == 32
+    named, y = style.load_style("eye=retina", 32)
+    assert named == "eye" and torch.equal(x, y)
+    path = tmp_path / "a=b.png"  # a file whose name has "=" is a file, not NAME=SOURCE
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8) + 90).save(path)
+    assert style.load_style(str(path), 32)[0] == "a=b"
 
 
 def test_folder_content_skips_unreadable_files(tmp_path, capsys):

@@ -1,0 +1,99 @@
+"""`genrt demo` sections for the applications on bundled models: style transfer (genrt.apps.stylize).
+
+Same shape as genrt.demo's sections: ``section(out, opts) -> (title, [(file, caption), ...])``. The photos are
+scikit-learn's china.jpg and flower.jpg: the evaluation images, which no bundled model trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import genrt
+from genrt.demo import Section
+from genrt.image import make_grid, read_image, save_png
+
+_PHOTO_WIDTH = 320  # demo photos are resized to this width: big enough to see the style, quick on two cores
+
+
+def _photos() -> list[tuple[str, np.ndarray]] | None:
+    """[(name, uint8 (H, W, 3))] of scikit-learn's two sample photos, resized; None without scikit-learn."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None:
+        return None
+    from PIL import Image
+
+    folder = Path(spec.origin).parent / "datasets" / "images"
+    out = []
+    for name in ("china", "flower"):
+        pixels = read_image(folder / f"{name}.jpg").pixels
+        h, w = pixels.shape[:2]
+        size = (_PHOTO_WIDTH, round(h * _PHOTO_WIDTH / w / 4) * 4)
+        out.append((name, np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))))
+    return out
+
+
+def _stylizer_names() -> list[str]:
+    return [m["name"] for m in genrt.list_models() if m["kind"] == "stylizer"]
+
+
+def _row(images: list[np.ndarray]) -> np.ndarray:
+    return make_grid(np.stack(images), nrow=len(images))
+
+
+def stylize_section(out: Path, opts: dict):
+    photos = _photos()
+    items = []
+    if photos is None:
+        return "Style transfer", items  # scikit-learn (the train extra) ships the photos
+    loaded = {name: genrt.load(name, threads=opts["threads"]) for name in _stylizer_names()}
+    single = [{"name": n} for n, s in loaded.items() if not s.styles]
+    multi = [{"name": n} for n, s in loaded.items() if s.styles]
+    if single:
+        rows = [_row([photo] + [loaded[m["name"]].stylize(photo) for m in single]) for _, photo in photos]
+        save_png(out / "style-grid.png", np.concatenate(rows))
+        items.append(
+            ("style-grid.png", "Photos x styles: each row a photo (scikit-learn's china.jpg and flower.jpg, never "
+             f"trained on), then {', '.join(m['name'] for m in single)} (Johnson et al. 2016, one network each).")
+        )  # fmt: skip
+        first = loaded[single[0]["name"]]
+        photo = photos[0][1]
+        strengths = (0.0, 0.25, 0.5, 0.75, 1.0)
+        save_png(out / "style-strength.png", _row([first.stylize(photo, strength=s) for s in strengths]))
+        items.append(
+            ("style-strength.png", f"Strength 0, 0.25, 0.5, 0.75, 1 with {single[0]['name']}: 0 is the photo, 1 the "
+             "full style.")
+        )  # fmt: skip
+        rows = []
+        for m in single[:2]:
+            s = loaded[m["name"]]
+            rows.append(_row([photo, s.stylize(photo), s.stylize(photo, preserve_color=True)]))
+        save_png(out / "style-preserve-color.png", np.concatenate(rows))
+        items.append(
+            ("style-preserve-color.png", "Colour preservation: photo, stylized, stylized keeping the photo's "
+             f"colours (only the luminance is transferred; Gatys et al. 2016), with {single[0]['name']}"
+             + (f" and {single[1]['name']}" if len(single) > 1 else "") + ".")
+        )  # fmt: skip
+    for m in multi[:1]:
+        s = loaded[m["name"]]
+        names = s.styles
+        a, b = names[0], names[min(1, len(names) - 1)]
+        photo = photos[1][1]
+        mixes = [{a: 1 - t, b: t} if a != b else {a: 1.0} for t in np.linspace(0.0, 1.0, 5)]
+        save_png(out / "style-mix.png", _row([photo] + [s.stylize(photo, style=w) for w in mixes]))
+        items.append(
+            ("style-mix.png", f"Mixing styles on {m['name']} (one network holding {', '.join(names)}; conditional "
+             f"instance norm, Dumoulin et al. 2017): the photo, then {a} -> {b} with weights 0, 0.25, 0.5, 0.75, 1 "
+             f"on {b}.")
+        )  # fmt: skip
+        save_png(out / "style-multi.png", _row([photo] + [s.stylize(photo, style=n) for n in names]))
+        items.append(("style-multi.png", f"Every style of {m['name']} on one photo: {', '.join(names)}."))
+    return "Style transfer (Johnson et al. 2016): bundled stylizers on photos they never saw", items
+
+
+def sections() -> list[Section]:
+    """Application sections, shown when bundled models of their kind exist."""
+    return [stylize_section] if _stylizer_names() else []

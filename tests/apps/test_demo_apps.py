@@ -1,0 +1,71 @@
+"""genrt demo's style-transfer section, on tiny stylizers in a stand-in bundled-models folder."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("sklearn")  # ships the demo's photos
+
+import genrt  # noqa: E402
+from genrt import demo, demo_apps  # noqa: E402
+from genrt.runtime import files  # noqa: E402
+from tests.apps.test_stylize import TwoStyles  # noqa: E402
+from tests.reference_nets import JohnsonTransformer, johnson_init  # noqa: E402
+
+META = {"input_range": [-1.0, 1.0], "output_range": [-1.0, 1.0], "multiple": 4}
+
+
+@pytest.fixture
+def bundled(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    for name, seed in (("style-a", 1), ("style-b", 2)):
+        torch.manual_seed(seed)
+        net = johnson_init(JohnsonTransformer(width=4, blocks=1))
+        genrt.export(net, models / f"{name}.onnx", torch.randn(1, 3, 32, 32), kind="stylizer", metadata=META)
+    two = TwoStyles().eval()
+    genrt.export(
+        two, models / "style-mixed.onnx", (torch.randn(1, 3, 32, 32), torch.tensor([[0.5, 0.5]])), kind="stylizer",
+        metadata={**META, "styles": ["a", "b"]}, input_names=["image", "style"],
+    )  # fmt: skip
+    monkeypatch.setattr(files, "MODELS_DIR", models)
+    return models
+
+
+def _cells(path, n):
+    """The n pictures of a one-row grid (make_grid: 2-pixel gaps), as uint8 arrays."""
+    grid = np.asarray(Image.open(path).convert("RGB"))
+    w = (grid.shape[1] - 2 * (n + 1)) // n
+    return [grid[2:-2, 2 + i * (w + 2) : 2 + i * (w + 2) + w] for i in range(n)]
+
+
+@pytest.mark.slow
+def test_style_section_pictures(bundled, tmp_path):
+    assert demo_apps.stylize_section in demo.sections()
+    out = tmp_path / "demo"
+    out.mkdir()
+    title, items = demo_apps.stylize_section(out, {"seed": 0, "threads": 1})
+    assert title.startswith("Style transfer")
+    files_ = [f for f, _ in items]
+    assert files_ == ["style-grid.png", "style-strength.png", "style-preserve-color.png", "style-mix.png",
+                      "style-multi.png"]  # fmt: skip
+    photos = demo_apps._photos()
+    china, flower = photos[0][1], photos[1][1]
+    a = genrt.load("style-a")
+    strip = _cells(out / "style-strength.png", 5)
+    assert strip[0].shape == china.shape
+    np.testing.assert_array_equal(strip[0], china)  # strength 0 is the photo
+    np.testing.assert_array_equal(strip[-1], a.stylize(china))  # strength 1 the full style
+    mix = _cells(out / "style-mix.png", 6)
+    mixed = genrt.load("style-mixed")
+    np.testing.assert_array_equal(mix[0], flower)
+    np.testing.assert_array_equal(mix[1], mixed.stylize(flower, style="a"))
+    np.testing.assert_array_equal(mix[3], mixed.stylize(flower, style={"a": 1, "b": 1}))
+    grid = np.asarray(Image.open(out / "style-grid.png"))
+    assert grid.shape[0] > china.shape[0] + flower.shape[0]  # one row per photo
+
+
+def test_no_section_without_stylizers(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "MODELS_DIR", tmp_path)
+    assert demo_apps.sections() == []
