@@ -15,6 +15,7 @@ from genrt.errors import ArgumentError, DTypeError
 
 __all__ = [
     "PackedConvTranspose2d",
+    "conv2d",
     "conv_transpose2d",
     "cpu_isa",
     "get_num_threads",
@@ -112,6 +113,70 @@ def _pair(value, name: str) -> list[int]:
     if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in items):
         raise ArgumentError(f"{name}: expected an int or a pair of ints, got {value!r}")
     return [int(items[0]), int(items[1])]
+
+
+_PADDING_MODES = ("zeros", "reflect", "edge")
+
+
+def conv2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    padding=(0, 0, 0, 0),
+    padding_mode: str = "zeros",
+    activation: str | None = "none",
+    threads: int | None = None,
+) -> np.ndarray:
+    """3x3 stride-1 convolution with the padding done in the kernel, as ONNX Pad(mode) + Conv or ``torch`` F.pad +
+    F.conv2d, followed by ``+ bias`` and an optional relu; computed with Winograd's F(4x4, 3x3).
+
+    ``H_out = H + top + bottom - 2``, ``W_out = W + left + right - 2``.
+
+    Args:
+        x: ``ndarray[N, C_in, H, W]``, float32 or float64, any strides.
+        w: ``ndarray[C_out, C_in, 3, 3]``, x's dtype (the layout of torch's Conv2d.weight; groups 1).
+        bias: ``ndarray[C_out]`` or None.
+        padding: an int (all sides), an (h, w) pair, or (top, left, bottom, right); each 0..2.
+        padding_mode: "zeros", "reflect" (mirror without repeating the edge; each pad smaller than its dimension)
+            or "edge" (replicate; torch's "replicate" is accepted too).
+        activation: None/"none" or "relu", applied after the bias.
+        threads: threads to use; default :func:`get_num_threads`.
+
+    Returns:
+        A fresh C-contiguous ``ndarray[N, C_out, H_out, W_out]`` of x's dtype.
+
+    Raises:
+        ShapeError: wrong ranks, a kernel other than 3x3, mismatched channels, a bias of the wrong length, an
+            empty output.
+        ArgumentError: bad padding, padding_mode, activation or threads.
+        DTypeError: x or w is not a float32/float64 ndarray, or the dtypes differ.
+    """
+    pads, mode, act = _conv2d_args(padding, padding_mode, activation)
+    return _C.conv2d_forward(x, w, bias, pads, mode, act, _check_threads(threads))
+
+
+def _conv2d_args(padding, padding_mode, activation) -> tuple[list[int], str, str]:
+    """conv2d's options, checked: padding as [top, left, bottom, right], the mode, the activation."""
+    act = "none" if activation is None else activation
+    if not isinstance(act, str) or act not in ("none", "relu"):
+        raise ArgumentError(f"activation: expected None, 'none' or 'relu', got {activation!r}")
+    mode = {"replicate": "edge", "constant": "zeros"}.get(padding_mode, padding_mode)
+    if not isinstance(mode, str) or mode not in _PADDING_MODES:
+        raise ArgumentError(f"padding_mode: expected one of {', '.join(_PADDING_MODES)}, got {padding_mode!r}")
+    bad = ArgumentError(f"padding: expected an int, (h, w) or (top, left, bottom, right), got {padding!r}")
+    if isinstance(padding, bool):
+        raise bad
+    if isinstance(padding, int | np.integer):
+        return [int(padding)] * 4, mode, act
+    try:
+        items = list(padding)
+    except TypeError:
+        raise bad from None
+    if len(items) not in (2, 4) or any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in items):
+        raise bad
+    pads = [int(v) for v in items]
+    return (pads * 2 if len(pads) == 2 else pads), mode, act
 
 
 def conv_transpose2d(

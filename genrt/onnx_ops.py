@@ -44,6 +44,25 @@ def register_schemas() -> None:
                 attributes=[attr("threads", INT, "kernel threads (0: all CPUs); set by genrt.load", required=False)],
             ),
             defs.OpSchema(
+                "Conv",
+                DOMAIN,
+                VERSION,
+                doc="ONNX Pad(mode) then Conv (3x3, stride 1, group 1), + B, then optional relu, in one pass.",
+                inputs=[
+                    param("X", "T", "(N, C_in, H, W)"),
+                    param("W", "T", "(C_out, C_in, 3, 3)"),
+                    param("B", "T", "(C_out,)", param_option=optional),
+                ],
+                outputs=[param("Y", "T", "(N, C_out, H + top + bottom - 2, W + left + right - 2)")],
+                type_constraints=[T],
+                attributes=[
+                    attr("pads", INTS, "[top, left, bottom, right], each 0..2", required=False),
+                    attr("padding_mode", defs.OpSchema.AttrType.STRING, "zeros|reflect|edge", required=False),
+                    attr("activation", defs.OpSchema.AttrType.STRING, "none|relu", required=False),
+                    attr("threads", INT, "kernel threads; set by genrt.load", required=False),
+                ],
+            ),
+            defs.OpSchema(
                 "ConvTranspose",
                 DOMAIN,
                 VERSION,

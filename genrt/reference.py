@@ -30,3 +30,30 @@ def reference_minibatch_discrimination_backward(M: np.ndarray, grad_out: np.ndar
         w = (g[i][None] + g) * e  # (N, B)
         grad[i] = -(w[..., None] * np.sign(diff)).sum(0)
     return grad
+
+
+def reference_conv2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    padding=(0, 0, 0, 0),
+    padding_mode: str = "zeros",
+    activation: str = "none",
+) -> np.ndarray:
+    """:func:`genrt.kernels.conv2d` in float64: numpy's pad (its "reflect" and "edge" are ONNX Pad's), then the
+    3x3 correlation as nine shifted matrix products. padding is (top, left, bottom, right)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    top, left, bottom, right = padding
+    mode = {"zeros": "constant", "reflect": "reflect", "edge": "edge"}[padding_mode]
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)  # (N, C_in, Hp, Wp)
+    ho, wo = xp.shape[2] - 2, xp.shape[3] - 2
+    out = np.zeros((x.shape[0], w.shape[0], ho, wo))
+    for kh in range(3):
+        for kw in range(3):
+            window = xp[:, :, kh : kh + ho, kw : kw + wo]  # (N, C_in, H_out, W_out)
+            out += np.einsum("nchw,oc->nohw", window, w[:, :, kh, kw])
+    if bias is not None:
+        out += np.asarray(bias, dtype=np.float64)[None, :, None, None]
+    return np.maximum(out, 0.0) if activation == "relu" else out

@@ -6,6 +6,7 @@
 namespace genrt {
 namespace ort {
 
+void add_conv(Ort::CustomOpDomain& domain);
 void add_conv_transpose(Ort::CustomOpDomain& domain);
 void add_minibatch_discrimination(Ort::CustomOpDomain& domain);
 

@@ -13,6 +13,7 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
     // One domain object for the process: ORT keeps pointers to it for the sessions' lifetime.
     static Ort::CustomOpDomain* domain = [] {
       auto* d = new Ort::CustomOpDomain("genrt");
+      genrt::ort::add_conv(*d);
       genrt::ort::add_conv_transpose(*d);
       genrt::ort::add_minibatch_discrimination(*d);
       return d;

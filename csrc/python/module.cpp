@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../core/common.h"
+#include "../core/conv2d.h"
 #include "../core/conv_transpose2d.h"
 #include "../core/cpu_isa.h"
 #include "../core/minibatch_discrimination.h"
@@ -144,6 +145,30 @@ py::array conv_transpose2d_forward(py::handle x_obj, py::handle w_obj, py::handl
   return out.array;
 }
 
+py::array conv2d_forward(py::handle x_obj, py::handle w_obj, py::handle bias_obj, const std::vector<int64_t>& padding,
+                         const std::string& padding_mode, const std::string& activation, int threads,
+                         genrt::WeightCache* cache) {
+  Arg x("x", x_obj), w("weight", w_obj);
+  genrt::Conv2dParams p;
+  if (padding.size() != 4)
+    throw genrt::Error(genrt::Error::Kind::value, "padding: expected 4 values (top, left, bottom, right), got " +
+                                                      std::to_string(padding.size()));
+  for (int i = 0; i < 4; ++i) p.padding[i] = padding[i];
+  p.padding_mode = genrt::parse_padding_mode(padding_mode);
+  p.activation = genrt::parse_activation(activation);
+  std::unique_ptr<Arg> bias;
+  genrt::TensorRef none{"bias", nullptr, x.ref.dtype, 0, nullptr, nullptr};
+  if (!bias_obj.is_none()) bias = std::make_unique<Arg>("bias", bias_obj);
+  int64_t shape[4];
+  genrt::conv2d_output_shape(x.ref, w.ref, p, shape);
+  Out out("out", x.ref.dtype, {shape[0], shape[1], shape[2], shape[3]});
+  {
+    py::gil_scoped_release nogil;
+    genrt::conv2d_forward(x.ref, w.ref, bias ? bias->ref : none, out.ref, p, resolve_threads(threads), cache);
+  }
+  return out.array;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, mod) {
@@ -182,6 +207,12 @@ PYBIND11_MODULE(_C, mod) {
           "Transposed 2-D convolution with fused bias, scale/shift and activation; x (N, C_in, H, W), weight "
           "(C_in, C_out/groups, kH, kW) -> (N, C_out, H_out, W_out). cache: a WeightCache that keeps the packed "
           "weights for later calls, which must pass the same weight values.");
+  mod.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
+          py::arg("padding") = std::vector<int64_t>{0, 0, 0, 0}, py::arg("padding_mode") = "zeros",
+          py::arg("activation") = "none", py::arg("threads") = 0, py::arg("cache") = nullptr,
+          "3x3 stride-1 convolution (Winograd F(4x4, 3x3)) with in-kernel padding (top, left, bottom, right; "
+          "zeros/reflect/edge), fused bias and relu; x (N, C_in, H, W), weight (C_out, C_in, 3, 3) -> (N, C_out, "
+          "H + top + bottom - 2, W + left + right - 2). cache: a WeightCache that keeps the transformed weights.");
   mod.def("hardware_threads", &genrt::hardware_threads, "Hardware threads usable by this process.");
   mod.def("available_isas", &genrt::available_isas, "Instruction sets compiled in and supported by this CPU.");
   mod.def("active_isa", [] { return std::string(genrt::isa_name(genrt::active_isa())); });

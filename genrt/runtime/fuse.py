@@ -1,9 +1,15 @@
-"""Load-time rewrite: ConvTranspose [-> BatchNormalization] [-> activation] -> genrt.ConvTranspose.
+"""Load-time rewrite of standard ONNX nodes into genrt's ops where genrt's kernel measured faster:
 
-A chain is rewritten only where genrt's fused kernel measured faster than ONNX Runtime running the original
-nodes, on that layer's shape, dtype, thread count and instruction set. Each decision is measured once and kept
-in a JSON cache (``$GENRT_CACHE_DIR``, default ``~/.cache/genrt``). ``GENRT_CONV_TRANSPOSE=genrt|ort`` forces
-the choice (tests and benchmarks use it); the default is ``auto``.
+- ``ConvTranspose [-> BatchNormalization] [-> activation]`` -> ``genrt.ConvTranspose``;
+- ``[Pad] -> Conv(3x3, stride 1) [-> Relu]`` -> ``genrt.Conv`` (Winograd, the padding done in the kernel).
+
+Which chains qualify is genrt.runtime.fuse_chains' to say. A chain is rewritten only where genrt's kernel measured
+faster than ONNX Runtime running the original nodes, on that layer's shape, dtype, thread count and instruction
+set. Each decision is measured once and kept in a JSON cache (``$GENRT_CACHE_DIR``, default ``~/.cache/genrt``),
+one entry per layer shape, its key naming the nodes it replaces. The environment forces the choice per op (tests
+and benchmarks use it): ``GENRT_CONV_TRANSPOSE=genrt|ort|auto`` for ConvTranspose chains and
+``GENRT_CONV=genrt|ort|auto`` for Conv chains; the default is ``auto`` (measure), ``genrt`` rewrites every chain,
+``ort`` none. A caller's explicit ``how`` overrides both.
 
 Shape classes: a model's dynamic axes (batch, and the height and width of fully convolutional models) take any
 size, so choices are made per class of sizes, not per size. The batch axis falls in one of two buckets (up to
@@ -18,7 +24,6 @@ import os
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +33,11 @@ from onnx import helper, numpy_helper, shape_inference
 
 import genrt
 from genrt import onnx_ops
+from genrt.runtime import fuse_chains
+from genrt.runtime.fuse_chains import Chain
 
-ACTIVATIONS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+OPS = ("ConvTranspose", "Conv")  # the genrt ops the rewrite can write
+_ENV = {"ConvTranspose": "GENRT_CONV_TRANSPOSE", "Conv": "GENRT_CONV"}
 # Layer choices are measured per shape class (batch bucket and size classes): a model gets one session per
 # distinct set of choices, and each call runs the session of its inputs' class (genrt/runtime/ort_runner.py).
 BUCKETS = (1, 32)  # the batch size each bucket is measured at
@@ -75,25 +83,18 @@ def class_label(dynamic_axes, key) -> str:
 _lock = threading.Lock()
 
 
-@dataclass
-class Chain:
-    conv: onnx.NodeProto
-    bn: onnx.NodeProto | None = None
-    act: onnx.NodeProto | None = None
-    x_shape: list = field(default_factory=list)  # (N, C, H, W), ints or None
-
-    @property
-    def nodes(self) -> list[onnx.NodeProto]:
-        return [n for n in (self.conv, self.bn, self.act) if n is not None]
-
-    @property
-    def output(self) -> str:
-        return self.nodes[-1].output[0]
-
-
-def mode() -> str:
-    value = os.environ.get("GENRT_CONV_TRANSPOSE", "auto")
+def mode(op: str = "ConvTranspose") -> str:
+    """How chains of genrt op `op` are chosen: $GENRT_CONV_TRANSPOSE / $GENRT_CONV, "auto" unless set."""
+    value = os.environ.get(_ENV[op], "auto")
     return value if value in ("auto", "genrt", "ort") else "auto"
+
+
+def modes(how: str | dict | None = None) -> dict[str, str]:
+    """{op: "auto" | "genrt" | "ort"}: `how` for every op where given (a dict: per op), else each op's environment
+    variable."""
+    if isinstance(how, dict):
+        return {op: how.get(op) or mode(op) for op in OPS}
+    return {op: how or mode(op) for op in OPS}
 
 
 def _cache_path() -> Path:
@@ -117,13 +118,6 @@ def _write_cache(cache: dict) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home only costs re-measuring next time
-
-
-def _attr(node, name, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def with_input_shapes(model: onnx.ModelProto, input_shapes: dict) -> onnx.ModelProto:
@@ -152,87 +146,32 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict:
 
 def has_conv_transpose(model: onnx.ModelProto) -> bool:
     """Whether the graph has a standard ConvTranspose node at all (cheap: no shape inference)."""
-    return any(n.op_type == "ConvTranspose" and n.domain in ("", "ai.onnx") for n in model.graph.node)
+    return has_candidates(model, ("ConvTranspose",))
 
 
-def find_chains(model: onnx.ModelProto, input_shapes: dict | None = None) -> list[Chain]:
-    """ConvTranspose nodes genrt's kernel can run, with the BatchNormalization and activation that follow.
+def has_candidates(model: onnx.ModelProto, ops=OPS) -> bool:
+    """Whether the graph has a standard node that may start a chain of an op in `ops`: any ConvTranspose, a Conv
+    that is 3x3 with stride 1 (cheap: a node scan, no shape inference)."""
+    dims = {t.name: list(t.dims) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.domain not in fuse_chains.STANDARD or n.op_type not in ops:
+            continue
+        if n.op_type == "ConvTranspose":
+            return True
+        if len(n.input) >= 2 and fuse_chains.conv_qualifies(n, dims.get(n.input[1])):
+            return True
+    return False
+
+
+def find_chains(model: onnx.ModelProto, input_shapes: dict | None = None, ops=OPS) -> list[Chain]:
+    """The chains of standard nodes genrt's ops in `ops` can run, in graph order.
 
     Each chain's x_shape is inferred from the graph, with the graph inputs at `input_shapes` where given.
     """
-    if not has_conv_transpose(model):
+    if not has_candidates(model, ops):
         return []  # shape inference (the slow part) only where there is something to find
     shapes = _inferred_shapes(with_input_shapes(model, input_shapes) if input_shapes else model)
-    graph = model.graph
-    inits = {t.name for t in graph.initializer}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in graph.output}
-
-    def only_consumer(name):
-        users = consumers.get(name, [])
-        return users[0] if len(users) == 1 and name not in graph_outputs else None
-
-    chains = []
-    for node in graph.node:
-        if node.domain not in ("", "ai.onnx") or node.op_type != "ConvTranspose":
-            continue
-        pads = list(_attr(node, "pads", [0, 0, 0, 0]))
-        if (
-            _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
-            or _attr(node, "output_shape", None) is not None
-            or len(pads) != 4
-            or pads[0] != pads[2]
-            or pads[1] != pads[3]
-            or len(shapes.get(node.input[0], [])) != 4
-        ):
-            continue
-        chain = Chain(node, x_shape=shapes[node.input[0]])
-        nxt = only_consumer(node.output[0])
-        if (
-            nxt is not None
-            and nxt.op_type == "BatchNormalization"
-            and len(nxt.output) == 1
-            and all(name in inits for name in nxt.input[1:5])
-        ):
-            chain.bn = nxt
-            nxt = only_consumer(nxt.output[0])
-        if nxt is not None and nxt.op_type in ACTIVATIONS and nxt.domain in ("", "ai.onnx"):
-            chain.act = nxt
-        chains.append(chain)
-    return chains
-
-
-def _genrt_node(chain: Chain, extra_inputs: list[str], threads: int) -> onnx.NodeProto:
-    conv = chain.conv
-    act = "none" if chain.act is None else ACTIVATIONS[chain.act.op_type]
-    inputs = [conv.input[0], conv.input[1], conv.input[2] if len(conv.input) > 2 else ""] + extra_inputs
-    while inputs and inputs[-1] == "":
-        inputs.pop()
-    return helper.make_node(
-        "ConvTranspose",
-        inputs,
-        [chain.output],
-        name=(conv.name or "conv_transpose") + "_genrt",
-        domain=onnx_ops.DOMAIN,
-        strides=list(_attr(conv, "strides", [1, 1])),
-        pads=list(_attr(conv, "pads", [0, 0, 0, 0])),
-        output_padding=list(_attr(conv, "output_padding", [0, 0])),
-        dilations=list(_attr(conv, "dilations", [1, 1])),
-        group=int(_attr(conv, "group", 1)),
-        activation=act,
-        alpha=float(_attr(chain.act, "alpha", 0.01)) if chain.act is not None else 0.01,
-        threads=threads,
-    )
-
-
-def _fold_bn(chain: Chain, inits: dict) -> tuple[np.ndarray, np.ndarray]:
-    gamma, beta, mean, var = (inits[name] for name in chain.bn.input[1:5])
-    eps = float(_attr(chain.bn, "epsilon", 1e-5))
-    scale = gamma / np.sqrt(var + eps)
-    return scale, beta - mean * scale
+    return fuse_chains.find(model, shapes, ops)
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
@@ -245,7 +184,7 @@ def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype, opset: int) -> b
     graph = helper.make_graph(
         list(nodes),
         "layer",
-        [helper.make_tensor_value_info(chain.conv.input[0], elem, x_shape)],
+        [helper.make_tensor_value_info(chain.input, elem, x_shape)],
         [helper.make_tensor_value_info(chain.output, elem, None)],
         [numpy_helper.from_array(inits[name], name) for name in sorted(used)],
     )
@@ -280,65 +219,44 @@ def _measure_batch(x_shape: list) -> int:
 
 
 def fuse(
-    model: onnx.ModelProto, *, threads: int, library: str, input_shapes: dict, how: str | None = None
-) -> tuple[onnx.ModelProto, list[tuple[int, str]]]:
+    model: onnx.ModelProto, *, threads: int, library: str, input_shapes: dict, how: str | dict | None = None
+) -> tuple[onnx.ModelProto, list[tuple[int, str, str]]]:
     """Rewrites the chains where genrt's kernel is faster for graph inputs of `input_shapes` ({name: dims}).
 
-    Returns the model (the same object where nothing changed) and [(chain index, description)] of the chains
-    rewritten; the same indices give the same model, so callers can share one session between shape classes.
+    `how` ("auto", "genrt", "ort", or a dict of them per op) applies where given, else each op follows its
+    environment variable.
+    Returns the model (the same object where nothing changed) and [(chain index, genrt op, description)] of the
+    chains rewritten; the same indices give the same model, so callers can share one session between shape classes.
     """
-    how = how or mode()
-    if how == "ort":
+    how_of = modes(how)
+    ops = tuple(op for op in OPS if how_of[op] != "ort")
+    if not ops:
         return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    chains = find_chains(out, input_shapes)
+    chains = find_chains(out, input_shapes, ops)
     if not chains:
         return model, []
     inits = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
     opset = _default_opset(out)
-    cache = _read_cache() if how == "auto" else {}
+    cache = _read_cache() if "auto" in how_of.values() else {}
     cache_dirty = False
     replaced, chosen, drop = {}, [], set()
     for index, chain in enumerate(chains):
-        weight = inits.get(chain.conv.input[1])
-        extra, new_inits = [], []
-        if chain.bn is not None:
-            scale, shift = _fold_bn(chain, inits)
-            dtype = weight.dtype if weight is not None else np.float32
-            base = f"{chain.conv.name or 'conv_transpose'}_{index}_genrt"
-            new_inits = [(f"{base}_scale", scale.astype(dtype)), (f"{base}_shift", shift.astype(dtype))]
-            extra = [name for name, _ in new_inits]
-        node = _genrt_node(chain, extra, threads)
-        label = (
-            f"{chain.conv.name or 'ConvTranspose'} {tuple(chain.x_shape[1:])} -> "
-            f"{'+'.join(n.op_type for n in chain.nodes)}"
-        )
-        if how == "auto":
-            if weight is None or any(d is None or d < 1 for d in chain.x_shape):
-                continue  # no concrete shape to measure on: keep ORT's nodes
-            batch = _measure_batch(chain.x_shape)
-            attrs = [(a.name, list(a.ints) or a.i) for a in chain.conv.attribute]
-            layer = [str(weight.dtype), list(weight.shape), chain.x_shape[1:], [n.op_type for n in chain.nodes], attrs]
-            key = json.dumps([genrt.__version__, KERNEL_REVISION, genrt.kernels.cpu_isa(), threads, batch] + layer)
+        node = chain.genrt_node(threads)
+        if how_of[chain.op] == "auto":
+            key = _key(chain, inits, threads)
+            if key is None:
+                continue  # no concrete shape or constant weight to measure on: keep ORT's nodes
             if key not in cache:
-                all_inits = dict(inits, **dict(new_inits))
-                x = np.random.default_rng(0).standard_normal([batch] + chain.x_shape[1:]).astype(weight.dtype)
-                ort_nodes = _subgraph(chain, chain.nodes, all_inits, x.shape, weight.dtype, opset)
-                genrt_node = _subgraph(chain, [node], all_inits, x.shape, weight.dtype, opset)
-                try:
-                    ms_ort, ms_genrt = _time(ort_nodes, x, threads, None), _time(genrt_node, x, threads, library)
-                except Exception as exc:  # a layer ORT or genrt cannot run alone: keep the model's own nodes
-                    cache[key] = {"genrt": False, "error": str(exc).splitlines()[0][:200]}
-                else:
-                    cache[key] = {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
+                cache[key] = _measure(chain, node, inits, opset, threads, library)
                 cache_dirty = True
             if not cache[key]["genrt"]:
                 continue
-        replaced[id(chain.conv)] = node
-        drop.update(id(n) for n in chain.nodes[1:])
-        out.graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in new_inits)
-        chosen.append((index, label))
+        replaced[id(chain.main)] = node
+        drop.update(id(n) for n in chain.nodes if n is not chain.main)
+        out.graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in chain.new_inits)
+        chosen.append((index, chain.op, chain.label))
     if cache_dirty:
         with _lock:
             merged = _read_cache()
@@ -349,10 +267,50 @@ def fuse(
     nodes = [replaced.get(id(n), n) for n in out.graph.node if id(n) not in drop]
     del out.graph.node[:]
     out.graph.node.extend(nodes)
+    _drop_unused_constants(out)
     _drop_unused_initializers(out)
     if not any(o.domain == onnx_ops.DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.VERSION))
     return out, chosen
+
+
+def _key(chain: Chain, inits: dict, threads: int) -> str | None:
+    """The cache key of a chain's decision, or None where there is no concrete shape or constant weight to measure
+    on. Its node types name the genrt op and what it replaces (ConvTranspose keys keep their earlier form)."""
+    weight = inits.get(chain.weight)
+    if weight is None or any(d is None or d < 1 for d in chain.x_shape):
+        return None
+    if chain.op == "ConvTranspose":
+        attrs = [(a.name, list(a.ints) or a.i) for a in chain.main.attribute]
+    else:
+        attrs = sorted(chain.attrs.items())
+    layer = [str(weight.dtype), list(weight.shape), chain.x_shape[1:], [n.op_type for n in chain.nodes], attrs]
+    batch = _measure_batch(chain.x_shape)
+    return json.dumps([genrt.__version__, KERNEL_REVISION, genrt.kernels.cpu_isa(), threads, batch] + layer)
+
+
+def _measure(chain: Chain, node, inits: dict, opset: int, threads: int, library: str) -> dict:
+    """The cache entry of a chain: its nodes timed in ORT against the genrt node, on the class's batch."""
+    weight = inits[chain.weight]
+    all_inits = dict(inits, **dict(chain.new_inits))
+    x = np.random.default_rng(0).standard_normal([_measure_batch(chain.x_shape)] + chain.x_shape[1:])
+    x = x.astype(weight.dtype)
+    ort_nodes = _subgraph(chain, chain.consts + chain.nodes, all_inits, x.shape, weight.dtype, opset)
+    genrt_node = _subgraph(chain, [node], all_inits, x.shape, weight.dtype, opset)
+    try:
+        ms_ort, ms_genrt = _time(ort_nodes, x, threads, None), _time(genrt_node, x, threads, library)
+    except Exception as exc:  # a layer ORT or genrt cannot run alone: keep the model's own nodes
+        return {"genrt": False, "error": str(exc).splitlines()[0][:200]}
+    return {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
+
+
+def _drop_unused_constants(model: onnx.ModelProto) -> None:
+    """Removes Constant nodes nothing reads any more (a merged Pad's pads)."""
+    used = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
+    keep = [n for n in model.graph.node if n.op_type != "Constant" or any(o in used for o in n.output)]
+    if len(keep) != len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:

@@ -1,6 +1,7 @@
 """Runs an ONNX model in ONNX Runtime with genrt's kernels chosen per shape class of the inputs.
 
-A model whose ConvTranspose chains genrt's kernel could run gets one session per distinct set of layer choices.
+A model whose ConvTranspose or Conv chains genrt's kernels could run (genrt.runtime.fuse) gets one session per
+distinct set of layer choices.
 Which set a call uses depends on the class of its input sizes (genrt.runtime.fuse: batch buckets, and power-of-two
 classes for other dynamic axes such as height and width). Models whose only dynamic axis is the batch are decided
 at load, for both batch buckets; models with other dynamic axes decide each class on its first call (or on
@@ -43,20 +44,18 @@ class OrtRunner:
         self._arena = arena
         self._threads = threads
         self._base, self._native, self._op_kernels = base_model(model)
-        self._how = how or fuse.mode()
+        self._how = fuse.modes(how)  # per op; `how` given: for every op, else the environment's, read now
         self._library = ort_ops_library()
         self._dynamic = dynamic_axes(self._base)
         self._options = run_options()
         self._lock = threading.Lock()
         self._sessions: dict[tuple, object] = {}  # chosen chain indices -> session
         self._classes: dict[tuple, tuple] = {}  # class key -> (session, [(chain index, label)])
-        rewrite = (
-            self._library is not None
-            and device == "cpu"
-            and providers is None
-            and self._how != "ort"
-            and fuse.has_conv_transpose(self._base)  # a node scan; which chains qualify is fuse()'s to say
+        # Ops that may be rewritten: a node scan; which chains qualify is fuse()'s to say.
+        self._ops = tuple(
+            op for op, how_op in self._how.items() if how_op != "ort" and fuse.has_candidates(self._base, (op,))
         )
+        rewrite = self._library is not None and device == "cpu" and providers is None and bool(self._ops)
         base = self._session(())
         self.inputs = io_specs(base.get_inputs())
         self.outputs = io_specs(base.get_outputs())
@@ -68,7 +67,7 @@ class OrtRunner:
 
     @property
     def graph(self) -> onnx.ModelProto:
-        """The ONNX model this runner runs (before genrt's ConvTranspose rewrite); do not modify it."""
+        """The ONNX model this runner runs (before genrt's ConvTranspose and Conv rewrite); do not modify it."""
         return self._base
 
     def derived(self, model: onnx.ModelProto, label: str, *, arena=True) -> OrtRunner:
@@ -77,16 +76,18 @@ class OrtRunner:
 
     @property
     def kernels(self) -> dict[str, str]:
-        """How each genrt op runs; for ConvTranspose, the genrt layers chosen in each shape class decided so far."""
+        """How each genrt op runs; for ConvTranspose and Conv, the genrt layers chosen in each shape class decided so
+        far (an op is absent where no decided class runs a genrt layer of it)."""
         kernels = dict(self._op_kernels)
         decided = sorted(self._classes.items())
-        fused = [
-            f"{fuse.class_label(self._dynamic, key)}: {len(chosen)} layer(s)" for key, (_, chosen) in decided if chosen
-        ]
-        if fused:
-            kernels["ConvTranspose"] = "genrt fused kernel for " + "; ".join(fused)
-        elif self._eligible and not decided:
-            kernels["ConvTranspose"] = "chosen per input size class on the first call of each class"
+        what = {"ConvTranspose": "genrt fused kernel", "Conv": "genrt Winograd kernel"}
+        for op in fuse.OPS:
+            counts = [(key, sum(1 for _, o, _ in chosen if o == op)) for key, (_, chosen) in decided]
+            fused = [f"{fuse.class_label(self._dynamic, key)}: {n} layer(s)" for key, n in counts if n]
+            if fused:
+                kernels[op] = f"{what[op]} for " + "; ".join(fused)
+            elif self._eligible and not decided and op in self._ops:
+                kernels[op] = "chosen per input size class on the first call of each class"
         return kernels
 
     def prepare(self, shapes: dict[str, tuple]) -> None:
@@ -125,7 +126,7 @@ class OrtRunner:
         ready, chosen = fuse.fuse(
             self._base, threads=self._threads, library=self._library, input_shapes=shapes, how=self._how
         )
-        return self._session(tuple(index for index, _ in chosen), ready), chosen
+        return self._session(tuple(index for index, _, _ in chosen), ready), chosen
 
     def _session(self, chosen: tuple, model: onnx.ModelProto | None = None):
         if chosen not in self._sessions:

@@ -143,6 +143,7 @@ def test_dynamic_sizes_choose_per_class_and_never_retime(johnson, tmp_path, monk
     net, path = johnson
     monkeypatch.setenv("GENRT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("GENRT_CONV_TRANSPOSE", "auto")
+    monkeypatch.setenv("GENRT_CONV", "ort")  # counts ConvTranspose decisions; Conv's: tests/runtime/test_fuse_conv.py
     timed = []
     real = fuse_mod._time
     monkeypatch.setattr(fuse_mod, "_time", lambda *a: timed.append(a[1].shape) or real(*a))

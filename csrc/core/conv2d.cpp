@@ -1,0 +1,148 @@
+// Checked entry point of conv2d; the kernel bodies are in conv2d_kernel.cpp.
+#include "conv2d.h"
+
+#include <vector>
+
+#include "cpu_isa.h"
+
+#define GENRT_CONV2D_DECLS                                                                                  \
+  void conv2d_forward_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w,              \
+                             const float* bias, float* y, int threads);                                     \
+  void conv2d_forward_kernel(const ::genrt::Conv2dProblem& P, const double* x, const double* w,            \
+                             const double* bias, double* y, int threads);
+GENRT_DECLARE_ISA_KERNELS(GENRT_CONV2D_DECLS)
+
+namespace genrt {
+namespace {
+
+bool is_contiguous(const TensorRef& t) {
+  int64_t expect = 1;
+  for (int d = t.ndim - 1; d >= 0; --d) {
+    if (t.sizes[d] > 1 && t.strides[d] != expect) return false;
+    expect *= t.sizes[d];
+  }
+  return true;
+}
+
+// A C-contiguous copy of t (any rank <= 4) when it is not contiguous already; returns the data to use.
+template <typename T>
+const T* contiguous(const TensorRef& t, std::vector<T>& store) {
+  if (is_contiguous(t)) return static_cast<const T*>(t.data);
+  int64_t s[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
+  const int off = 4 - t.ndim;
+  for (int d = 0; d < t.ndim; ++d) {
+    s[off + d] = t.sizes[d];
+    st[off + d] = t.strides[d];
+  }
+  store.resize(size_t(s[0] * s[1] * s[2] * s[3]));
+  const T* src = static_cast<const T*>(t.data);
+  T* dst = store.data();
+  for (int64_t a = 0; a < s[0]; ++a)
+    for (int64_t b = 0; b < s[1]; ++b)
+      for (int64_t c = 0; c < s[2]; ++c) {
+        const T* row = src + a * st[0] + b * st[1] + c * st[2];
+        for (int64_t d = 0; d < s[3]; ++d) *dst++ = row[d * st[3]];
+      }
+  return store.data();
+}
+
+std::string pads_str(const int64_t p[4]) {
+  return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ", " + std::to_string(p[2]) + ", " +
+         std::to_string(p[3]) + ")";
+}
+
+template <typename T>
+void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out, const Conv2dParams& p,
+         int threads, WeightCache* cache) {
+  Conv2dProblem P;
+  P.N = x.size(0);
+  P.Cin = x.size(1);
+  P.H = x.size(2);
+  P.W = x.size(3);
+  P.Cout = out.size(1);
+  P.Ho = out.size(2);
+  P.Wo = out.size(3);
+  for (int i = 0; i < 4; ++i) P.pad[i] = p.padding[i];
+  P.mode = int(p.padding_mode);
+  P.activation = int(p.activation);
+  P.cache = cache;
+  if (P.N == 0) return;
+  std::vector<T> xs, ws, bs;
+  const T* xd = contiguous<T>(x, xs);
+  const T* wd = contiguous<T>(w, ws);
+  const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
+  GENRT_DISPATCH(conv2d_forward_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
+}
+
+}  // namespace
+
+PaddingMode parse_padding_mode(const std::string& name) {
+  if (name == "zeros" || name == "constant" || name.empty()) return PaddingMode::zeros;
+  if (name == "reflect") return PaddingMode::reflect;
+  if (name == "edge" || name == "replicate") return PaddingMode::edge;
+  throw_value("padding_mode: expected one of zeros, reflect, edge, got '" + name + "'");
+}
+
+void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dParams& p, int64_t out_shape[4]) {
+  check_ndim(x, 4, "x of shape (N, C_in, H, W)");
+  check_ndim(w, 4, "weight of shape (C_out, C_in, 3, 3)");
+  check_float(x);
+  check_float(w);
+  check_same_dtype(x, w);
+  for (int d = 1; d < 4; ++d) check_nonempty(x, d, d == 1 ? "channel count C_in" : "spatial size");
+  check_nonempty(w, 0, "channel count C_out");
+  if (w.size(2) != 3 || w.size(3) != 3)
+    throw_shape("weight: expected a 3x3 kernel, shape (C_out, C_in, 3, 3), got " + w.shape_str());
+  if (w.size(1) != x.size(1))
+    throw_shape("weight: expected " + std::to_string(x.size(1)) + " input channels in dim 1 (C_in of x " +
+                x.shape_str() + "; groups are not supported), got weight of shape " + w.shape_str());
+  for (int i = 0; i < 4; ++i)
+    if (p.padding[i] < 0 || p.padding[i] > 2)
+      throw_value("padding: expected (top, left, bottom, right) each in 0..2, got " + pads_str(p.padding));
+  if (p.padding_mode == PaddingMode::reflect)
+    for (int i = 0; i < 4; ++i) {
+      const int64_t size = x.size(2 + i % 2);
+      if (p.padding[i] >= size)
+        throw_value("padding: reflect padding must be smaller than the padded dimension (" +
+                    std::string(i % 2 ? "W = " : "H = ") + std::to_string(size) + " of x " + x.shape_str() +
+                    "), got " + pads_str(p.padding));
+    }
+  if (p.activation != Activation::none && p.activation != Activation::relu)
+    throw_value("activation: conv2d supports none or relu");
+  const int64_t ho = x.size(2) + p.padding[0] + p.padding[2] - 2, wo = x.size(3) + p.padding[1] + p.padding[3] - 2;
+  if (ho < 1 || wo < 1)
+    throw_shape("padding: output size must be positive, but x " + x.shape_str() + " padded by " +
+                pads_str(p.padding) + " is smaller than the 3x3 kernel");
+  out_shape[0] = x.size(0);
+  out_shape[1] = w.size(0);
+  out_shape[2] = ho;
+  out_shape[3] = wo;
+  checked_mul(checked_mul(out_shape[0], out_shape[1], "output"), checked_mul(ho, wo, "output"), "output");
+  checked_mul(checked_mul(x.size(0), x.size(1), "x"), checked_mul(x.size(2), x.size(3), "x"), "x");
+  checked_mul(checked_mul(w.size(0), w.size(1), "weight"), 36, "weight");
+}
+
+void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out,
+                    const Conv2dParams& p, int threads, WeightCache* cache) {
+  int64_t shape[4];
+  conv2d_output_shape(x, w, p, shape);
+  if (bias.data) {
+    check_same_dtype(x, bias);
+    if (bias.ndim != 1 || bias.sizes[0] != shape[1])
+      throw_shape(std::string(bias.name) + ": expected shape (" + std::to_string(shape[1]) +
+                  ",) (one value per output channel), got " + bias.shape_str());
+  }
+  check_same_dtype(x, out);
+  for (int d = 0; d < 4; ++d)
+    if (out.ndim != 4 || out.size(d) != shape[d])
+      throw_shape(std::string(out.name) + ": expected shape (" + std::to_string(shape[0]) + ", " +
+                  std::to_string(shape[1]) + ", " + std::to_string(shape[2]) + ", " + std::to_string(shape[3]) +
+                  "), got " + out.shape_str());
+  check_contiguous_output(out);
+  if (x.dtype == DType::f32)
+    run<float>(x, w, bias, out, p, threads, cache);
+  else
+    run<double>(x, w, bias, out, p, threads, cache);
+}
+
+}  // namespace genrt

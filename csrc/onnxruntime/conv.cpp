@@ -1,0 +1,92 @@
+// genrt.Conv: [Pad(mode)] -> Conv(3x3, stride 1) [-> Relu] in one node, with genrt's Winograd kernel.
+//
+// Inputs: X (N, C_in, H, W), W (C_out, C_in, 3, 3), optional B (C_out). Attributes: pads [top, left, bottom,
+// right] (each 0..2), padding_mode ("zeros", "reflect", "edge": ONNX Pad's constant-0 / reflect / edge), activation
+// ("none", "relu") and threads. genrt.load writes these nodes in place of Pad -> Conv [-> Relu] chains where the
+// kernel measured faster.
+#include "../core/conv2d.h"
+
+#include "ort_ops.h"
+
+namespace genrt {
+namespace ort {
+namespace {
+
+std::string string_attribute(const Ort::ConstKernelInfo& info, const char* name, const char* fallback) {
+  try {
+    return info.GetAttribute<std::string>(name);
+  } catch (const Ort::Exception&) {
+    return fallback;
+  }
+}
+
+struct ConvKernel {
+  Conv2dParams params;
+  int threads = 1;
+  // When W is a constant initializer: its Winograd transform, built by the first Compute and reused.
+  std::unique_ptr<WeightCache> cache;
+
+  OrtStatus* ComputeV2(OrtKernelContext* context) {
+    return guarded([&] {
+      Ort::KernelContext ctx(context);
+      OrtTensor x = input_tensor(ctx, 0, "X"), w = input_tensor(ctx, 1, "W");
+      std::unique_ptr<OrtTensor> b;
+      TensorRef bias{"B", nullptr, x.ref.dtype, 0, nullptr, nullptr};
+      if (has_input(ctx, 2)) {
+        b = std::make_unique<OrtTensor>(input_tensor(ctx, 2, "B"));
+        bias = b->ref;
+      }
+      int64_t shape[4];
+      conv2d_output_shape(x.ref, w.ref, params, shape);
+      const auto type =
+          x.ref.dtype == DType::f64 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+      OrtTensor y = output_tensor(ctx, 0, "Y", type, {shape[0], shape[1], shape[2], shape[3]});
+      OrtExecutor executor(context);
+      ScopedExecutor scope(&executor);
+      conv2d_forward(x.ref, w.ref, bias, y.ref, params, threads, cache.get());
+    });
+  }
+};
+
+template <ONNXTensorElementDataType Type>
+struct ConvOp : Ort::CustomOpBase<ConvOp<Type>, ConvKernel, true> {
+  OrtStatus* CreateKernelV2(const OrtApi&, const OrtKernelInfo* raw, void** kernel) const {
+    return guarded([&] {
+      Ort::ConstKernelInfo info(raw);
+      auto k = std::make_unique<ConvKernel>();
+      std::vector<int64_t> pads{0, 0, 0, 0};
+      try {
+        pads = info.GetAttributes<int64_t>("pads");
+      } catch (const Ort::Exception&) {
+      }
+      if (pads.size() != 4) throw_value("pads: expected [top, left, bottom, right]");
+      for (int i = 0; i < 4; ++i) k->params.padding[i] = pads[i];
+      k->params.padding_mode = parse_padding_mode(string_attribute(info, "padding_mode", "zeros"));
+      k->params.activation = parse_activation(string_attribute(info, "activation", "none"));
+      k->threads = int(int_attribute(raw, "threads", hardware_threads()));
+      if (constant_input(raw, 1)) k->cache = std::make_unique<WeightCache>();
+      *kernel = k.release();
+    });
+  }
+  const char* GetName() const { return "Conv"; }
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t) const { return Type; }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index < 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED
+                     : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return Type; }
+};
+
+}  // namespace
+
+void add_conv(Ort::CustomOpDomain& domain) {
+  static ConvOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT> op_f32;
+  static ConvOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE> op_f64;
+  domain.Add(&op_f32);
+  domain.Add(&op_f64);
+}
+
+}  // namespace ort
+}  // namespace genrt

@@ -1,0 +1,165 @@
+"""Load-time rewrite of [Pad] -> Conv(3x3) [-> Relu] chains into genrt.Conv (GENRT_CONV=genrt|ort|auto)."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import genrt
+from genrt.runtime import fuse as fuse_mod
+from genrt.runtime.onnx_session import ort_ops_library
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.skipif(ort_ops_library() is None, reason="genrt's ORT library not built")
+
+
+def _save(path, nodes, inits, cin=4, hw=("h", "w"), opset=18):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["n", cin, *hw])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits,
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+    return path
+
+
+def _layer(path, *, mode="reflect", pads=(1, 1, 1, 1), conv_pads=(0, 0, 0, 0), relu=True, pads_const=False, k=3):
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((6, 4, k, k)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "B"),
+    ]
+    top, left, bottom, right = pads
+    pad_values = np.array([0, 0, top, left, 0, 0, bottom, right], np.int64)
+    nodes = []
+    if pads_const:
+        nodes.append(helper.make_node("Constant", [], ["pads"], value=numpy_helper.from_array(pad_values)))
+    else:
+        inits.append(numpy_helper.from_array(pad_values, "pads"))
+    nodes += [
+        helper.make_node("Pad", ["X", "pads"], ["p"], mode=mode),
+        helper.make_node("Conv", ["p", "W", "B"], ["c" if relu else "Y"], pads=list(conv_pads)),
+    ]
+    if relu:
+        nodes.append(helper.make_node("Relu", ["c"], ["Y"]))
+    return _save(path, nodes, inits)
+
+
+def _rewritten(model, shape=(1, 4, 16, 16)) -> list:
+    """The nodes of the graph genrt runs for inputs of this shape's class (the choice forced by the environment)."""
+    runner = model._runner
+    shapes = {runner.graph.graph.input[0].name: list(shape)}
+    out, _ = fuse_mod.fuse(runner.graph, threads=2, library=ort_ops_library(), input_shapes=shapes, how=runner._how)
+    return list(out.graph.node)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fused",
+    [
+        ({}, True),
+        ({"mode": "edge", "relu": False}, True),
+        ({"mode": "constant", "pads": (2, 0, 1, 1), "conv_pads": (0, 1, 0, 1)}, True),  # zero pads merged
+        ({"pads_const": True}, True),  # pads from a Constant node
+        ({"conv_pads": (1, 1, 1, 1)}, False),  # reflect, then the Conv's own zero padding: left alone
+        ({"k": 5, "pads": (2, 2, 2, 2)}, False),  # not 3x3
+        ({"pads": (3, 1, 1, 1)}, False),  # more than genrt.Conv pads
+    ],
+)
+def test_rewrite_matches_onnxruntime(tmp_path, monkeypatch, kwargs, fused):
+    path = _layer(tmp_path / "m.onnx", **kwargs)
+    x = np.random.default_rng(1).standard_normal((2, 4, 12, 15)).astype(np.float32)
+    monkeypatch.setenv("GENRT_CONV", "ort")
+    plain = genrt.load(path)
+    assert "Conv" not in plain.kernels
+    monkeypatch.setenv("GENRT_CONV", "genrt")
+    model = genrt.load(path)
+    got, want = model(x), plain(x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    ops = [n.domain + "." + n.op_type for n in _rewritten(model)]
+    if fused:
+        assert "Conv" in model.kernels and "1 layer(s)" in model.kernels["Conv"]
+        assert ops == ["genrt.Conv"]  # Pad, Relu and a pads Constant are gone
+    elif kwargs.get("pads") == (3, 1, 1, 1):
+        assert ops == [".Pad", "genrt.Conv"]  # the Conv alone (its own pads) is still genrt's
+    else:
+        assert "Conv" not in model.kernels and "genrt.Conv" not in ops
+
+
+def test_pad_with_another_consumer_is_kept(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((6, 4, 3, 3)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+    ]
+    nodes = [
+        helper.make_node("Pad", ["X", "pads"], ["p"], mode="reflect"),
+        helper.make_node("Conv", ["p", "W"], ["c"]),
+        helper.make_node("ReduceMean", ["p"], ["m"], keepdims=1),
+        helper.make_node("Add", ["c", "m"], ["Y"]),
+    ]
+    path = _save(tmp_path / "m.onnx", nodes, inits)
+    x = rng.standard_normal((1, 4, 10, 10)).astype(np.float32)
+    monkeypatch.setenv("GENRT_CONV", "ort")
+    want = genrt.load(path)(x)
+    monkeypatch.setenv("GENRT_CONV", "genrt")
+    model = genrt.load(path)
+    np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4)
+    ops = [n.domain + "." + n.op_type for n in _rewritten(model)]
+    assert ".Pad" in ops and "genrt.Conv" in ops  # the Conv alone, unpadded
+
+
+@pytest.fixture(scope="module")
+def johnson(tmp_path_factory):
+    from tests.reference_nets import JohnsonTransformer, johnson_init
+
+    net = johnson_init(JohnsonTransformer(width=8, blocks=2))
+    path = tmp_path_factory.mktemp("johnson") / "johnson.onnx"
+    genrt.export(net, path, torch.randn(1, 3, 32, 32), kind="stylizer")
+    return net, path
+
+
+def test_johnson_network(johnson, monkeypatch):
+    _, path = johnson
+    x = np.random.default_rng(2).uniform(0, 1, (1, 3, 64, 72)).astype(np.float32)
+    monkeypatch.setenv("GENRT_CONV", "ort")
+    plain = genrt.load(path)
+    want = plain(x)
+    assert "Conv" not in plain.kernels
+    plain_graph = _rewritten(plain, x.shape)
+    assert not any(n.domain == "genrt" and n.op_type == "Conv" for n in plain_graph)  # nothing changed
+    monkeypatch.setenv("GENRT_CONV", "genrt")
+    model = genrt.load(path)
+    got = model(x)
+    assert np.abs((got + 1) / 2 - (want + 1) / 2).max() < 1e-3  # outputs in [-1, 1], compared as [0, 1]
+    assert "4 layer(s)" in model.kernels["Conv"]  # the two blocks' four 3x3 stride-1 convolutions
+    nodes = _rewritten(model, x.shape)
+    assert sum(n.domain == "genrt" and n.op_type == "Conv" for n in nodes) == 4
+    pads = sum(n.op_type == "Pad" for n in nodes)
+    assert pads == sum(n.op_type == "Pad" for n in plain_graph) - 4  # their Pads are gone; the others stay
+
+
+def test_auto_measures_conv_once_and_caches(johnson, tmp_path, monkeypatch):
+    net, path = johnson
+    monkeypatch.setenv("GENRT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GENRT_CONV", "auto")
+    monkeypatch.setenv("GENRT_CONV_TRANSPOSE", "ort")
+    timed = []
+    real = fuse_mod._time
+    monkeypatch.setattr(fuse_mod, "_time", lambda *a: timed.append(a[1].shape) or real(*a))
+    model = genrt.load(path)
+    assert model.kernels.get("Conv") == "chosen per input size class on the first call of each class"
+    x = np.random.default_rng(3).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x), net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-4)
+    assert len(timed) == 2  # four layers of one shape: one decision, timed in ORT and in genrt's op
+    entries = json.loads((tmp_path / "cache" / "conv_transpose_choice.json").read_text())
+    (key,) = entries
+    assert '"Pad", "Conv"' in key and "reflect" in key
+    assert {"genrt", "ort_ms", "genrt_ms"} <= set(entries[key])
+    again = genrt.load(path)
+    again(x)
+    assert len(timed) == 2 and again.kernels == model.kernels
+    label = model.kernels.get("Conv", "")
+    assert ("4 layer(s)" in label) == entries[key]["genrt"]  # kernels says what was chosen
