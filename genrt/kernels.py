@@ -123,21 +123,26 @@ def conv2d(
     w: np.ndarray,
     bias: np.ndarray | None = None,
     *,
+    stride=1,
     padding=(0, 0, 0, 0),
     padding_mode: str = "zeros",
     activation: str | None = "none",
     threads: int | None = None,
 ) -> np.ndarray:
-    """3x3 stride-1 convolution with the padding done in the kernel, as ONNX Pad(mode) + Conv or ``torch`` F.pad +
-    F.conv2d, followed by ``+ bias`` and an optional relu; computed with Winograd's F(4x4, 3x3).
+    """2-D convolution with the padding done in the kernel, as ONNX Pad(mode) + Conv or ``torch`` F.pad +
+    F.conv2d, followed by ``+ bias`` and an optional relu. 3x3 stride 1 is computed with Winograd's F(4x4, 3x3),
+    every other kernel size and stride as a direct implicit GEMM.
 
-    ``H_out = H + top + bottom - 2``, ``W_out = W + left + right - 2``.
+    ``H_out = (H + top + bottom - kH) // sh + 1``, ``W_out = (W + left + right - kW) // sw + 1``.
 
     Args:
         x: ``ndarray[N, C_in, H, W]``, float32 or float64, any strides.
-        w: ``ndarray[C_out, C_in, 3, 3]``, x's dtype (the layout of torch's Conv2d.weight; groups 1).
+        w: ``ndarray[C_out, C_in, kH, kW]``, x's dtype, kH and kW in 1..16 (the layout of torch's Conv2d.weight;
+            groups 1).
         bias: ``ndarray[C_out]`` or None.
-        padding: an int (all sides), an (h, w) pair, or (top, left, bottom, right); each 0..2.
+        stride: an int or an (sh, sw) pair, each 1..8.
+        padding: an int (all sides), an (h, w) pair, or (top, left, bottom, right); top and bottom 0..kH-1, left
+            and right 0..kW-1.
         padding_mode: "zeros", "reflect" (mirror without repeating the edge; each pad smaller than its dimension)
             or "edge" (replicate; torch's "replicate" is accepted too).
         activation: None/"none" or "relu", applied after the bias.
@@ -147,13 +152,29 @@ def conv2d(
         A fresh C-contiguous ``ndarray[N, C_out, H_out, W_out]`` of x's dtype.
 
     Raises:
-        ShapeError: wrong ranks, a kernel other than 3x3, mismatched channels, a bias of the wrong length, an
+        ShapeError: wrong ranks, a kernel larger than 16x16, mismatched channels, a bias of the wrong length, an
             empty output.
-        ArgumentError: bad padding, padding_mode, activation or threads.
+        ArgumentError: bad stride, padding, padding_mode, activation or threads.
         DTypeError: x or w is not a float32/float64 ndarray, or the dtypes differ.
     """
     pads, mode, act = _conv2d_args(padding, padding_mode, activation)
-    return _C.conv2d_forward(x, w, bias, pads, mode, act, _check_threads(threads))
+    return _C.conv2d_forward(x, w, bias, pads, mode, act, _check_threads(threads), None, _conv2d_stride(stride))
+
+
+def _conv2d_stride(stride) -> list[int]:
+    """conv2d's stride, checked for form (the kernel checks the range): [sh, sw]."""
+    bad = ArgumentError(f"stride: expected an int or (sh, sw), got {stride!r}")
+    if isinstance(stride, bool):
+        raise bad
+    if isinstance(stride, int | np.integer):
+        return [int(stride)] * 2
+    try:
+        items = list(stride)
+    except TypeError:
+        raise bad from None
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in items):
+        raise bad
+    return [int(v) for v in items]
 
 
 def _conv2d_args(padding, padding_mode, activation) -> tuple[list[int], str, str]:

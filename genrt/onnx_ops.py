@@ -47,16 +47,19 @@ def register_schemas() -> None:
                 "Conv",
                 DOMAIN,
                 VERSION,
-                doc="ONNX Pad(mode) then Conv (3x3, stride 1, group 1), + B, then optional relu, in one pass.",
+                doc="ONNX Pad(mode) then Conv (kH x kW, strides, group 1), + B, then optional relu, in one pass.",
                 inputs=[
                     param("X", "T", "(N, C_in, H, W)"),
-                    param("W", "T", "(C_out, C_in, 3, 3)"),
+                    param("W", "T", "(C_out, C_in, kH, kW), kH and kW 1..16"),
                     param("B", "T", "(C_out,)", param_option=optional),
                 ],
-                outputs=[param("Y", "T", "(N, C_out, H + top + bottom - 2, W + left + right - 2)")],
+                outputs=[
+                    param("Y", "T", "(N, C_out, (H + top + bottom - kH) / sh + 1, (W + left + right - kW) / sw + 1)")
+                ],
                 type_constraints=[T],
                 attributes=[
-                    attr("pads", INTS, "[top, left, bottom, right], each 0..2", required=False),
+                    attr("pads", INTS, "[top, left, bottom, right]: top/bottom < kH, left/right < kW", required=False),
+                    attr("strides", INTS, "[sh, sw], each 1..8; default [1, 1]", required=False),
                     attr("padding_mode", defs.OpSchema.AttrType.STRING, "zeros|reflect|edge", required=False),
                     attr("activation", defs.OpSchema.AttrType.STRING, "none|relu", required=False),
                     attr("threads", INT, "kernel threads; set by genrt.load", required=False),

@@ -37,22 +37,28 @@ def reference_conv2d(
     w: np.ndarray,
     bias: np.ndarray | None = None,
     *,
+    stride=1,
     padding=(0, 0, 0, 0),
     padding_mode: str = "zeros",
     activation: str = "none",
 ) -> np.ndarray:
     """:func:`genrt.kernels.conv2d` in float64: numpy's pad (its "reflect" and "edge" are ONNX Pad's), then the
-    3x3 correlation as nine shifted matrix products. padding is (top, left, bottom, right)."""
+    kH x kW correlation as kH kW shifted (strided) matrix products. padding is (top, left, bottom, right), stride an
+    int or (sh, sw)."""
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
+    sh, sw = (stride, stride) if np.isscalar(stride) else stride
     top, left, bottom, right = padding
     mode = {"zeros": "constant", "reflect": "reflect", "edge": "edge"}[padding_mode]
     xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)  # (N, C_in, Hp, Wp)
-    ho, wo = xp.shape[2] - 2, xp.shape[3] - 2
+    kh_, kw_ = w.shape[2:]
+    ho, wo = (xp.shape[2] - kh_) // sh + 1, (xp.shape[3] - kw_) // sw + 1
     out = np.zeros((x.shape[0], w.shape[0], ho, wo))
-    for kh in range(3):
-        for kw in range(3):
-            window = xp[:, :, kh : kh + ho, kw : kw + wo]  # (N, C_in, H_out, W_out)
+    for kh in range(kh_):
+        for kw in range(kw_):
+            window = xp[
+                :, :, kh : kh + (ho - 1) * sh + 1 : sh, kw : kw + (wo - 1) * sw + 1 : sw
+            ]  # (N, C_in, H_out, W_out)
             out += np.einsum("nchw,oc->nohw", window, w[:, :, kh, kw])
     if bias is not None:
         out += np.asarray(bias, dtype=np.float64)[None, :, None, None]

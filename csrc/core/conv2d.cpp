@@ -1,4 +1,5 @@
-// Checked entry point of conv2d; the kernel bodies are in conv2d_kernel.cpp.
+// Checked entry point of conv2d; the kernel bodies are in conv2d_kernel.cpp (Winograd, 3x3 stride 1) and
+// conv2d_direct_kernel.cpp (direct implicit GEMM, every other kernel size and stride).
 #include "conv2d.h"
 
 #include <vector>
@@ -9,7 +10,11 @@
   void conv2d_forward_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w,              \
                              const float* bias, float* y, int threads);                                     \
   void conv2d_forward_kernel(const ::genrt::Conv2dProblem& P, const double* x, const double* w,            \
-                             const double* bias, double* y, int threads);
+                             const double* bias, double* y, int threads);                                  \
+  void conv2d_direct_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w, const float* bias, \
+                            float* y, int threads);                                                          \
+  void conv2d_direct_kernel(const ::genrt::Conv2dProblem& P, const double* x, const double* w,                \
+                            const double* bias, double* y, int threads);
 GENRT_DECLARE_ISA_KERNELS(GENRT_CONV2D_DECLS)
 
 namespace genrt {
@@ -62,6 +67,10 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   P.Cout = out.size(1);
   P.Ho = out.size(2);
   P.Wo = out.size(3);
+  P.kH = w.size(2);
+  P.kW = w.size(3);
+  P.sh = p.stride[0];
+  P.sw = p.stride[1];
   for (int i = 0; i < 4; ++i) P.pad[i] = p.padding[i];
   P.mode = int(p.padding_mode);
   P.activation = int(p.activation);
@@ -71,7 +80,10 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   const T* xd = contiguous<T>(x, xs);
   const T* wd = contiguous<T>(w, ws);
   const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
-  GENRT_DISPATCH(conv2d_forward_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
+  if (P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1)
+    GENRT_DISPATCH(conv2d_forward_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
+  else
+    GENRT_DISPATCH(conv2d_direct_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
 }
 
 }  // namespace
@@ -85,20 +97,30 @@ PaddingMode parse_padding_mode(const std::string& name) {
 
 void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dParams& p, int64_t out_shape[4]) {
   check_ndim(x, 4, "x of shape (N, C_in, H, W)");
-  check_ndim(w, 4, "weight of shape (C_out, C_in, 3, 3)");
+  check_ndim(w, 4, "weight of shape (C_out, C_in, kH, kW)");
   check_float(x);
   check_float(w);
   check_same_dtype(x, w);
   for (int d = 1; d < 4; ++d) check_nonempty(x, d, d == 1 ? "channel count C_in" : "spatial size");
   check_nonempty(w, 0, "channel count C_out");
-  if (w.size(2) != 3 || w.size(3) != 3)
-    throw_shape("weight: expected a 3x3 kernel, shape (C_out, C_in, 3, 3), got " + w.shape_str());
+  const int64_t kh = w.size(2), kw = w.size(3);
+  if (kh < 1 || kh > kMaxKernel || kw < 1 || kw > kMaxKernel)
+    throw_shape("weight: expected a kernel of 1x1 to " + std::to_string(kMaxKernel) + "x" +
+                std::to_string(kMaxKernel) + ", shape (C_out, C_in, kH, kW), got " + w.shape_str());
   if (w.size(1) != x.size(1))
     throw_shape("weight: expected " + std::to_string(x.size(1)) + " input channels in dim 1 (C_in of x " +
                 x.shape_str() + "; groups are not supported), got weight of shape " + w.shape_str());
-  for (int i = 0; i < 4; ++i)
-    if (p.padding[i] < 0 || p.padding[i] > 2)
-      throw_value("padding: expected (top, left, bottom, right) each in 0..2, got " + pads_str(p.padding));
+  for (int i = 0; i < 2; ++i)
+    if (p.stride[i] < 1 || p.stride[i] > kMaxStride)
+      throw_value("stride: expected (sh, sw) each in 1.." + std::to_string(kMaxStride) + ", got (" +
+                  std::to_string(p.stride[0]) + ", " + std::to_string(p.stride[1]) + ")");
+  for (int i = 0; i < 4; ++i) {
+    const int64_t k = i % 2 ? kw : kh;
+    if (p.padding[i] < 0 || p.padding[i] > k - 1)
+      throw_value("padding: expected (top, left, bottom, right) with top, bottom in 0.." + std::to_string(kh - 1) +
+                  " and left, right in 0.." + std::to_string(kw - 1) + " (kernel " + std::to_string(kh) + "x" +
+                  std::to_string(kw) + "), got " + pads_str(p.padding));
+  }
   if (p.padding_mode == PaddingMode::reflect)
     for (int i = 0; i < 4; ++i) {
       const int64_t size = x.size(2 + i % 2);
@@ -109,17 +131,19 @@ void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dPar
     }
   if (p.activation != Activation::none && p.activation != Activation::relu)
     throw_value("activation: conv2d supports none or relu");
-  const int64_t ho = x.size(2) + p.padding[0] + p.padding[2] - 2, wo = x.size(3) + p.padding[1] + p.padding[3] - 2;
-  if (ho < 1 || wo < 1)
+  const int64_t hp = x.size(2) + p.padding[0] + p.padding[2], wp = x.size(3) + p.padding[1] + p.padding[3];
+  if (hp < kh || wp < kw)
     throw_shape("padding: output size must be positive, but x " + x.shape_str() + " padded by " +
-                pads_str(p.padding) + " is smaller than the 3x3 kernel");
+                pads_str(p.padding) + " is smaller than the " + std::to_string(kh) + "x" + std::to_string(kw) +
+                " kernel");
+  const int64_t ho = (hp - kh) / p.stride[0] + 1, wo = (wp - kw) / p.stride[1] + 1;
   out_shape[0] = x.size(0);
   out_shape[1] = w.size(0);
   out_shape[2] = ho;
   out_shape[3] = wo;
   checked_mul(checked_mul(out_shape[0], out_shape[1], "output"), checked_mul(ho, wo, "output"), "output");
   checked_mul(checked_mul(x.size(0), x.size(1), "x"), checked_mul(x.size(2), x.size(3), "x"), "x");
-  checked_mul(checked_mul(w.size(0), w.size(1), "weight"), 36, "weight");
+  checked_mul(checked_mul(w.size(0), w.size(1), "weight"), 36 + kh * kw, "weight");
 }
 
 void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out,

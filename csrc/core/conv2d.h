@@ -1,12 +1,16 @@
-// 3x3 stride-1 2-D convolution with the padding done inside the kernel and a fused epilogue.
+// 2-D convolution (any kernel size kH x kW up to kMaxKernel, strides up to kMaxStride) with the padding done
+// inside the kernel and a fused epilogue.
 //
-//   y[n, o, oh, ow] = act(bias[o] + sum_c sum_{kh, kw < 3} xp[n, c, oh + kh, ow + kw] w[o, c, kh, kw])
-//   xp = x padded by (top, left, bottom, right), each 0..2, with zeros, reflect (mirror without repeating the
-//   edge) or edge (replicate) values; H_out = H + top + bottom - 2, W_out = W + left + right - 2
+//   y[n, o, oh, ow] = act(bias[o] + sum_c sum_{kh < kH, kw < kW} xp[n, c, oh sh + kh, ow sw + kw] w[o, c, kh, kw])
+//   xp = x padded by (top, left, bottom, right), top/bottom in 0..kH-1 and left/right in 0..kW-1, with zeros,
+//   reflect (mirror without repeating the edge) or edge (replicate) values;
+//   H_out = (H + top + bottom - kH) / sh + 1, W_out = (W + left + right - kW) / sw + 1
 //
-// exactly as ONNX Pad(mode) followed by Conv(pads 0), or torch F.pad(mode) + F.conv2d (NCHW; weight (C_out, C_in,
-// 3, 3); groups 1, dilation 1). act is none or relu. Computed with Winograd's minimal filtering F(4x4, 3x3) (Lavin
-// & Gray 2016): 36 multiplications per 4x4 output tile and input channel instead of 144.
+// exactly as ONNX Pad(mode) followed by Conv(pads 0, strides), or torch F.pad(mode) + F.conv2d (NCHW; weight
+// (C_out, C_in, kH, kW); groups 1, dilation 1). act is none or relu. Two algorithms, chosen by shape:
+// - 3x3 stride 1: Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray 2016, conv2d_kernel.cpp): 36
+//   multiplications per 4x4 output tile and input channel instead of 144;
+// - everything else: a direct implicit GEMM (conv2d_direct_kernel.cpp).
 #pragma once
 
 #include <string>
@@ -22,8 +26,12 @@ enum class PaddingMode { zeros = 0, reflect = 1, edge = 2 };
 // Parses "zeros"/"constant", "reflect", "edge"/"replicate"; throws genrt::Error naming `padding_mode` otherwise.
 PaddingMode parse_padding_mode(const std::string& name);
 
+constexpr int64_t kMaxKernel = 16;  // kH, kW up to this
+constexpr int64_t kMaxStride = 8;   // sh, sw up to this
+
 struct Conv2dParams {
   int64_t padding[4] = {0, 0, 0, 0};  // top, left, bottom, right
+  int64_t stride[2] = {1, 1};         // sh, sw
   PaddingMode padding_mode = PaddingMode::zeros;
   Activation activation = Activation::none;  // none or relu
 };
@@ -32,9 +40,9 @@ struct Conv2dParams {
 // Throws genrt::Error naming the offending argument.
 void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dParams& p, int64_t out_shape[4]);
 
-// x: (N, C_in, H, W); w: (C_out, C_in, 3, 3); bias: (C_out,) or data == nullptr; any strides (non-contiguous
+// x: (N, C_in, H, W); w: (C_out, C_in, kH, kW); bias: (C_out,) or data == nullptr; any strides (non-contiguous
 // operands are packed first). out: C-contiguous (N, C_out, H_out, W_out), x's dtype. cache: optional; when given,
-// the transformed weights are kept in it and reused by later calls, which must pass the same w values (see
+// the transformed (or packed) weights are kept in it and reused by later calls, which must pass the same w values (see
 // weight_cache.h). Without one, each call transforms the weights.
 void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out,
                     const Conv2dParams& p, int threads, WeightCache* cache = nullptr);
@@ -42,6 +50,7 @@ void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bia
 // Shape and options handed to the per-ISA kernels (all operands contiguous).
 struct Conv2dProblem {
   int64_t N, Cin, H, W, Cout, Ho, Wo;
+  int64_t kH = 3, kW = 3, sh = 1, sw = 1;
   int64_t pad[4];  // top, left, bottom, right
   int mode;        // PaddingMode
   int activation;  // Activation: none or relu

@@ -1,7 +1,8 @@
-// genrt.Conv: [Pad(mode)] -> Conv(3x3, stride 1) [-> Relu] in one node, with genrt's Winograd kernel.
+// genrt.Conv: [Pad(mode)] -> Conv(kH x kW, strides) [-> Relu] in one node, with genrt's conv2d kernel
+// (Winograd for 3x3 stride 1, a direct implicit GEMM otherwise).
 //
-// Inputs: X (N, C_in, H, W), W (C_out, C_in, 3, 3), optional B (C_out). Attributes: pads [top, left, bottom,
-// right] (each 0..2), padding_mode ("zeros", "reflect", "edge": ONNX Pad's constant-0 / reflect / edge), activation
+// Inputs: X (N, C_in, H, W), W (C_out, C_in, kH, kW), optional B (C_out). Attributes: pads [top, left, bottom,
+// right] (top, bottom up to kH - 1; left, right up to kW - 1), strides [sh, sw] (default 1, 1), padding_mode ("zeros", "reflect", "edge": ONNX Pad's constant-0 / reflect / edge), activation
 // ("none", "relu") and threads. genrt.load writes these nodes in place of Pad -> Conv [-> Relu] chains where the
 // kernel measured faster.
 #include "../core/conv2d.h"
@@ -23,7 +24,7 @@ std::string string_attribute(const Ort::ConstKernelInfo& info, const char* name,
 struct ConvKernel {
   Conv2dParams params;
   int threads = 1;
-  // When W is a constant initializer: its Winograd transform, built by the first Compute and reused.
+  // When W is a constant initializer: its Winograd transform or packing, built by the first Compute and reused.
   std::unique_ptr<WeightCache> cache;
 
   OrtStatus* ComputeV2(OrtKernelContext* context) {
@@ -61,6 +62,14 @@ struct ConvOp : Ort::CustomOpBase<ConvOp<Type>, ConvKernel, true> {
       }
       if (pads.size() != 4) throw_value("pads: expected [top, left, bottom, right]");
       for (int i = 0; i < 4; ++i) k->params.padding[i] = pads[i];
+      std::vector<int64_t> strides{1, 1};
+      try {
+        strides = info.GetAttributes<int64_t>("strides");
+      } catch (const Ort::Exception&) {
+      }
+      if (strides.size() != 2) throw_value("strides: expected [sh, sw]");
+      k->params.stride[0] = strides[0];
+      k->params.stride[1] = strides[1];
       k->params.padding_mode = parse_padding_mode(string_attribute(info, "padding_mode", "zeros"));
       k->params.activation = parse_activation(string_attribute(info, "activation", "none"));
       k->threads = int(int_attribute(raw, "threads", hardware_threads()));

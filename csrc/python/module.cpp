@@ -147,9 +147,14 @@ py::array conv_transpose2d_forward(py::handle x_obj, py::handle w_obj, py::handl
 
 py::array conv2d_forward(py::handle x_obj, py::handle w_obj, py::handle bias_obj, const std::vector<int64_t>& padding,
                          const std::string& padding_mode, const std::string& activation, int threads,
-                         genrt::WeightCache* cache) {
+                         genrt::WeightCache* cache, const std::vector<int64_t>& stride) {
   Arg x("x", x_obj), w("weight", w_obj);
   genrt::Conv2dParams p;
+  if (stride.size() != 2)
+    throw genrt::Error(genrt::Error::Kind::value,
+                       "stride: expected 2 values (sh, sw), got " + std::to_string(stride.size()));
+  p.stride[0] = stride[0];
+  p.stride[1] = stride[1];
   if (padding.size() != 4)
     throw genrt::Error(genrt::Error::Kind::value, "padding: expected 4 values (top, left, bottom, right), got " +
                                                       std::to_string(padding.size()));
@@ -210,9 +215,11 @@ PYBIND11_MODULE(_C, mod) {
   mod.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
           py::arg("padding") = std::vector<int64_t>{0, 0, 0, 0}, py::arg("padding_mode") = "zeros",
           py::arg("activation") = "none", py::arg("threads") = 0, py::arg("cache") = nullptr,
-          "3x3 stride-1 convolution (Winograd F(4x4, 3x3)) with in-kernel padding (top, left, bottom, right; "
-          "zeros/reflect/edge), fused bias and relu; x (N, C_in, H, W), weight (C_out, C_in, 3, 3) -> (N, C_out, "
-          "H + top + bottom - 2, W + left + right - 2). cache: a WeightCache that keeps the transformed weights.");
+          py::arg("stride") = std::vector<int64_t>{1, 1},
+          "2-D convolution (3x3 stride 1: Winograd F(4x4, 3x3); other kernel sizes and strides: direct) with "
+          "in-kernel padding (top, left, bottom, right; zeros/reflect/edge), fused bias and relu; x (N, C_in, H, W), "
+          "weight (C_out, C_in, kH, kW), stride (sh, sw) -> (N, C_out, (H + top + bottom - kH) / sh + 1, "
+          "(W + left + right - kW) / sw + 1). cache: a WeightCache that keeps the transformed or packed weights.");
   mod.def("hardware_threads", &genrt::hardware_threads, "Hardware threads usable by this process.");
   mod.def("available_isas", &genrt::available_isas, "Instruction sets compiled in and supported by this CPU.");
   mod.def("active_isa", [] { return std::string(genrt::isa_name(genrt::active_isa())); });

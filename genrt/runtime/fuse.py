@@ -1,7 +1,8 @@
 """Load-time rewrite of standard ONNX nodes into genrt's ops where genrt's kernel measured faster:
 
 - ``ConvTranspose [-> BatchNormalization] [-> activation]`` -> ``genrt.ConvTranspose``;
-- ``[Pad] -> Conv(3x3, stride 1) [-> Relu]`` -> ``genrt.Conv`` (Winograd, the padding done in the kernel).
+- ``[Pad] -> Conv(kH x kW, strides) [-> Relu]`` -> ``genrt.Conv`` (Winograd for 3x3 stride 1, a direct implicit
+  GEMM otherwise; the padding done in the kernel).
 
 Which chains qualify is genrt.runtime.fuse_chains' to say. A chain is rewritten only where genrt's kernel measured
 faster than ONNX Runtime running the original nodes, on that layer's shape, dtype, thread count and instruction
@@ -151,7 +152,7 @@ def has_conv_transpose(model: onnx.ModelProto) -> bool:
 
 def has_candidates(model: onnx.ModelProto, ops=OPS) -> bool:
     """Whether the graph has a standard node that may start a chain of an op in `ops`: any ConvTranspose, a Conv
-    that is 3x3 with stride 1 (cheap: a node scan, no shape inference)."""
+    that genrt.Conv can run (see fuse_chains.conv_qualifies; cheap: a node scan, no shape inference)."""
     dims = {t.name: list(t.dims) for t in model.graph.initializer}
     for n in model.graph.node:
         if n.domain not in fuse_chains.STANDARD or n.op_type not in ops:

@@ -2,9 +2,10 @@
 
 - ``ConvTranspose [-> BatchNormalization] [-> activation]`` -> ``genrt.ConvTranspose`` (the BatchNormalization
   folded into per-channel scale and shift);
-- ``[Pad(constant 0 | reflect | edge)] -> Conv(3x3, stride 1, dilation 1, group 1) [-> Relu]`` -> ``genrt.Conv``,
-  the Pad (on H and W only, each side <= 2) done inside the kernel, merged with the Conv's own pads when the Pad
-  pads with zeros. A Conv with its own nonzero pads after a reflect or edge Pad is left to ONNX Runtime.
+- ``[Pad(constant 0 | reflect | edge)] -> Conv(kH x kW up to 16 x 16, strides up to 8, dilation 1, group 1)
+  [-> Relu]`` -> ``genrt.Conv``, the Pad (on H and W only, each side at most the kernel size - 1) done inside the
+  kernel, merged with the Conv's own pads when the Pad pads with zeros. A Conv with its own nonzero pads after a
+  reflect or edge Pad is left to ONNX Runtime.
 
 A node joins a chain only where the previous node's output has it as its only consumer and is no graph output.
 """
@@ -21,7 +22,8 @@ from genrt import onnx_ops
 
 ACTIVATIONS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
 STANDARD = ("", "ai.onnx")
-_MAX_PAD = 2  # genrt.Conv pads each side by at most this much
+_MAX_KERNEL = 16  # genrt.Conv's kernel sizes: 1..this
+_MAX_STRIDE = 8  # and strides: 1..this
 _PAD_MODES = {"constant": "zeros", "reflect": "reflect", "edge": "edge"}
 
 
@@ -194,17 +196,27 @@ def _pad_spec(pad, g: _Graph):
 
 def conv_qualifies(node, w_shape) -> bool:
     """Whether a Conv node with weights of shape `w_shape` (or None: unknown) is one genrt.Conv can run, ignoring
-    padding: 3x3, stride 1, dilation 1, group 1, explicit pads. Needs no shape inference."""
+    padding: a 2-D kernel of 1..16 per side, strides 1..8, dilation 1, group 1, explicit pads. Needs no shape
+    inference."""
     kernel = list(attr(node, "kernel_shape", w_shape[2:] if w_shape and len(w_shape) == 4 else []))
+    strides = list(attr(node, "strides", [1, 1]))
     return (
         len(node.input) >= 2
-        and kernel == [3, 3]
-        and (w_shape is None or (len(w_shape) == 4 and list(w_shape[2:]) == [3, 3]))
-        and list(attr(node, "strides", [1, 1])) == [1, 1]
+        and len(kernel) == 2
+        and all(1 <= k <= _MAX_KERNEL for k in kernel)
+        and (w_shape is None or (len(w_shape) == 4 and list(w_shape[2:]) == kernel))
+        and len(strides) == 2
+        and all(1 <= s <= _MAX_STRIDE for s in strides)
         and list(attr(node, "dilations", [1, 1])) == [1, 1]
         and int(attr(node, "group", 1)) == 1
         and attr(node, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
     )
+
+
+def _pads_fit(pads, kernel) -> bool:
+    """Whether [top, left, bottom, right] pads are within genrt.Conv's limits for a kH x kW kernel."""
+    kh, kw = kernel
+    return all(0 <= p <= k - 1 for p, k in zip(pads, (kh, kw, kh, kw), strict=True))
 
 
 def _conv_chain(node, g: _Graph) -> Chain | None:
@@ -223,14 +235,21 @@ def _conv_chain(node, g: _Graph) -> Chain | None:
         spec = _pad_spec(pad, g)
         if spec is not None and spec[0] != "zeros" and any(own):
             return None  # reflect/edge padding then zero padding: not one padding mode
-        if spec is not None and max(a + b for a, b in zip(spec[1], own, strict=True)) <= _MAX_PAD:
-            mode, pads, consts = spec[0], [a + b for a, b in zip(spec[1], own, strict=True)], spec[2]
+        kernel = list(w_shape[2:])
+        merged = [a + b for a, b in zip(spec[1], own, strict=True)] if spec is not None else None
+        if merged is not None and _pads_fit(merged, kernel):
+            mode, pads, consts = spec[0], merged, spec[2]
             nodes.insert(0, pad)
-    if max(pads) > _MAX_PAD or len(g.shapes.get(nodes[0].input[0], [])) != 4:
+    if not _pads_fit(pads, w_shape[2:]) or len(g.shapes.get(nodes[0].input[0], [])) != 4:
         return None
     act = g.only_consumer(node.output[0])
     if act is not None and act.op_type == "Relu" and act.domain in STANDARD:
         nodes.append(act)
     inputs = [nodes[0].input[0], node.input[1]] + ([node.input[2]] if len(node.input) > 2 and node.input[2] else [])
-    attrs = dict(pads=pads, padding_mode=mode, activation="relu" if nodes[-1].op_type == "Relu" else "none")
+    attrs = dict(
+        pads=pads,
+        strides=[int(v) for v in attr(node, "strides", [1, 1])],
+        padding_mode=mode,
+        activation="relu" if nodes[-1].op_type == "Relu" else "none",
+    )
     return Chain("Conv", node, nodes, g.shapes[nodes[0].input[0]], inputs, attrs, consts=consts)

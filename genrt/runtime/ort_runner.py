@@ -80,7 +80,10 @@ class OrtRunner:
         far (an op is absent where no decided class runs a genrt layer of it)."""
         kernels = dict(self._op_kernels)
         decided = sorted(self._classes.items())
-        what = {"ConvTranspose": "genrt fused kernel", "Conv": "genrt Winograd kernel"}
+        what = {
+            "ConvTranspose": "genrt fused kernel",
+            "Conv": "genrt conv2d kernel (Winograd for 3x3 stride 1, direct otherwise)",
+        }
         for op in fuse.OPS:
             counts = [(key, sum(1 for _, o, _ in chosen if o == op)) for key, (_, chosen) in decided]
             fused = [f"{fuse.class_label(self._dynamic, key)}: {n} layer(s)" for key, n in counts if n]

@@ -1,4 +1,4 @@
-"""Load-time rewrite of [Pad] -> Conv(3x3) [-> Relu] chains into genrt.Conv (GENRT_CONV=genrt|ort|auto)."""
+"""Load-time rewrite of [Pad] -> Conv(kH x kW, strides) [-> Relu] chains into genrt.Conv (GENRT_CONV=...)."""
 
 import json
 
@@ -25,7 +25,10 @@ def _save(path, nodes, inits, cin=4, hw=("h", "w"), opset=18):
     return path
 
 
-def _layer(path, *, mode="reflect", pads=(1, 1, 1, 1), conv_pads=(0, 0, 0, 0), relu=True, pads_const=False, k=3):
+def _layer(
+    path, *, mode="reflect", pads=(1, 1, 1, 1), conv_pads=(0, 0, 0, 0), relu=True, pads_const=False, k=3, stride=1,
+    **conv_attrs,
+):  # fmt: skip
     rng = np.random.default_rng(0)
     inits = [
         numpy_helper.from_array(rng.standard_normal((6, 4, k, k)).astype(np.float32), "W"),
@@ -40,7 +43,14 @@ def _layer(path, *, mode="reflect", pads=(1, 1, 1, 1), conv_pads=(0, 0, 0, 0), r
         inits.append(numpy_helper.from_array(pad_values, "pads"))
     nodes += [
         helper.make_node("Pad", ["X", "pads"], ["p"], mode=mode),
-        helper.make_node("Conv", ["p", "W", "B"], ["c" if relu else "Y"], pads=list(conv_pads)),
+        helper.make_node(
+            "Conv",
+            ["p", "W", "B"],
+            ["c" if relu else "Y"],
+            pads=list(conv_pads),
+            strides=[stride, stride],
+            **conv_attrs,
+        ),
     ]
     if relu:
         nodes.append(helper.make_node("Relu", ["c"], ["Y"]))
@@ -63,13 +73,20 @@ def _rewritten(model, shape=(1, 4, 16, 16)) -> list:
         ({"mode": "constant", "pads": (2, 0, 1, 1), "conv_pads": (0, 1, 0, 1)}, True),  # zero pads merged
         ({"pads_const": True}, True),  # pads from a Constant node
         ({"conv_pads": (1, 1, 1, 1)}, False),  # reflect, then the Conv's own zero padding: left alone
-        ({"k": 5, "pads": (2, 2, 2, 2)}, False),  # not 3x3
+        ({"k": 5, "pads": (2, 2, 2, 2)}, True),  # the direct path: any kernel size
+        ({"k": 9, "pads": (4, 4, 4, 4), "relu": False}, True),  # the style network's 9x9 layers
+        ({"k": 9, "pads": (8, 0, 3, 8), "mode": "edge"}, True),  # pads at their limit
+        ({"stride": 2}, True),  # its downsampling layers
+        ({"k": 4, "stride": 2, "mode": "constant", "pads": (0, 0, 0, 0), "conv_pads": (1, 1, 1, 1)}, True),  # DCGAN
         ({"pads": (3, 1, 1, 1)}, False),  # more than genrt.Conv pads
+        ({"k": 3, "pads": (2, 2, 2, 2), "dilations": [2, 2]}, False),  # dilated: left to ORT
     ],
 )
 def test_rewrite_matches_onnxruntime(tmp_path, monkeypatch, kwargs, fused):
     path = _layer(tmp_path / "m.onnx", **kwargs)
     x = np.random.default_rng(1).standard_normal((2, 4, 12, 15)).astype(np.float32)
+    if kwargs.get("k") == 9:
+        x = np.random.default_rng(1).standard_normal((2, 4, 10, 14)).astype(np.float32)  # reflect 4 and 8 fit
     monkeypatch.setenv("GENRT_CONV", "ort")
     plain = genrt.load(path)
     assert "Conv" not in plain.kernels
@@ -81,6 +98,9 @@ def test_rewrite_matches_onnxruntime(tmp_path, monkeypatch, kwargs, fused):
     if fused:
         assert "Conv" in model.kernels and "1 layer(s)" in model.kernels["Conv"]
         assert ops == ["genrt.Conv"]  # Pad, Relu and a pads Constant are gone
+        (node,) = _rewritten(model)
+        strides = [list(a.ints) for a in node.attribute if a.name == "strides"]
+        assert strides == [[kwargs.get("stride", 1)] * 2]
     elif kwargs.get("pads") == (3, 1, 1, 1):
         assert ops == [".Pad", "genrt.Conv"]  # the Conv alone (its own pads) is still genrt's
     else:
@@ -121,6 +141,7 @@ def johnson(tmp_path_factory):
 
 
 def test_johnson_network(johnson, monkeypatch):
+    """Every convolution of the style network can be genrt's: with GENRT_CONV=genrt no Pad is left."""
     _, path = johnson
     x = np.random.default_rng(2).uniform(0, 1, (1, 3, 64, 72)).astype(np.float32)
     monkeypatch.setenv("GENRT_CONV", "ort")
@@ -133,11 +154,13 @@ def test_johnson_network(johnson, monkeypatch):
     model = genrt.load(path)
     got = model(x)
     assert np.abs((got + 1) / 2 - (want + 1) / 2).max() < 1e-3  # outputs in [-1, 1], compared as [0, 1]
-    assert "4 layer(s)" in model.kernels["Conv"]  # the two blocks' four 3x3 stride-1 convolutions
+    # the two blocks' four 3x3 stride-1 convolutions (Winograd), the two 9x9 and the two stride-2 ones (direct)
+    assert "8 layer(s)" in model.kernels["Conv"]
     nodes = _rewritten(model, x.shape)
-    assert sum(n.domain == "genrt" and n.op_type == "Conv" for n in nodes) == 4
-    pads = sum(n.op_type == "Pad" for n in nodes)
-    assert pads == sum(n.op_type == "Pad" for n in plain_graph) - 4  # their Pads are gone; the others stay
+    assert sum(n.domain == "genrt" and n.op_type == "Conv" for n in nodes) == 8
+    assert sum(n.op_type == "Pad" for n in plain_graph) == 8
+    assert not any(n.op_type == "Pad" for n in nodes)  # every Pad is done inside genrt.Conv
+    assert not any(n.op_type == "Conv" and n.domain in ("", "ai.onnx") for n in nodes)
 
 
 def test_auto_measures_conv_once_and_caches(johnson, tmp_path, monkeypatch):
@@ -153,13 +176,18 @@ def test_auto_measures_conv_once_and_caches(johnson, tmp_path, monkeypatch):
     x = np.random.default_rng(3).standard_normal((1, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         np.testing.assert_allclose(model(x), net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-4)
-    assert len(timed) == 2  # four layers of one shape: one decision, timed in ORT and in genrt's op
+    # five layer shapes (the 9x9 input and output layers, two stride-2 layers, the residual 3x3 layers, four of one
+    # shape): one decision each, timed in ORT and in genrt's op
+    assert len(timed) == 10
     entries = json.loads((tmp_path / "cache" / "conv_transpose_choice.json").read_text())
-    (key,) = entries
-    assert '"Pad", "Conv"' in key and "reflect" in key
-    assert {"genrt", "ort_ms", "genrt_ms"} <= set(entries[key])
+    assert len(entries) == 5
+    for key, entry in entries.items():
+        assert '"Pad", "Conv"' in key and "reflect" in key
+        assert {"genrt", "ort_ms", "genrt_ms"} <= set(entry)
     again = genrt.load(path)
     again(x)
-    assert len(timed) == 2 and again.kernels == model.kernels
+    assert len(timed) == 10 and again.kernels == model.kernels
+    # kernels says what was chosen: the residual shape counts four layers, every other shape one
+    chosen = sum((4 if "[32, 32, 3, 3]" in key else 1) for key, entry in entries.items() if entry["genrt"])
     label = model.kernels.get("Conv", "")
-    assert ("4 layer(s)" in label) == entries[key]["genrt"]  # kernels says what was chosen
+    assert (f"{chosen} layer(s)" in label) == bool(chosen)

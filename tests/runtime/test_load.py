@@ -57,7 +57,10 @@ def test_metadata_and_io_without_running(exported):
     d = genrt.load(exported["d"])
     assert d.kind == "discriminator" and d.metadata["version"] == genrt.__version__
     assert d.inputs[0].shape == ("batch", 1, "height", "width") or d.inputs[0].shape[1:] == (1, 8, 8)
-    assert d.kernels == {"MinibatchDiscrimination": "genrt kernel"}
+    assert d.kernels["MinibatchDiscrimination"] == "genrt kernel"
+    # its 4x4 stride-2 convolutions are genrt.Conv candidates, decided per size class on first use
+    assert set(d.kernels) <= {"MinibatchDiscrimination", "Conv"}
+    assert d.kernels.get("Conv", "chosen per input size class").startswith("chosen per input size class")
 
 
 def test_native_model_falls_back_to_standard_ops_without_library(exported, monkeypatch):
