@@ -217,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  genrt stylize style-hubble photo.jpg -o photo-hubble.jpg\n"
         "  genrt stylize style-hubble photos/ -r -o styled/ --strength 0.8 --jobs 2   # a rerun resumes\n"
-        "  genrt stylize style-mix photos/ -o mixed/ --style hubble=0.7,retina=0.3 --preserve-color",
+        "  genrt stylize style-multi photos/ -o mixed/ --style hubble=0.7,retina=0.3 --preserve-color",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("model", help="a stylizer file (.onnx) or a bundled style model's name")

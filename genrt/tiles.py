@@ -208,9 +208,22 @@ def segments(model: onnx.ModelProto, cuts: list[str]) -> list[tuple[onnx.ModelPr
     graph_inputs = {v.name: v for v in model.graph.input}
     try:
         typed = shape_inference.infer_shapes(model)
-        types = {v.name: v.type.tensor_type.elem_type for v in list(typed.graph.value_info) + list(typed.graph.input)}
+        values = {v.name: v for v in list(typed.graph.value_info) + list(typed.graph.input)}
     except Exception:
-        types = {}
+        values = {}
+
+    def value(name: str) -> onnx.ValueInfoProto:
+        """A part's input or output `name` with its inferred type and shape; an axis of unknown size gets a name of its
+        own, so the part's runner sees it as dynamic and still chooses genrt's kernels per size class."""
+        known = values.get(name)
+        if known is None or not known.type.tensor_type.HasField("shape"):
+            return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        dims = [
+            d.dim_value if d.HasField("dim_value") else d.dim_param or f"{name}_{axis}"
+            for axis, d in enumerate(known.type.tensor_type.shape.dim)
+        ]
+        return helper.make_tensor_value_info(name, known.type.tensor_type.elem_type, dims)
+
     later_uses: list[set] = [set() for _ in bounds]  # names used by nodes from bound b on
     for b in range(len(bounds) - 2, -1, -1):
         used = {i for n in nodes[bounds[b] : bounds[b + 1]] for i in n.input if i}
@@ -226,14 +239,12 @@ def segments(model: onnx.ModelProto, cuts: list[str]) -> list[tuple[onnx.ModelPr
             passes = sorted(here & later_uses[b + 1])
             keep = sorted(set(carried) & later_uses[b + 1])
         inputs = [graph_inputs[n] for n in graph_inputs if n in used and n not in inits]
-        inputs += [
-            helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None) for n in carried if n in used
-        ]
+        inputs += [value(n) for n in carried if n in used]
         graph = helper.make_graph(
             body,
             f"part{b}",
             inputs,
-            [helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None) for n in passes],
+            [value(n) for n in passes],
             [inits[n] for n in sorted(used & set(inits))],
         )
         part = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)

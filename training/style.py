@@ -78,14 +78,15 @@ CONTENT_SAMPLES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left"
 # were calibrated on 256x256 crops of the skimage photos and the styles hubble_deep_field, immunohistochemistry,
 # retina, brick and gravel, so that the weighted content loss between two different photos is about 1, the weighted
 # style loss of a photo against a style image about 5 and the weighted TV of a photo about 0.05 (measured: random
-# VGG 0.44, 1.7e-4, 0.0055; EfficientNet-Lite0 133, 3.2). Softened Gram matrices (about 7e7 there) trained to
-# saturated blobs at that ratio in short trials (120 steps, 128x128 crops), so its style weight is 100x lower, where
-# the content survives with the style's colours; plain EfficientNet-Lite0 already transferred texture in those trials.
-# Not yet tuned on full runs.
+# VGG 0.44, 1.7e-4, 0.0055; EfficientNet-Lite0 133, 3.2). EfficientNet-Lite0's style weight was then measured on
+# 400-step runs (genrt/models/README.md, "How the loss network was chosen"): at 2.0 the style wipes out the content,
+# so the default is 1.0 (the bundled stylizers but the first, at 0.5). Softened Gram matrices (about 7e7 there)
+# trained to saturated blobs at the calibrated ratio and left the photo almost as it was at 100x lower. Random VGG
+# lost the content within 200 steps at its calibrated weights.
 DEFAULTS = {
     "vgg16": dict(content_weight=1e5, style_weight=1e10, tv_weight=1e6),
     "vgg16-random": dict(content_weight=2.0, style_weight=3e4, tv_weight=10.0),
-    "efficientnet-lite0": dict(content_weight=1e-2, style_weight=2.0, tv_weight=10.0),
+    "efficientnet-lite0": dict(content_weight=1e-2, style_weight=1.0, tv_weight=10.0),
     "efficientnet-lite0-soft": dict(content_weight=1e-2, style_weight=7e-10, tv_weight=10.0),
 }
 
@@ -120,7 +121,7 @@ class StyleConfig:
     preview: int = 4  # content crops in each preview grid
     resume: bool = False  # continue from out/checkpoint.json if it exists
     export: bool = True  # export the network to out/stylizer.onnx at the end
-    export_weights: str = "float16"  # weights in the export: float16 (half the file, ~50 dB from float32) or float32
+    export_weights: str = "float16"  # weights in the export: float16 (half the file; 64-70 dB from float32) or float32
     description: str = ""  # one line stored in the export's metadata ("": made from the styles and loss network)
     threads: int = 0  # torch threads (0: torch's default)
     device: str = "cpu"  # cpu or cuda

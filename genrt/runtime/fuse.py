@@ -73,7 +73,9 @@ def class_label(dynamic_axes, key) -> str:
     parts, sizes = [], []
     for (_, axis), rep in zip(dynamic_axes, key, strict=True):
         if axis == 0:
-            parts.append(f"batch {'<=' if rep == BUCKETS[0] else '>'} {_SMALL_BATCH_LIMIT}")
+            label = f"batch {'<=' if rep == BUCKETS[0] else '>'} {_SMALL_BATCH_LIMIT}"
+            if label not in parts:  # one batch for all inputs (a part of a graph has several)
+                parts.append(label)
         else:
             sizes.append(str(rep))
     if sizes:
