@@ -50,47 +50,47 @@ def stylize_section(out: Path, opts: dict):
     if photos is None:
         return "Style transfer", items  # scikit-learn (the train extra) ships the photos
     loaded = {name: genrt.load(name, threads=opts["threads"]) for name in _stylizer_names()}
-    single = [{"name": n} for n, s in loaded.items() if not s.styles]
-    multi = [{"name": n} for n, s in loaded.items() if s.styles]
+    single = [n for n, s in loaded.items() if not s.styles]
+    multi = [n for n, s in loaded.items() if s.styles]
     if single:
-        rows = [_row([photo] + [loaded[m["name"]].stylize(photo) for m in single]) for _, photo in photos]
+        rows = [_row([photo] + [loaded[n].stylize(photo) for n in single]) for _, photo in photos]
         save_png(out / "style-grid.png", np.concatenate(rows))
         items.append(
             ("style-grid.png", "Photos x styles: each row a photo (scikit-learn's china.jpg and flower.jpg, never "
-             f"trained on), then {', '.join(m['name'] for m in single)} (Johnson et al. 2016, one network each).")
+             f"trained on), then {', '.join(single)} (Johnson et al. 2016, one network each).")
         )  # fmt: skip
-        first = loaded[single[0]["name"]]
+        first = loaded[single[0]]
         photo = photos[0][1]
         strengths = (0.0, 0.25, 0.5, 0.75, 1.0)
         save_png(out / "style-strength.png", _row([first.stylize(photo, strength=s) for s in strengths]))
         items.append(
-            ("style-strength.png", f"Strength 0, 0.25, 0.5, 0.75, 1 with {single[0]['name']}: 0 is the photo, 1 the "
+            ("style-strength.png", f"Strength 0, 0.25, 0.5, 0.75, 1 with {single[0]}: 0 is the photo, 1 the "
              "full style.")
         )  # fmt: skip
         rows = []
-        for m in single[:2]:
-            s = loaded[m["name"]]
+        for n in single[:2]:
+            s = loaded[n]
             rows.append(_row([photo, s.stylize(photo), s.stylize(photo, preserve_color=True)]))
         save_png(out / "style-preserve-color.png", np.concatenate(rows))
         items.append(
             ("style-preserve-color.png", "Colour preservation: photo, stylized, stylized keeping the photo's "
-             f"colours (only the luminance is transferred; Gatys et al. 2016), with {single[0]['name']}"
-             + (f" and {single[1]['name']}" if len(single) > 1 else "") + ".")
+             f"colours (only the luminance is transferred; Gatys et al. 2016), with {single[0]}"
+             + (f" and {single[1]}" if len(single) > 1 else "") + ".")
         )  # fmt: skip
-    for m in multi[:1]:
-        s = loaded[m["name"]]
+    for name in multi[:1]:
+        s = loaded[name]
         names = s.styles
         a, b = names[0], names[min(1, len(names) - 1)]
         photo = photos[1][1]
         mixes = [{a: 1 - t, b: t} if a != b else {a: 1.0} for t in np.linspace(0.0, 1.0, 5)]
         save_png(out / "style-mix.png", _row([photo] + [s.stylize(photo, style=w) for w in mixes]))
         items.append(
-            ("style-mix.png", f"Mixing styles on {m['name']} (one network holding {', '.join(names)}; conditional "
+            ("style-mix.png", f"Mixing styles on {name} (one network holding {', '.join(names)}; conditional "
              f"instance norm, Dumoulin et al. 2017): the photo, then {a} -> {b} with weights 0, 0.25, 0.5, 0.75, 1 "
              f"on {b}.")
         )  # fmt: skip
         save_png(out / "style-multi.png", _row([photo] + [s.stylize(photo, style=n) for n in names]))
-        items.append(("style-multi.png", f"Every style of {m['name']} on one photo: {', '.join(names)}."))
+        items.append(("style-multi.png", f"Every style of {name} on one photo: {', '.join(names)}."))
     return "Style transfer (Johnson et al. 2016): bundled stylizers on photos they never saw", items
 
 
