@@ -52,16 +52,20 @@ def test_style_section_pictures(bundled, tmp_path):
                       "style-multi.png"]  # fmt: skip
     photos = demo_apps._photos()
     china, flower = photos[0][1], photos[1][1]
-    a = genrt.load("style-a")
+    # Loaded as the demo loads them (threads 1), so they make the same kernel choices; still, those are measured at
+    # load and a layer may go the other way on a second load: outputs agree to one grey level, not bit for bit.
+    a = genrt.load("style-a", threads=1)
     strip = _cells(out / "style-strength.png", 5)
     assert strip[0].shape == china.shape
     np.testing.assert_array_equal(strip[0], china)  # strength 0 is the photo
-    np.testing.assert_array_equal(strip[-1], a.stylize(china))  # strength 1 the full style
+    close = dict(atol=1, rtol=0)
+    np.testing.assert_allclose(strip[-1].astype(int), a.stylize(china), **close)  # strength 1 the full style
     mix = _cells(out / "style-mix.png", 6)
-    mixed = genrt.load("style-mixed")
+    mixed = genrt.load("style-mixed", threads=1)
     np.testing.assert_array_equal(mix[0], flower)
-    np.testing.assert_array_equal(mix[1], mixed.stylize(flower, style="a"))
-    np.testing.assert_array_equal(mix[3], mixed.stylize(flower, style={"a": 1, "b": 1}))
+    np.testing.assert_allclose(mix[1].astype(int), mixed.stylize(flower, style="a"), **close)
+    np.testing.assert_allclose(mix[3].astype(int), mixed.stylize(flower, style={"a": 1, "b": 1}), **close)
+    assert np.abs(mix[1].astype(int) - mix[-1]).mean() > 1  # the two ends of the mix differ
     grid = np.asarray(Image.open(out / "style-grid.png"))
     assert grid.shape[0] > china.shape[0] + flower.shape[0]  # one row per photo
 
