@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace genrt {
 
@@ -86,6 +87,38 @@ inline void check_contiguous_output(const TensorRef& t) {
       throw_value(std::string(t.name) + ": output must be C-contiguous");
     expect *= t.sizes[d];
   }
+}
+
+// Whether t is C-contiguous (size-1 axes may have any stride).
+inline bool is_contiguous(const TensorRef& t) {
+  int64_t expect = 1;
+  for (int d = t.ndim - 1; d >= 0; --d) {
+    if (t.sizes[d] > 1 && t.strides[d] != expect) return false;
+    expect *= t.sizes[d];
+  }
+  return true;
+}
+
+// A C-contiguous copy of t (any rank <= 4) when it is not contiguous already; returns the data to use.
+template <typename T>
+inline const T* contiguous(const TensorRef& t, std::vector<T>& store) {
+  if (is_contiguous(t)) return static_cast<const T*>(t.data);
+  int64_t s[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
+  const int off = 4 - t.ndim;
+  for (int d = 0; d < t.ndim; ++d) {
+    s[off + d] = t.sizes[d];
+    st[off + d] = t.strides[d];
+  }
+  store.resize(size_t(s[0] * s[1] * s[2] * s[3]));
+  const T* src = static_cast<const T*>(t.data);
+  T* dst = store.data();
+  for (int64_t a = 0; a < s[0]; ++a)
+    for (int64_t b = 0; b < s[1]; ++b)
+      for (int64_t c = 0; c < s[2]; ++c) {
+        const T* row = src + a * st[0] + b * st[1] + c * st[2];
+        for (int64_t d = 0; d < s[3]; ++d) *dst++ = row[d * st[3]];
+      }
+  return store.data();
 }
 
 }  // namespace genrt

@@ -20,37 +20,6 @@ GENRT_DECLARE_ISA_KERNELS(GENRT_CONV2D_DECLS)
 namespace genrt {
 namespace {
 
-bool is_contiguous(const TensorRef& t) {
-  int64_t expect = 1;
-  for (int d = t.ndim - 1; d >= 0; --d) {
-    if (t.sizes[d] > 1 && t.strides[d] != expect) return false;
-    expect *= t.sizes[d];
-  }
-  return true;
-}
-
-// A C-contiguous copy of t (any rank <= 4) when it is not contiguous already; returns the data to use.
-template <typename T>
-const T* contiguous(const TensorRef& t, std::vector<T>& store) {
-  if (is_contiguous(t)) return static_cast<const T*>(t.data);
-  int64_t s[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
-  const int off = 4 - t.ndim;
-  for (int d = 0; d < t.ndim; ++d) {
-    s[off + d] = t.sizes[d];
-    st[off + d] = t.strides[d];
-  }
-  store.resize(size_t(s[0] * s[1] * s[2] * s[3]));
-  const T* src = static_cast<const T*>(t.data);
-  T* dst = store.data();
-  for (int64_t a = 0; a < s[0]; ++a)
-    for (int64_t b = 0; b < s[1]; ++b)
-      for (int64_t c = 0; c < s[2]; ++c) {
-        const T* row = src + a * st[0] + b * st[1] + c * st[2];
-        for (int64_t d = 0; d < s[3]; ++d) *dst++ = row[d * st[3]];
-      }
-  return store.data();
-}
-
 std::string pads_str(const int64_t p[4]) {
   return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ", " + std::to_string(p[2]) + ", " +
          std::to_string(p[3]) + ")";
