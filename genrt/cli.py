@@ -32,6 +32,11 @@ def _cmd_info(args) -> None:
         print(title)
         for spec in specs:
             print(f"  {spec}")
+    if getattr(model, "kind", None) == "upscaler":
+        field = model.receptive_field
+        print(f"scale:   x{model.scale}")
+        print(f"receptive field: {field if field is not None else 'unknown'} input pixels each side "
+              "(seamless tiles need --tile-pad at least this)")  # fmt: skip
     if model.format == "onnx":
         print(f"genrt kernels: {', '.join(f'{op} ({how})' for op, how in model.kernels.items()) or 'none used'}")
         print(f"genrt ORT library: {ort_ops_library() or 'not built'}; cpu isa: {genrt.kernels.cpu_isa()}")
@@ -116,13 +121,19 @@ def _style_weights(text: str | None):
     return weights
 
 
+def _load_app(args, cls, what: str):
+    """args.model loaded, if it is of the application's kind `cls` (else ArgumentError: not `what`)."""
+    model = genrt.load(args.model, threads=args.threads)
+    if not isinstance(model, cls):
+        raise ArgumentError(f"{args.model}: not {what} (its genrt.kind is {model.kind!r})")
+    return model
+
+
 def _cmd_stylize(args) -> int:
     from genrt.apps.stylize import Stylizer
     from genrt.image import read_image, write_image
 
-    model = genrt.load(args.model, threads=args.threads)
-    if not isinstance(model, Stylizer):
-        raise ArgumentError(f"{args.model}: not a stylizer (its genrt.kind is {model.kind!r})")
+    model = _load_app(args, Stylizer, "a stylizer")
     options = dict(
         strength=args.strength, preserve_color=args.preserve_color, style=_style_weights(args.style), tile=args.tile
     )
@@ -130,6 +141,25 @@ def _cmd_stylize(args) -> int:
 
     def work(job):
         write_image(job.target, model.stylize_picture(read_image(job.source), **options))
+
+    return batch.run_cli(args, work)
+
+
+def _cmd_upscale(args) -> int:
+    from genrt.apps.upscale import Upscaler
+    from genrt.image import read_image, write_image
+
+    model = _load_app(args, Upscaler, "an upscaler")
+    if args.outscale is not None and not 0 < args.outscale <= 64:
+        raise ArgumentError(f"-s/--outscale: expected a factor in (0, 64], got {args.outscale}")
+    options = dict(
+        outscale=args.outscale, tile=args.tile, tile_pad=args.tile_pad, device=args.device,
+        precision="float32" if args.fp32 else None,
+    )  # fmt: skip
+    model._engine(args.device, options["precision"])  # a bad --device fails before any work
+
+    def work(job):
+        write_image(job.target, model.upscale_picture(read_image(job.source), **options))
 
     return batch.run_cli(args, work)
 
@@ -230,6 +260,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per image (default: all CPUs)")
     p.set_defaults(func=_cmd_stylize)
+
+    p = sub.add_parser(
+        "upscale", help="super-resolve images, folders or globs with an upscaler (x4, x8)",
+        epilog="examples:\n"
+        "  genrt upscale sr-x4 photo.png -o photo-x4.png\n"
+        "  genrt upscale sr-x4-perceptual photos/ -r -o big/ --tile 256 --jobs 2   # a rerun resumes\n"
+        "  genrt upscale sr-x8-perceptual small.png -o out/ -s 6 --device cuda     # x8 network, resized to x6",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("model", help="an upscaler file (.onnx) or a bundled upscaler's name (sr-x4, ...)")
+    batch.add_arguments(p, suffix="-upscaled")
+    p.add_argument(
+        "-s", "--outscale", type=float, default=None,
+        help="output size over input size (default: the network's scale; others resize its output with Lanczos)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tile", type=int, default=None,
+        help="tile size in input pixels, to cap memory (default: tiles of 512 above 512x512; 0: never)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tile-pad", type=int, default=None,
+        help="pixels each tile sees beyond its own (default: the network's receptive field: seamless)",
+    )  # fmt: skip
+    p.add_argument("--device", default=None, help="cpu (default) or cuda[:N] (needs genrt[gpu])")
+    p.add_argument("--fp32", action="store_true", help="on a GPU, compute in float32 (default there: float16)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads per image (default: all CPUs)")
+    p.set_defaults(func=_cmd_upscale)
 
     p = sub.add_parser(
         "demo", help="write a folder of PNGs from the bundled models with an index.html",

@@ -1,4 +1,5 @@
-"""`genrt demo` sections for the applications on bundled models: style transfer (genrt.apps.stylize).
+"""`genrt demo` sections for the applications on bundled models: style transfer (genrt.apps.stylize) and
+super-resolution (genrt.apps.upscale).
 
 Same shape as genrt.demo's sections: ``section(out, opts) -> (title, [(file, caption), ...])``. The photos are
 scikit-learn's china.jpg and flower.jpg: the evaluation images, which no bundled model trained on.
@@ -17,8 +18,9 @@ from genrt.image import make_grid, read_image, save_png
 _PHOTO_WIDTH = 320  # demo photos are resized to this width: big enough to see the style, quick on two cores
 
 
-def _photos() -> list[tuple[str, np.ndarray]] | None:
-    """[(name, uint8 (H, W, 3))] of scikit-learn's two sample photos, resized; None without scikit-learn."""
+def _photos(width: int | None = _PHOTO_WIDTH) -> list[tuple[str, np.ndarray]] | None:
+    """[(name, uint8 (H, W, 3))] of scikit-learn's two sample photos, resized to `width` (None: as they are); None
+    without scikit-learn."""
     import importlib.util
 
     spec = importlib.util.find_spec("sklearn")
@@ -30,14 +32,17 @@ def _photos() -> list[tuple[str, np.ndarray]] | None:
     out = []
     for name in ("china", "flower"):
         pixels = read_image(folder / f"{name}.jpg").pixels
+        if width is None:
+            out.append((name, pixels))
+            continue
         h, w = pixels.shape[:2]
-        size = (_PHOTO_WIDTH, round(h * _PHOTO_WIDTH / w / 4) * 4)
+        size = (width, round(h * width / w / 4) * 4)
         out.append((name, np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))))
     return out
 
 
-def _stylizer_names() -> list[str]:
-    return [m["name"] for m in genrt.list_models() if m["kind"] == "stylizer"]
+def _names(kind: str) -> list[str]:
+    return [m["name"] for m in genrt.list_models() if m["kind"] == kind]
 
 
 def _row(images: list[np.ndarray]) -> np.ndarray:
@@ -49,7 +54,7 @@ def stylize_section(out: Path, opts: dict):
     items = []
     if photos is None:
         return "Style transfer", items  # scikit-learn (the train extra) ships the photos
-    loaded = {name: genrt.load(name, threads=opts["threads"]) for name in _stylizer_names()}
+    loaded = {name: genrt.load(name, threads=opts["threads"]) for name in _names("stylizer")}
     single = [n for n, s in loaded.items() if not s.styles]
     multi = [n for n, s in loaded.items() if s.styles]
     if single:
@@ -94,6 +99,44 @@ def stylize_section(out: Path, opts: dict):
     return "Style transfer (Johnson et al. 2016): bundled stylizers on photos they never saw", items
 
 
+# Crops of the evaluation photos for the super-resolution strips: (photo, top, left) of a region with detail.
+_SR_CROPS = (("china", 140, 250), ("flower", 120, 180))
+_SR_CROP = 192  # high-resolution pixels per side (48 low-resolution at x4, 24 at x8)
+
+
+def upscale_section(out: Path, opts: dict):
+    from PIL import Image
+
+    from genrt.apps.upscale import psnr_y
+
+    photos = _photos(None)
+    items = []
+    if photos is None:
+        return "Super-resolution", items
+    photos = dict(photos)
+    for name in _names("upscaler"):
+        model = genrt.load(name, threads=opts["threads"])
+        s = model.scale
+        rows, captions = [], []
+        for photo, top, left in _SR_CROPS:
+            truth = photos[photo][top : top + _SR_CROP, left : left + _SR_CROP]
+            small = np.asarray(Image.fromarray(truth).resize((_SR_CROP // s,) * 2, Image.Resampling.BICUBIC))
+            bicubic = np.asarray(Image.fromarray(small).resize((_SR_CROP,) * 2, Image.Resampling.BICUBIC))
+            nearest = np.asarray(Image.fromarray(small).resize((_SR_CROP,) * 2, Image.Resampling.NEAREST))
+            ours = model.upscale(small)
+            rows.append(_row([nearest, bicubic, ours, truth]))
+            captions.append(
+                f"{photo} {psnr_y(ours, truth, shave=s):.2f} dB (bicubic {psnr_y(bicubic, truth, shave=s):.2f})"
+            )
+        save_png(out / f"{name}.png", np.concatenate(rows))
+        items.append(
+            (f"{name}.png", f"{name} (x{s}): the input ({_SR_CROP // s} px, shown nearest), bicubic, {name}, the "
+             f"truth, on crops of the evaluation photos. PSNR (Y, border {s} px shaved): {'; '.join(captions)}.")
+        )  # fmt: skip
+    return "Super-resolution (Johnson et al. 2016): bundled upscalers on photos they never saw", items
+
+
 def sections() -> list[Section]:
     """Application sections, shown when bundled models of their kind exist."""
-    return [stylize_section] if _stylizer_names() else []
+    return [section for section, kind in ((stylize_section, "stylizer"), (upscale_section, "upscaler"))
+            if _names(kind)]  # fmt: skip

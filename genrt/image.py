@@ -734,16 +734,17 @@ def float_to_pixels(x, dtype) -> np.ndarray:
     return np.ascontiguousarray(np.rint(y).astype(dtype).transpose(1, 2, 0))
 
 
-def resize_alpha(alpha, size) -> np.ndarray:
-    """An alpha plane (H, W) uint8/uint16 resized to size = (H', W') with Pillow's LANCZOS, in its dtype.
+def resize(pixels, size) -> np.ndarray:
+    """Pixels (H, W) or (H, W, C) of uint8/uint16 resized to size = (H', W') with Pillow's LANCZOS, in their dtype.
 
-    For apps that change the image size (super-resolution): the alpha of the input, carried to the output's size.
+    For apps that change the image size (super-resolution: an alpha plane carried to the output's size, or an
+    output brought to another scale than the network's).
     """
-    alpha = np.asarray(alpha)
-    if alpha.dtype not in (np.uint8, np.uint16):
-        raise DTypeError(f"alpha: expected uint8 or uint16, got {alpha.dtype}")
-    if alpha.ndim != 2 or alpha.shape[0] < 1 or alpha.shape[1] < 1:
-        raise ShapeError(f"alpha: expected a non-empty (H, W) plane, got shape {alpha.shape}")
+    pixels = np.asarray(pixels)
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise DTypeError(f"pixels: expected uint8 or uint16, got {pixels.dtype}")
+    if pixels.ndim not in (2, 3) or pixels.shape[0] < 1 or pixels.shape[1] < 1:
+        raise ShapeError(f"pixels: expected a non-empty (H, W) or (H, W, C) image, got shape {pixels.shape}")
     try:
         height, width = (int(v) for v in size)
         ok = height >= 1 and width >= 1 and all(float(v) == int(v) for v in size)
@@ -751,9 +752,18 @@ def resize_alpha(alpha, size) -> np.ndarray:
         ok = False
     if not ok:
         raise ArgumentError(f"size: expected (H, W) with whole numbers >= 1, got {size!r}")
+    return _resize_planes(pixels, width, height)
+
+
+def _resize_planes(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    # Through Pillow's float mode, plane by plane: the same in both dtypes, without the 8-bit modes' clipping between
+    # the horizontal and vertical passes (up to 20 levels off on fine detail), and LANCZOS's overshoot is clipped at
+    # the end instead of wrapping around.
     from PIL import Image
 
-    # Through Pillow's float mode: it resamples with every filter, in both dtypes, and LANCZOS's overshoot is
-    # clipped below instead of wrapping around.
-    plane = Image.fromarray(alpha.astype(np.float32)).resize((width, height), Image.Resampling.LANCZOS)
-    return np.clip(np.rint(np.asarray(plane)), 0, np.iinfo(alpha.dtype).max).astype(alpha.dtype)
+    planes = pixels[..., None] if pixels.ndim == 2 else pixels
+    out = np.empty((height, width, planes.shape[2]), pixels.dtype)
+    for c in range(planes.shape[2]):
+        plane = Image.fromarray(planes[..., c].astype(np.float32)).resize((width, height), Image.Resampling.LANCZOS)
+        out[..., c] = np.clip(np.rint(np.asarray(plane)), 0, np.iinfo(pixels.dtype).max)
+    return out[..., 0] if pixels.ndim == 2 else out

@@ -116,6 +116,104 @@ def blend(run_tile, x: np.ndarray, *, tile: int, margin: int, multiple: int = 1,
     return out
 
 
+def stitch(run_tile, x: np.ndarray, *, tile: int, margin: int, put, multiple: int = 1) -> None:
+    """Runs ``run_tile`` on overlapping tiles of x (N, C, H, W) and hands each tile's cell to ``put``, no blending.
+
+    ``run_tile(tile_x)`` returns (N, C', h * s, w * s) for a scale s; ``put(cell_y, (y0, y1, x0, x1))`` receives the
+    part of it inside the tile's cell and where that lies in the output. With ``margin`` at least the network's
+    receptive field (:func:`receptive_field`) the cells are exactly what the whole image gives, so the caller can
+    write them straight into its final output (e.g. 8-bit pixels): memory follows the tile and that output.
+    """
+    h, w = x.shape[2:]
+    for r in spans(h, tile, margin, multiple):
+        for c in spans(w, tile, margin, multiple):
+            y = run_tile(np.ascontiguousarray(x[:, :, r.tile0 : r.tile1, c.tile0 : c.tile1]))
+            sy, sx = y.shape[2] / (r.tile1 - r.tile0), y.shape[3] / (c.tile1 - c.tile0)
+            if sy != sx or sy * (r.tile1 - r.tile0) != round(sy * (r.tile1 - r.tile0)):
+                raise ShapeError(f"tiles: a tile of {r.tile1 - r.tile0}x{c.tile1 - c.tile0} gave {y.shape[2:]}")
+            box = [round(v * sy) for v in (r.cell0, r.cell1, c.cell0, c.cell1)]
+            oy, ox = round(r.tile0 * sy), round(c.tile0 * sx)
+            put(y[:, :, box[0] - oy : box[1] - oy, box[2] - ox : box[3] - ox], tuple(box))
+
+
+# --- receptive field ------------------------------------------------------------------------------------------
+
+
+def _attr(node, name, default):
+    for a in node.attribute:
+        if a.name == name:
+            return list(a.ints) if a.ints else a.i if a.type == onnx.AttributeProto.INT else a.f
+    return default
+
+
+def receptive_field(model: onnx.ModelProto) -> int | None:
+    """How far, in input pixels, an output pixel of an image model can see: the radius of its receptive field.
+
+    Follows the graph from the first 4-D input: each convolution, pooling or transposed convolution widens the
+    radius by half its (dilated) kernel at its input's scale, resizes by their interpolation's reach, and pointwise
+    ops add nothing; where branches meet (residual blocks, skips) the widest counts. Instance norms count as
+    pointwise (their statistics are whole-image; genrt.tiles handles them). Rounded up; None when the graph holds
+    an op whose reach is not local or not known (a tiled run of such a model cannot be exact).
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    images = [v.name for v in model.graph.input if len(v.type.tensor_type.shape.dim) == 4 and v.name not in inits]
+    if not images:
+        return None
+    reach: dict[str, tuple[float, float]] = {images[0]: (0.0, 1.0)}  # tensor -> (radius, input pixels per pixel)
+
+    def kernel(node) -> list[int] | None:
+        k = _attr(node, "kernel_shape", None)
+        if k is None and len(node.input) > 1 and node.input[1] in inits:
+            k = list(inits[node.input[1]].dims[2:])
+        return k
+
+    def scales(node) -> list[float] | None:
+        for name in node.input[1:]:
+            t = inits.get(name) or (consts[name].attribute[0].t if name in consts else None)
+            if t is not None and t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
+                v = numpy_helper.to_array(t).ravel()
+                if v.size == 4:
+                    return [float(v[2]), float(v[3])]
+        return None
+
+    for node in model.graph.node:
+        seen = [reach[i] for i in node.input if i in reach]
+        if not seen:
+            continue
+        r, t = max(s[0] for s in seen), seen[0][1]
+        op = node.op_type
+        if op in ("Conv", "MaxPool", "AveragePool", "ConvTranspose"):
+            k = kernel(node)
+            if k is None:
+                return None
+            d = _attr(node, "dilations", [1] * len(k))
+            s = _attr(node, "strides", [1] * len(k))
+            spread = max((ki - 1) * di for ki, di in zip(k, d, strict=False)) / 2
+            if op == "ConvTranspose":
+                r, t = r + (spread / min(s) + 0.5) * t, t / max(s)
+            else:
+                r, t = r + spread * t, t * max(s)
+        elif op in ("Resize", "Upsample"):
+            f = scales(node)
+            if f is None:
+                return None
+            mode = _attr(node, "mode", b"nearest")
+            mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+            r, t = r + {"cubic": 2.0, "linear": 1.0}.get(mode, 0.5) * t, t / max(f)
+        elif op == "DepthToSpace":
+            r, t = r + 0.5 * t, t / _attr(node, "blocksize", 1)
+        elif op == "SpaceToDepth":
+            b = _attr(node, "blocksize", 1)
+            r, t = r + (b - 1) / 2 * t, t * b
+        elif op not in LOCAL_OPS and op != "InstanceNormalization":
+            return None
+        for o in node.output:
+            reach[o] = (r, t)
+    out = model.graph.output[0].name
+    return math.ceil(reach[out][0] - 1e-9) if out in reach else None
+
+
 # --- instance normalization with given statistics -------------------------------------------------------------
 
 

@@ -354,6 +354,51 @@ def _check_params(parts: Parts, step: int) -> None:
                 raise DivergenceError(f"step {step}: parameter {mname}.{pname} is not finite, training diverged")
 
 
+def run_steps(cfg, net: torch.nn.Module, step: int, train_step, save, preview, *, on_step=None, hint: str) -> dict:
+    """The step loop of the one-network trainers (training/style.py, training/superres.py), from `step` to cfg.steps.
+
+    Before each step torch's RNG is seeded from (cfg.seed, step), so ``train_step(step) -> {name: float}`` draws the
+    same data on a resumed run as on an uninterrupted one. Non-finite losses raise DivergenceError (with `hint`, what
+    to lower); every cfg.ckpt_every steps and at the end the parameters are checked and ``save(step)`` writes a
+    checkpoint; every cfg.sample_every steps and at the end ``preview(step)`` writes a picture. ``on_step(step, net,
+    losses)`` after each step (tests: crash, NaN). A tqdm bar when cfg.progress. Returns the last losses.
+    """
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc=Path(cfg.out).name, unit="step", dynamic_ncols=True)
+    losses: dict[str, float] = {}
+    started = time.time()
+    net.train()
+    while step < cfg.steps:
+        torch.manual_seed(step_seed(cfg.seed, 0, step))
+        losses = train_step(step)
+        step += 1
+        for k, v in losses.items():
+            if not math.isfinite(v):
+                raise DivergenceError(
+                    f"step {step}: {k} = {v}, training diverged; {hint}, or resume from the last good checkpoint "
+                    f"in {cfg.out}"
+                )
+        if on_step is not None:
+            on_step(step, net, losses)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            for name, p in net.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise DivergenceError(f"step {step}: parameter {name} is not finite, training diverged")
+            save(step)
+        if step % cfg.sample_every == 0 or step == cfg.steps:
+            preview(step)
+    if bar is not None:
+        bar.close()
+    print(f"{cfg.out}: {step} steps, {time.time() - started:.1f} s; last losses {json.dumps(losses)}")
+    return losses
+
+
 def _write_samples(G: torch.nn.Module, z: torch.Tensor, path: Path) -> None:
     was_training = G.training
     G.eval()

@@ -39,8 +39,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,14 +52,7 @@ from genrt.errors import ArgumentError, GenrtError
 from genrt.image import make_grid, save_png, to_uint8_images, write_atomic
 from training import data as data_mod
 from training import perceptual
-from training.loop import (
-    DivergenceError,
-    parse_config,
-    read_checkpoint,
-    resumed_config,
-    step_seed,
-    write_checkpoint,
-)
+from training.loop import parse_config, read_checkpoint, resumed_config, run_steps, write_checkpoint
 
 CHECKPOINT = "checkpoint.json"
 
@@ -546,12 +537,6 @@ def _write_preview(net, x, styles_img, path: Path) -> None:
     save_png(path, make_grid(to_uint8_images(grid, (0.0, 1.0)), nrow=n + 1))
 
 
-def _check_params(net: nn.Module, step: int) -> None:
-    for name, p in net.named_parameters():
-        if not torch.isfinite(p).all():
-            raise DivergenceError(f"step {step}: parameter {name} is not finite, training diverged")
-
-
 def train(cfg: StyleConfig, *, on_step=None) -> Run:
     """Runs (or resumes) a style-transfer run; ``on_step(step, net, losses)`` after each step (tests: crash, NaN)."""
     if cfg.threads > 0:
@@ -606,38 +591,14 @@ def train(cfg: StyleConfig, *, on_step=None) -> Run:
         opt.step()
         return {"loss": loss.item(), "content": l_content.item(), "style": l_style.item(), "tv": l_tv.item()}
 
-    bar = None
-    if cfg.progress:
-        from tqdm import tqdm
+    def train_step(step: int) -> dict[str, float]:
+        return one_step(random_crops(pool, cfg.batch_size, cfg.crop).to(device), step)
 
-        bar = tqdm(total=cfg.steps, initial=step, desc=out.name, unit="step", dynamic_ncols=True)
-    losses: dict[str, float] = {}
-    started = time.time()
-    net.train()
-    while step < cfg.steps:
-        torch.manual_seed(step_seed(cfg.seed, 0, step))
-        x = random_crops(pool, cfg.batch_size, cfg.crop).to(device)
-        losses = one_step(x, step)
-        step += 1
-        for k, v in losses.items():
-            if not math.isfinite(v):
-                raise DivergenceError(
-                    f"step {step}: {k} = {v}, training diverged; lower --lr or the loss weights, "
-                    f"or resume from the last good checkpoint in {out}"
-                )
-        if on_step is not None:
-            on_step(step, net, losses)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            _check_params(net, step)
-            save_checkpoint(out, net, opt, cfg, step)
-        if step % cfg.sample_every == 0 or step == cfg.steps:
-            _write_preview(net, preview_x, thumbs, out / "samples" / f"step_{step:08d}.png")
-    if bar is not None:
-        bar.close()
-    print(f"{cfg.out}: {step} steps, {time.time() - started:.1f} s; last losses {json.dumps(losses)}")
+    losses = run_steps(
+        cfg, net, step, train_step, lambda step: save_checkpoint(out, net, opt, cfg, step),
+        lambda step: _write_preview(net, preview_x, thumbs, out / "samples" / f"step_{step:08d}.png"),
+        on_step=on_step, hint="lower --lr or the loss weights",
+    )  # fmt: skip
     path = export_stylizer(net, cfg, names, loss_net.spec, out / "stylizer.onnx") if cfg.export else None
     return Run(net, cfg, names, loss_net.spec, losses, path)
 

@@ -244,6 +244,7 @@ METHOD_KINDS.update({name: "rbm" for name in ("features", "filters")})
 METHOD_KINDS.update({name: "classifier" for name in ("predict", "predict_proba")})
 METHOD_KINDS.update({name: "infogan" for name in ("traverse",)})
 METHOD_KINDS.update({name: "stylizer" for name in ("stylize", "stylize_picture", "styles")})
+METHOD_KINDS.update({name: "upscaler" for name in ("upscale", "upscale_picture", "scale", "receptive_field")})
 
 # Classes by genrt.kind; kinds not listed load as plain Model.
 CLASSES: dict[str, type[Model]] = {"generator": Generator}

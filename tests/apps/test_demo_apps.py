@@ -73,3 +73,33 @@ def test_style_section_pictures(bundled, tmp_path):
 def test_no_section_without_stylizers(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "MODELS_DIR", tmp_path)
     assert demo_apps.sections() == []
+
+
+def test_upscale_section_pictures(tmp_path, monkeypatch):
+    from training.superres import SRNet, _Clipped
+
+    models = tmp_path / "models"
+    models.mkdir()
+    torch.manual_seed(0)
+    net = SRNet(4, width=4, blocks=1).eval()
+    torch.nn.init.normal_(net.tail[1].weight, 0.0, 0.05)  # SRNet starts it at zero (bicubic)
+    genrt.export(_Clipped(net), models / "sr-tiny.onnx", torch.rand(1, 3, 16, 16), kind="upscaler",
+                 metadata={"scale": 4})  # fmt: skip
+    monkeypatch.setattr(files, "MODELS_DIR", models)
+    assert demo_apps.upscale_section in demo.sections() and demo_apps.stylize_section not in demo.sections()
+    out = tmp_path / "demo"
+    out.mkdir()
+    title, items = demo_apps.upscale_section(out, {"seed": 0, "threads": 1})
+    assert title.startswith("Super-resolution") and [f for f, _ in items] == ["sr-tiny.png"]
+    assert "china" in items[0][1] and "dB (bicubic" in items[0][1]
+    grid = np.asarray(Image.open(out / "sr-tiny.png").convert("RGB"))
+    assert grid.shape == (2 * (demo_apps._SR_CROP + 4), 2 + 4 * (demo_apps._SR_CROP + 2), 3)  # 2 one-row grids of 4
+    china = dict(demo_apps._photos(None))["china"]
+    _, top, left = demo_apps._SR_CROPS[0]
+    truth = china[top : top + demo_apps._SR_CROP, left : left + demo_apps._SR_CROP]
+    cells = _cells(out / "sr-tiny.png", 4)  # the first row's cells (the helper's rows are cut at the grid's top)
+    np.testing.assert_array_equal(cells[3][: demo_apps._SR_CROP], truth)
+    small = np.asarray(Image.fromarray(truth).resize((48, 48), Image.Resampling.BICUBIC))
+    np.testing.assert_allclose(
+        cells[2][: demo_apps._SR_CROP].astype(int), genrt.load("sr-tiny").upscale(small), atol=1
+    )
