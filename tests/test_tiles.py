@@ -137,3 +137,31 @@ def test_non_local_models_are_refused(tmp_path):
     pt2 = genrt.load(genrt.export(net, tmp_path / "pool.pt2", torch.randn(1, 3, 16, 16), kind="model"))
     with pytest.raises(genrt.ArgumentError, match="need an ONNX model"):
         tiles.Tiler(pt2)
+
+
+def _exported(module, tmp_path, name):
+    path = tmp_path / f"{name}.onnx"
+    genrt.export(module.eval(), path, torch.rand(1, 3, 32, 32), kind="model", verify=False)
+    return genrt.load(path)._runner.graph
+
+
+def test_receptive_field_of_known_stacks(tmp_path):
+    from torch import nn
+
+    # 3x3 (1) + 5x5 dilated by 2 (4): 5 pixels each side, exactly
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 5, padding=4, dilation=2))
+    assert tiles.receptive_field(_exported(plain, tmp_path, "plain")) == 5
+    # after a stride-2 layer every pixel of the next one spans two input pixels: 1 + 1 * 2
+    strided = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 3, 3, padding=1))
+    assert tiles.receptive_field(_exported(strided, tmp_path, "strided")) == 3
+
+    class Pooled(nn.Module):  # global pooling sees the whole image: no finite receptive field
+        def forward(self, x):
+            return x * x.mean(dim=(2, 3), keepdim=True)
+
+    assert tiles.receptive_field(_exported(Pooled(), tmp_path, "pooled")) is None
+    # Johnson's stylizer (instance norms count as pointwise; genrt.tiles gives them whole-image statistics)
+    johnson = tiles.receptive_field(_exported(johnson_init(JohnsonTransformer(width=4, blocks=1)), tmp_path, "j"))
+    # 9x9 (4), 3x3 stride 2 (1), 3x3 stride 2 (1 x 2), one residual block at stride 4 (2 x 4), two stride-2 3x3
+    # transposed convs (half a kernel over the stride, plus half a pixel for the rounding: 1 x 4, then 1 x 2), 9x9 (4)
+    assert johnson == 4 + 1 + 2 + 8 + 4 + 2 + 4

@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import genrt
-from genrt.apps import upscale as upscale_app
 from genrt.errors import ArgumentError, GenrtError
 from genrt.image import make_grid, save_png, write_atomic
 from training import data as data_mod
@@ -63,13 +62,16 @@ SKIMAGE = (
     "page", "text", "brick", "grass", "gravel", "immunohistochemistry", "retina",
 )  # fmt: skip
 
-# Feature-loss weights per loss-network family, for --loss feature and mix: the weighted feature loss of a bicubic
-# x4 upscale of the training crops is about its pixel MSE (measured on 16 crops of 96 px: MSE 4.2e-3; feature loss
-# at efficientnet-lite0 block0 17.9, random VGG16 relu2_2 0.055). Trained VGG16: a guess (not measured here).
+# Feature loss per loss-network family (--loss feature and mix): its layer and weight. Weights: the weighted feature
+# loss of a bicubic x4 upscale of the training crops is about 4x its pixel MSE (16 crops of 96 px: MSE 4.2e-3;
+# feature loss at efficientnet-lite0 block2 45, random VGG16 relu2_2 0.055); trained VGG16: a guess, not measured.
+# EfficientNet-Lite0's layer was measured (genrt/models/README.md, super-resolution): 200 steps of --loss feature
+# at block0 (stride 2, like relu2_2) and block4 left the output as blurry as bicubic; block2 (stride 4) brought
+# detail back (sharpness 2.4x bicubic's) and painted a fine grid in flat areas, which the pixel term of mix removes.
 DEFAULTS = {
-    "vgg16": dict(feature_weight=1e-3, layer="relu2_2"),
-    "vgg16-random": dict(feature_weight=0.077, layer="relu2_2"),
-    "efficientnet-lite0": dict(feature_weight=2.4e-4, layer="block0"),
+    "vgg16": dict(feature_weight=4e-3, layer="relu2_2"),
+    "vgg16-random": dict(feature_weight=0.3, layer="relu2_2"),
+    "efficientnet-lite0": dict(feature_weight=4e-4, layer="block2"),
 }
 
 
@@ -452,41 +454,6 @@ class _Clipped(nn.Module):
 
     def forward(self, x):
         return self.net(x).clamp(0.0, 1.0)
-
-
-# --- evaluation -----------------------------------------------------------------------------------------------------
-
-
-def evaluate(upscale, scale: int, photos=None) -> list[dict]:
-    """PSNR (Y, border shaved by the scale), SSIM (Y) and sharpness of ``upscale`` and of bicubic and Lanczos on the
-    evaluation photos: [{"image", "method", "psnr", "ssim", "sharpness"}].
-
-    ``upscale(lr uint8 (h, w, 3)) -> uint8 (h * scale, w * scale, 3)``. Each photo is cropped to a multiple of the
-    scale, downscaled with Pillow's BICUBIC (antialiased) and upscaled back. Sharpness: :func:`upscale_app.sharpness`.
-    """
-    from PIL import Image
-    from skimage.metrics import structural_similarity
-
-    rows = []
-    photos = evaluation_photos() if photos is None else photos
-    for name, photo in zip(("china", "flower"), photos, strict=False):
-        h, w = (d - d % scale for d in photo.shape[:2])
-        hr = photo[:h, :w]
-        lr = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.Resampling.BICUBIC))
-        methods = {
-            "bicubic": np.asarray(Image.fromarray(lr).resize((w, h), Image.Resampling.BICUBIC)),
-            "lanczos": np.asarray(Image.fromarray(lr).resize((w, h), Image.Resampling.LANCZOS)),
-            "model": upscale(lr),
-        }
-        ty = upscale_app.luma(hr)[scale:-scale, scale:-scale]
-        for method, out in methods.items():
-            y = upscale_app.luma(out)[scale:-scale, scale:-scale]
-            rows.append({
-                "image": name, "method": method, "psnr": upscale_app.psnr_y(out, hr, shave=scale),
-                "ssim": float(structural_similarity(y, ty, data_range=255.0)),
-                "sharpness": upscale_app.sharpness(out, hr, scale),
-            })  # fmt: skip
-    return rows
 
 
 def main(argv=None) -> None:

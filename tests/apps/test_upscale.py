@@ -94,6 +94,29 @@ def test_tiles_equal_the_whole_image(upscaler, size, tile):
     assert np.abs(whole.astype(int) - model.upscale(photo, tile=tile, tile_pad=1)).max() > 1
 
 
+def test_tiles_keep_whole_image_instance_norm_statistics(tmp_path):
+    """A user's upscaler with instance norms (whole-image statistics) tiles through genrt.tiles' part runner."""
+
+    class Normed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(1)
+            self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+            self.norm = torch.nn.InstanceNorm2d(6, affine=True)
+            self.up = torch.nn.ConvTranspose2d(6, 3, 4, stride=2, padding=1)
+
+        def forward(self, x):
+            return torch.sigmoid(self.up(torch.relu(self.norm(self.conv(x)))))
+
+    path = tmp_path / "normed.onnx"
+    genrt.export(Normed().eval(), path, torch.rand(1, 3, 16, 16), kind="upscaler", metadata={"scale": 2})
+    model = genrt.load(path)
+    photo = _photo(50, 61)
+    whole = model.upscale(photo, tile=0)
+    assert whole.shape == (100, 122, 3)
+    assert np.abs(whole.astype(int) - model.upscale(photo, tile=20)).max() <= 1
+
+
 def test_tile_arguments_are_checked(upscaler):
     _, model = upscaler
     photo = _photo(40, 40)
