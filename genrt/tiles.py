@@ -14,6 +14,10 @@ before it, yields norm k's input on every tile, whose mean and variance over the
 whole-image statistics. What a part leaves for the next waits on disk, so memory follows the tile. The tiled
 result then equals the untiled one up to the receptive field that reaches past ``margin`` (a few grey levels at
 most; see the tests), for about the cost of one run of the network.
+
+Networks without instance norms (super-resolution) need no statistics: :func:`stitch` runs the tiles and hands
+each cell to the caller, unblended, and with ``margin`` at least the network's :func:`receptive_field` (read off
+the graph) every cell is exactly what the whole image gives.
 """
 
 from __future__ import annotations
@@ -142,7 +146,7 @@ def stitch(run_tile, x: np.ndarray, *, tile: int, margin: int, put, multiple: in
 def _attr(node, name, default):
     for a in node.attribute:
         if a.name == name:
-            return list(a.ints) if a.ints else a.i if a.type == onnx.AttributeProto.INT else a.f
+            return onnx.helper.get_attribute_value(a)
     return default
 
 
@@ -187,8 +191,8 @@ def receptive_field(model: onnx.ModelProto) -> int | None:
             k = kernel(node)
             if k is None:
                 return None
-            d = _attr(node, "dilations", [1] * len(k))
-            s = _attr(node, "strides", [1] * len(k))
+            d = list(_attr(node, "dilations", [1] * len(k)))
+            s = list(_attr(node, "strides", [1] * len(k)))
             spread = max((ki - 1) * di for ki, di in zip(k, d, strict=False)) / 2
             if op == "ConvTranspose":
                 r, t = r + (spread / min(s) + 0.5) * t, t / max(s)
@@ -198,8 +202,7 @@ def receptive_field(model: onnx.ModelProto) -> int | None:
             f = scales(node)
             if f is None:
                 return None
-            mode = _attr(node, "mode", b"nearest")
-            mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+            mode = _attr(node, "mode", b"nearest").decode()
             r, t = r + {"cubic": 2.0, "linear": 1.0}.get(mode, 0.5) * t, t / max(f)
         elif op == "DepthToSpace":
             r, t = r + 0.5 * t, t / _attr(node, "blocksize", 1)

@@ -102,6 +102,8 @@ class SRConfig:
     ckpt_every: int = 500  # steps between checkpoints (and at the end)
     sample_every: int = 500  # steps between preview grids (and at the end)
     resume: bool = False  # continue from out/checkpoint.json if it exists
+    init: str = ""  # start from the network of another run folder's checkpoint (e.g. a perceptual model from a
+    # per-pixel one, as Ledig et al.'s SRGAN starts from SRResNet); the same architecture; Adam starts afresh
     export: bool = True  # export the network to out/upscaler.onnx at the end
     export_weights: str = "float16"  # weights in the export: float16 (half the file) or float32
     description: str = ""  # one line stored in the export's metadata ("": made from scale and loss)
@@ -385,6 +387,8 @@ def train(cfg: SRConfig, *, on_step=None) -> Run:
     step = 0
     if saved is not None:
         step = read_checkpoint(out, {"net": net}, {"opt": opt})["step"]
+    elif cfg.init:
+        read_checkpoint(Path(cfg.init).expanduser(), {"net": net}, {})
     write_atomic(out / "config.json", (json.dumps(asdict(cfg), indent=2) + "\n").encode())
     preview = _preview_crops(cfg.scale, 16 * cfg.scale).to(device)
 
@@ -399,9 +403,15 @@ def train(cfg: SRConfig, *, on_step=None) -> Run:
             loss = loss + cfg.pixel_weight * losses["pixel"]
         if cfg.loss in ("feature", "mix"):
             layer = cfg.feature_layer
+            # Jitter: both images shifted by the same random 0-7 pixels first. The network's output is aligned to the
+            # crop, and so is a strided loss network's sampling grid: without the shift the network learns a
+            # pattern with the loss network's stride that the features at that phase cannot see (a fine grid over
+            # the whole image, seen at EfficientNet-Lite0 block2, stride 4).
+            dy, dx = (int(v) for v in torch.randint(8, (2,)))
+            y_j, hr_j = y[:, :, dy:, dx:], hr[:, :, dy:, dx:]
             with torch.no_grad():
-                target = loss_net.features(hr, [layer])[layer]
-            losses["feature"] = perceptual.feature_reconstruction_loss(loss_net.features(y, [layer])[layer], target)
+                target = loss_net.features(hr_j, [layer])[layer]
+            losses["feature"] = perceptual.feature_reconstruction_loss(loss_net.features(y_j, [layer])[layer], target)
             losses["tv"] = perceptual.total_variation_loss(y)
             loss = loss + cfg.feature_weight * losses["feature"] + cfg.tv_weight * losses["tv"]
         opt.zero_grad(set_to_none=True)

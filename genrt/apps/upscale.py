@@ -67,7 +67,8 @@ class Upscaler(Model):
             tile_pad: pixels each tile sees beyond its cell (default: the receptive field, which makes tiles
                 seamless).
             device: None (the device the model was loaded on), "cpu" or "cuda[:N]".
-            precision: "float32" or "float16" (default: float16 on a GPU, float32 on the CPU).
+            precision: "float32" or "float16" (default: float16 on a GPU, float32 on the CPU; a model loaded with
+                ``genrt.load(..., device="cuda")`` also computes in float16 unless asked for float32).
 
         Returns:
             The same kind of image as ``image`` (numpy of the same layout and dtype, or PIL), upscaled.
@@ -152,18 +153,18 @@ class Upscaler(Model):
         return tile_pad
 
     def _engine(self, device, precision):
-        """A callable (1, 3, h, w) float32 -> (1, 3, h s, w s) float32 on the device and precision asked for."""
-        on_gpu = device is not None and str(device).startswith("cuda")
-        if precision is None:
-            precision = "float16" if on_gpu else "float32"
-        if precision not in ("float32", "float16"):
-            raise ArgumentError(f"precision: expected float32 or float16, got {precision!r}")
-        if (device is None or device == "cpu") and precision == "float32":
-            return lambda x: self._call(x)
-        if device is None:
-            device = "cpu"
+        """A callable (1, 3, h, w) float32 -> (1, 3, h s, w s) float32 on the device and precision asked for:
+        the model's own session for float32 on the device it was loaded on, else a BoundEngine."""
+        loaded = getattr(self._runner, "_settings", {}).get("device", "cpu")
+        device = loaded if device is None else device
         if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
             raise ArgumentError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
+        if precision is None:
+            precision = "float16" if device.startswith("cuda") else "float32"
+        if precision not in ("float32", "float16"):
+            raise ArgumentError(f"precision: expected float32 or float16, got {precision!r}")
+        if device == loaded and precision == "float32":
+            return self._call
         return self._bound(device, precision)
 
     def _call(self, x: np.ndarray) -> np.ndarray:

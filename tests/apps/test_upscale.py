@@ -282,6 +282,9 @@ def test_cuda_float16_matches_cpu(upscaler):
     for precision in ("float16", "float32"):
         out = model.upscale(photo, device="cuda", precision=precision, tile=32)
         assert np.abs(out.astype(int) - ref).max() <= (3 if precision == "float16" else 1)
+    on_gpu = genrt.load(model.path, device="cuda")  # loaded on the GPU: float16 by default there too
+    assert np.abs(on_gpu.upscale(photo).astype(int) - ref).max() <= 3
+    assert ("cuda", "float16") in on_gpu._engines
 
 
 def test_measures():

@@ -158,3 +158,14 @@ def test_evaluation_protocol_reproduces_the_issue_figures():
     assert got == {("china", "bicubic"): 22.43, ("china", "lanczos"): 22.50, ("china", "model"): 22.43,
                    ("flower", "bicubic"): 30.71, ("flower", "lanczos"): 30.98, ("flower", "model"): 30.71}  # fmt: skip
     assert all(0 < r["ssim"] < 1 and 0 < r["sharpness"] < 1 for r in rows)
+
+
+def test_init_starts_from_another_runs_network(tmp_path):
+    first = sr.train(tiny(tmp_path / "a", steps=2, norm="none"))
+    # lr 0 and no batch norm: the one step changes nothing, so the network is the checkpoint's
+    second = sr.train(tiny(tmp_path / "b", steps=1, lr=0.0, norm="none", loss="mix", loss_net="vgg16-random",
+                           init=str(tmp_path / "a" / "run")))  # fmt: skip
+    for k, v in first.net.state_dict().items():
+        torch.testing.assert_close(second.net.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    with pytest.raises(CheckpointError, match="cannot restore"):
+        sr.train(tiny(tmp_path / "c", width=4, norm="none", init=str(tmp_path / "a" / "run")))  # another width
