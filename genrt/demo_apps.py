@@ -100,8 +100,8 @@ def stylize_section(out: Path, opts: dict):
 
 
 # Crops of the evaluation photos for the super-resolution strips: (photo, top, left) of a region with detail.
-_SR_CROPS = (("china", 140, 250), ("flower", 120, 180))
-_SR_CROP = 192  # high-resolution pixels per side (48 low-resolution at x4, 24 at x8)
+SR_CROPS = (("china", 140, 250), ("flower", 120, 180))
+SR_CROP = 192  # high-resolution pixels per side (48 low-resolution at x4, 24 at x8)
 
 
 def upscale_section(out: Path, opts: dict):
@@ -118,11 +118,11 @@ def upscale_section(out: Path, opts: dict):
         model = genrt.load(name, threads=opts["threads"])
         s = model.scale
         rows, captions = [], []
-        for photo, top, left in _SR_CROPS:
-            truth = photos[photo][top : top + _SR_CROP, left : left + _SR_CROP]
-            small = np.asarray(Image.fromarray(truth).resize((_SR_CROP // s,) * 2, Image.Resampling.BICUBIC))
-            bicubic = np.asarray(Image.fromarray(small).resize((_SR_CROP,) * 2, Image.Resampling.BICUBIC))
-            nearest = np.asarray(Image.fromarray(small).resize((_SR_CROP,) * 2, Image.Resampling.NEAREST))
+        for photo, top, left in SR_CROPS:
+            truth = photos[photo][top : top + SR_CROP, left : left + SR_CROP]
+            small = np.asarray(Image.fromarray(truth).resize((SR_CROP // s,) * 2, Image.Resampling.BICUBIC))
+            bicubic = np.asarray(Image.fromarray(small).resize((SR_CROP,) * 2, Image.Resampling.BICUBIC))
+            nearest = np.asarray(Image.fromarray(small).resize((SR_CROP,) * 2, Image.Resampling.NEAREST))
             ours = model.upscale(small)
             rows.append(_row([nearest, bicubic, ours, truth]))
             captions.append(
@@ -130,7 +130,7 @@ def upscale_section(out: Path, opts: dict):
             )
         save_png(out / f"{name}.png", np.concatenate(rows))
         items.append(
-            (f"{name}.png", f"{name} (x{s}): the input ({_SR_CROP // s} px, shown nearest), bicubic, {name}, the "
+            (f"{name}.png", f"{name} (x{s}): the input ({SR_CROP // s} px, shown nearest), bicubic, {name}, the "
              f"truth, on crops of the evaluation photos. PSNR (Y, border {s} px shaved): {'; '.join(captions)}.")
         )  # fmt: skip
     return "Super-resolution (Johnson et al. 2016): bundled upscalers on photos they never saw", items

@@ -25,11 +25,12 @@ import numpy as np
 
 import genrt
 from genrt.apps import upscale as upscale_app
+from genrt.demo_apps import SR_CROPS
 from genrt.image import make_grid, save_png
 from training.superres import evaluation_photos
 
 NAMES = ("china", "flower")
-CROPS = {"china": (140, 250), "flower": (120, 180)}  # (top, left) of the side-by-side crops: regions with detail
+CROPS = {photo: (top, left) for photo, top, left in SR_CROPS}  # the side-by-side crops: those of `genrt demo`
 
 
 def _bicubic_pair(photo: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:

@@ -93,13 +93,11 @@ def test_upscale_section_pictures(tmp_path, monkeypatch):
     assert title.startswith("Super-resolution") and [f for f, _ in items] == ["sr-tiny.png"]
     assert "china" in items[0][1] and "dB (bicubic" in items[0][1]
     grid = np.asarray(Image.open(out / "sr-tiny.png").convert("RGB"))
-    assert grid.shape == (2 * (demo_apps._SR_CROP + 4), 2 + 4 * (demo_apps._SR_CROP + 2), 3)  # 2 one-row grids of 4
+    assert grid.shape == (2 * (demo_apps.SR_CROP + 4), 2 + 4 * (demo_apps.SR_CROP + 2), 3)  # 2 one-row grids of 4
     china = dict(demo_apps._photos(None))["china"]
-    _, top, left = demo_apps._SR_CROPS[0]
-    truth = china[top : top + demo_apps._SR_CROP, left : left + demo_apps._SR_CROP]
+    _, top, left = demo_apps.SR_CROPS[0]
+    truth = china[top : top + demo_apps.SR_CROP, left : left + demo_apps.SR_CROP]
     cells = _cells(out / "sr-tiny.png", 4)  # the first row's cells (the helper's rows are cut at the grid's top)
-    np.testing.assert_array_equal(cells[3][: demo_apps._SR_CROP], truth)
+    np.testing.assert_array_equal(cells[3][: demo_apps.SR_CROP], truth)
     small = np.asarray(Image.fromarray(truth).resize((48, 48), Image.Resampling.BICUBIC))
-    np.testing.assert_allclose(
-        cells[2][: demo_apps._SR_CROP].astype(int), genrt.load("sr-tiny").upscale(small), atol=1
-    )
+    np.testing.assert_allclose(cells[2][: demo_apps.SR_CROP].astype(int), genrt.load("sr-tiny").upscale(small), atol=1)
