@@ -277,7 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--tile", type=int, default=None,
-        help="tile size in input pixels, to cap memory (default: tiles of 512 above 512x512; 0: never)",
+        help="tile size in input pixels, to cap memory (default: tiles of 256 above 256x256; 0: never)",
     )  # fmt: skip
     p.add_argument(
         "--tile-pad", type=int, default=None,

@@ -28,8 +28,10 @@ from genrt import tiles
 from genrt.errors import ArgumentError, MissingDependencyError, ModelKindError, ShapeError
 from genrt.runtime.models import Model, register_kind
 
-_UNTILED_PIXELS = 512 * 512  # inputs up to this many pixels run whole by default (2048x2048 out at x4)
-_TILE = 512
+# Inputs over 256x256 run in tiles of 256 by default: at 600x600 that took 4.1 s and 257 MB against the whole
+# image's 4.8 s and 2.34 GB (BENCHMARKS.md): a tile's activations stay in cache, and memory follows the tile.
+_UNTILED_PIXELS = 256 * 256
+_TILE = 256
 _LUMA = np.array([65.481, 128.553, 24.966]) / 255.0  # ITU-R BT.601 Y (16-235) from RGB in 0-255
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # the same luma on [0, 1], for grey images
 
@@ -63,7 +65,7 @@ class Upscaler(Model):
                 or a genrt.image.Picture.
             outscale: the output's size over the input's, any number > 0 (default: the network's scale); other
                 factors resize the network's output with Lanczos.
-            tile: tile size in input pixels (default None: whole up to 512x512, else tiles of 512; 0: always whole).
+            tile: tile size in input pixels (default None: whole up to 256x256, else tiles of 256; 0: always whole).
             tile_pad: pixels each tile sees beyond its cell (default: the receptive field, which makes tiles
                 seamless).
             device: None (the device the model was loaded on), "cpu" or "cuda[:N]".

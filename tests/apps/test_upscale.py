@@ -94,6 +94,17 @@ def test_tiles_equal_the_whole_image(upscaler, size, tile):
     assert np.abs(whole.astype(int) - model.upscale(photo, tile=tile, tile_pad=1)).max() > 1
 
 
+def test_large_inputs_tile_by_default_and_seamlessly(upscaler, monkeypatch):
+    _, model = upscaler
+    calls = []
+    real = genrt.tiles.stitch
+    monkeypatch.setattr(genrt.tiles, "stitch", lambda *a, **k: calls.append(k["tile"]) or real(*a, **k))
+    photo = _photo(300, 270)  # over 256x256: tiles of 256 by default
+    tiled = model.upscale(photo)
+    assert calls == [256]
+    assert np.abs(tiled.astype(int) - model.upscale(photo, tile=0)).max() <= 1
+
+
 def test_tiles_keep_whole_image_instance_norm_statistics(tmp_path):
     """A user's upscaler with instance norms (whole-image statistics) tiles through genrt.tiles' part runner."""
 
