@@ -130,12 +130,15 @@ def _io_spec(names, tensors, kind: str | None) -> list[dict]:
 
 @contextlib.contextmanager
 def _eval_mode(module):
-    training = module.training
+    # Each submodule's own mode comes back: module.train(was) alone would set every child to the parent's mode (a
+    # wrapper made in training mode around a network in eval mode would leave the network training).
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
         yield
     finally:
-        module.train(training)
+        for m, training in modes:
+            m.training = training
 
 
 def _atomic_target(path: Path):

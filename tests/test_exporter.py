@@ -141,6 +141,13 @@ def test_module_mode_is_restored(models, tmp_path):
     g.eval()
 
 
+def test_each_submodule_keeps_its_own_mode(tmp_path):
+    inner = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5)).eval()
+    wrapper = torch.nn.Sequential(inner)  # made in training mode around a network in eval mode
+    genrt.export(wrapper, tmp_path / "w.onnx", torch.randn(2, 4), kind="model")
+    assert wrapper.training and not inner.training and not inner[1].training
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -56,7 +56,14 @@ from genrt.image import make_grid, save_png, write_atomic
 from training import data as data_mod
 from training import perceptual
 from training.loop import parse_config, read_checkpoint, resumed_config, run_steps, write_checkpoint
-from training.style import FolderImages, _evaluation_paths, _refuse_evaluation_images, _to_tensor, skimage_sample
+from training.style import (
+    FolderImages,
+    _evaluation_paths,
+    _family,
+    _refuse_evaluation_images,
+    _to_tensor,
+    skimage_sample,
+)
 
 CHECKPOINT = "checkpoint.json"
 
@@ -275,10 +282,6 @@ def make_pairs(hr: torch.Tensor, scale: int, degrade: tuple[str, ...] = ()) -> t
 # --- config -------------------------------------------------------------------------------------------------------
 
 
-def _family(spec: str) -> str:
-    return "vgg16" if spec.startswith("vgg16:") else spec.split(":")[0]
-
-
 def _check(cfg: SRConfig) -> tuple[str, ...]:
     """Validates the config; returns the degradations asked for."""
     if cfg.scale < 2 or cfg.scale & (cfg.scale - 1):
@@ -465,7 +468,6 @@ class _Clipped(nn.Module):
     def __init__(self, net: SRNet):
         super().__init__()
         self.net = net
-        self.train(net.training)  # genrt.export restores the wrapper's mode, and with it the network's
 
     def forward(self, x):
         return self.net(x).clamp(0.0, 1.0)
