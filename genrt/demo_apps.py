@@ -104,23 +104,37 @@ SR_CROPS = (("china", 140, 250), ("flower", 120, 180))
 SR_CROP = 192  # high-resolution pixels per side (48 low-resolution at x4, 24 at x8)
 
 
+def sr_crops(scale: int) -> list[tuple[str, np.ndarray, np.ndarray]] | None:
+    """[(photo, truth, input)] for the SR_CROPS: the SR_CROP-pixel crop of each evaluation photo and its Pillow-bicubic
+    downscale by `scale` (what the models train on); None without scikit-learn. Shared with the model card's
+    pictures (training/superres_eval.py)."""
+    from PIL import Image
+
+    photos = _photos(None)
+    if photos is None:
+        return None
+    photos = dict(photos)
+    out = []
+    for photo, top, left in SR_CROPS:
+        truth = photos[photo][top : top + SR_CROP, left : left + SR_CROP]
+        small = np.asarray(Image.fromarray(truth).resize((SR_CROP // scale,) * 2, Image.Resampling.BICUBIC))
+        out.append((photo, truth, small))
+    return out
+
+
 def upscale_section(out: Path, opts: dict):
     from PIL import Image
 
     from genrt.apps.upscale import psnr_y
 
-    photos = _photos(None)
     items = []
-    if photos is None:
+    if _photos(None) is None:
         return "Super-resolution", items
-    photos = dict(photos)
     for name in _names("upscaler"):
         model = genrt.load(name, threads=opts["threads"])
         s = model.scale
         rows, captions = [], []
-        for photo, top, left in SR_CROPS:
-            truth = photos[photo][top : top + SR_CROP, left : left + SR_CROP]
-            small = np.asarray(Image.fromarray(truth).resize((SR_CROP // s,) * 2, Image.Resampling.BICUBIC))
+        for photo, truth, small in sr_crops(s):
             bicubic = np.asarray(Image.fromarray(small).resize((SR_CROP,) * 2, Image.Resampling.BICUBIC))
             nearest = np.asarray(Image.fromarray(small).resize((SR_CROP,) * 2, Image.Resampling.NEAREST))
             ours = model.upscale(small)

@@ -25,12 +25,11 @@ import numpy as np
 
 import genrt
 from genrt.apps import upscale as upscale_app
-from genrt.demo_apps import SR_CROPS
+from genrt.demo_apps import sr_crops
 from genrt.image import make_grid, save_png
 from training.superres import evaluation_photos
 
 NAMES = ("china", "flower")
-CROPS = {photo: (top, left) for photo, top, left in SR_CROPS}  # the side-by-side crops: those of `genrt demo`
 
 
 def _bicubic_pair(photo: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,16 +72,13 @@ def evaluate(upscale, scale: int, photos=None) -> list[dict]:
     return rows
 
 
-def crops(model, size: int = 192) -> np.ndarray:
-    """Rows per evaluation photo: the input (nearest), bicubic, Lanczos, the model, the truth, ``size`` px each."""
+def crops(model) -> np.ndarray:
+    """Rows per crop of `genrt demo` (genrt.demo_apps.sr_crops): the input (nearest), bicubic, Lanczos, the model,
+    the truth."""
     from PIL import Image
 
-    s = model.scale
     rows = []
-    for name, photo in zip(NAMES, evaluation_photos(), strict=True):
-        top, left = CROPS[name]
-        truth = photo[top : top + size, left : left + size]
-        _, lr = _bicubic_pair(truth, s)
+    for _, truth, lr in sr_crops(model.scale):
         cells = [_resized(lr, truth.shape[:2], m) for m in (Image.Resampling.NEAREST, Image.Resampling.BICUBIC,
                                                              Image.Resampling.LANCZOS)]  # fmt: skip
         rows.append(make_grid(np.stack(cells + [model.upscale(lr), truth]), nrow=5))
