@@ -77,7 +77,7 @@ def child_speed(engine: str, model_path: str, threads: int) -> None:
 
 
 def child_tiles(model_path: str, size: int, tile: int, threads: int) -> None:
-    from _util import _status_kb
+    from _util import peak_extra_bytes
 
     import genrt
 
@@ -86,14 +86,17 @@ def child_tiles(model_path: str, size: int, tile: int, threads: int) -> None:
     model.upscale(_photo(tile + 64, tile + 64) if tile else _photo(64, 64), tile=0)  # kernel choices, measured once
     if tile == 0:
         model.prepare((1, 3, size, size))
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_kb("VmRSS")
-    t0 = time.perf_counter()
-    out = model.upscale(photo, tile=tile)
-    seconds = time.perf_counter() - t0
-    peak = (_status_kb("VmHWM") - before) * 1024
-    print(json.dumps({"seconds": seconds, "peak_bytes": peak, "output_bytes": out.nbytes, "shape": list(out.shape)}))
+    result = {}
+
+    def run():
+        t0 = time.perf_counter()
+        result["out"] = model.upscale(photo, tile=tile)
+        result["seconds"] = time.perf_counter() - t0
+
+    peak = peak_extra_bytes(run)
+    out = result["out"]
+    print(json.dumps({"seconds": result["seconds"], "peak_bytes": peak, "output_bytes": out.nbytes,
+                      "shape": list(out.shape)}))  # fmt: skip
 
 
 def _child(args: list[str], env=None) -> dict:

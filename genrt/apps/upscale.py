@@ -28,8 +28,8 @@ from genrt import tiles
 from genrt.errors import ArgumentError, MissingDependencyError, ModelKindError, ShapeError
 from genrt.runtime.models import Model, register_kind
 
-# Inputs over 256x256 run in tiles of 256 by default: at 600x600 that took 4.1 s and 257 MB against the whole
-# image's 4.8 s and 2.34 GB (BENCHMARKS.md): a tile's activations stay in cache, and memory follows the tile.
+# Inputs over 256x256 run in tiles of 256 by default: at 600x600 that took 3.1 s and 302 MB against the whole
+# image's 4.4 s and 2.42 GB (BENCHMARKS.md): a tile's activations stay in cache, and memory follows the tile.
 _UNTILED_PIXELS = 256 * 256
 _TILE = 256
 _LUMA = np.array([65.481, 128.553, 24.966]) / 255.0  # ITU-R BT.601 Y (16-235) from RGB in 0-255
