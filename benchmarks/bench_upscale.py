@@ -4,7 +4,8 @@ Questions, for a x4 super-resolution network (Johnson et al. 2016; the bundled s
 (1) how much faster does genrt.load run it than a plain onnxruntime session on the same file, at 256x256 -> 1024x1024
     and 512x512 -> 2048x2048, and how close are the outputs (PSNR of genrt's against plain ORT's float32 output)?
 (2) what do tiles (Upscaler.upscale with --tile 256) cost against the whole image, in time and peak extra memory,
-    on a 2000x2000 photo (8000x8000 out; the whole network would need tens of GB there) and on a 600x600 one?
+    on a 2000x2000 photo (8000x8000 out; the whole network would need tens of GB there) and on a 600x600 one, and
+    what does the default tile (picked from genrt.apps.upscale.TILE_MEMORY) take? (--tile-cases)
 (3) how many megapixels out per second does `genrt upscale` make through a folder?
 
 Each engine runs in its own process (ONNX Runtime's spinning thread pools slow whatever runs next in the same
@@ -83,10 +84,12 @@ def child_tiles(model_path: str, size: int, tile: int, threads: int) -> None:
 
     model = genrt.load(model_path, threads=threads)
     photo = _photo(size, size)
+    if tile < 0:  # the default: the tile size genrt picks from its memory budget
+        tile = model.default_tile(size, size)
     model.upscale(_photo(tile + 64, tile + 64) if tile else _photo(64, 64), tile=0)  # kernel choices, measured once
     if tile == 0:
         model.prepare((1, 3, size, size))
-    result = {}
+    result = {"tile": tile}
 
     def run():
         t0 = time.perf_counter()
@@ -96,7 +99,7 @@ def child_tiles(model_path: str, size: int, tile: int, threads: int) -> None:
     peak = peak_extra_bytes(run)
     out = result["out"]
     print(json.dumps({"seconds": result["seconds"], "peak_bytes": peak, "output_bytes": out.nbytes,
-                      "shape": list(out.shape)}))  # fmt: skip
+                      "shape": list(out.shape), "tile": result["tile"]}))  # fmt: skip
 
 
 def _child(args: list[str], env=None) -> dict:
@@ -152,6 +155,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--photos", type=int, default=24)
     ap.add_argument("--skip", nargs="*", default=[], choices=["speed", "tiles", "folder"])
+    ap.add_argument(
+        "--tile-cases", default="600:0,600:256,600:default,2000:256,2000:128,2000:default",
+        help="SIZE:TILE photos for the tiles table (TILE 0: whole; default: the tile genrt picks)",
+    )  # fmt: skip
     ap.add_argument("--child-speed", metavar="ENGINE", help=argparse.SUPPRESS)
     ap.add_argument("--child-tiles", nargs=2, type=int, metavar=("SIZE", "TILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -188,10 +195,13 @@ def main() -> None:
                       f"{psnr[size]:7.1f}")  # fmt: skip
         if "tiles" not in args.skip:
             print(f"\n{'photo, how':<28} {'seconds':>8} {'peak extra memory':>18} {'output itself':>14}")
-            for size, tile in ((600, 0), (600, 256), (2000, 256), (2000, 128)):
-                r = _child(["--model", args.model, "--threads", str(args.threads), "--child-tiles", str(size),
+            for case in args.tile_cases.split(","):
+                size, _, tile = case.partition(":")
+                tile = -1 if tile == "default" else int(tile)
+                r = _child(["--model", args.model, "--threads", str(args.threads), "--child-tiles", size,
                             str(tile)], env)  # fmt: skip
-                label = f"{size}x{size}, " + (f"tiles of {tile}" if tile else "whole")
+                how = f"tiles of {r['tile']}" if r["tile"] else "whole"
+                label = f"{size}x{size}, " + (f"default ({how})" if tile < 0 else how)
                 print(f"{label:<28} {r['seconds']:8.1f} {fmt_bytes(r['peak_bytes']):>18} "
                       f"{fmt_bytes(r['output_bytes']):>14}", flush=True)  # fmt: skip
         if "folder" not in args.skip:

@@ -8,6 +8,7 @@ genrt models
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 from pathlib import Path
@@ -164,6 +165,52 @@ def _cmd_upscale(args) -> int:
     return batch.run_cli(args, work)
 
 
+def _rect(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values[:2]) < 0 or min(values[2:]) < 1:
+        raise ArgumentError(f"--rect: expected X,Y,W,H in pixels (W, H >= 1), got {text!r}")
+    return values
+
+
+def _mask_for(source: Path, masks: Path):
+    """The mask of an input in --masks DIR: the file of the same name, else the one image of the same stem."""
+    from genrt.errors import InvalidImageError
+    from genrt.image import READ_SUFFIXES
+
+    same = masks / source.name
+    if same.is_file():
+        return same
+    found = sorted(p for p in masks.glob(f"{glob.escape(source.stem)}.*") if p.suffix.lower() in READ_SUFFIXES)
+    if len(found) != 1:
+        raise InvalidImageError(
+            f"no mask named {source.stem}.* in {masks}" if not found
+            else f"{len(found)} masks for it in {masks} ({', '.join(p.name for p in found)}); keep one"
+        )  # fmt: skip
+    return found[0]
+
+
+def _cmd_inpaint(args) -> int:
+    from genrt.apps.inpaint import Inpainter
+    from genrt.image import read_image, write_image
+
+    model = _load_app(args, Inpainter, "an inpainter")
+    masks = None if args.masks is None else Path(args.masks)
+    if masks is not None and not masks.is_dir():
+        raise ArgumentError(f"--masks: {masks} is not a folder")
+    if args.mask is not None and not Path(args.mask).is_file():
+        raise ArgumentError(f"--mask: {args.mask} is not a file")
+    fixed = _rect(args.rect) if args.rect else read_image(args.mask) if args.mask else None
+
+    def work(job):
+        mask = fixed if masks is None else read_image(_mask_for(job.source, masks))
+        write_image(job.target, model.inpaint_picture(read_image(job.source), mask, blend=args.blend))
+
+    return batch.run_cli(args, work)
+
+
 def _cmd_demo(args) -> None:
     from genrt import demo
 
@@ -277,7 +324,8 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--tile", type=int, default=None,
-        help="tile size in input pixels, to cap memory (default: tiles of 256 above 256x256; 0: never)",
+        help="tile size in input pixels, to cap memory (default: above 256x256, tiles of up to 256 that fit 1 GiB of "
+        "activations; 0: never)",
     )  # fmt: skip
     p.add_argument(
         "--tile-pad", type=int, default=None,
@@ -287,6 +335,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true", help="on a GPU, compute in float32 (default there: float16)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per image (default: all CPUs)")
     p.set_defaults(func=_cmd_upscale)
+
+    p = sub.add_parser(
+        "inpaint", help="fill holes in images, folders or globs with an inpainter (context encoder)",
+        epilog="examples:\n"
+        "  genrt inpaint inpaint-photos photo.jpg --mask hole.png -o filled.png     # white = hole\n"
+        "  genrt inpaint inpaint-photos photos/ --masks masks/ -o filled/ -r          # masks matched by name\n"
+        "  genrt inpaint inpaint-photos photo.png --rect 120,80,64,64 -o out/ --blend feather\n"
+        "  genrt inpaint inpaint-photos cutout.png -o out/        # no mask: the transparent pixels are the hole",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("model", help="an inpainter file (.onnx) or a bundled inpainter's name (inpaint-photos, ...)")
+    batch.add_arguments(p, suffix="-filled")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--mask", default=None, help="one mask image for every input (white = hole, any mode)")
+    group.add_argument("--masks", default=None, metavar="DIR", help="a folder of masks, one per input, by file name")
+    group.add_argument("--rect", default=None, metavar="X,Y,W,H", help="a rectangle to fill in every input")
+    p.add_argument(
+        "--blend", choices=["poisson", "feather", "none"], default="poisson",
+        help="poisson (default: the fill's gradients, the context's colours at its border), feather, or none",
+    )  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads per image (default: all CPUs)")
+    p.set_defaults(func=_cmd_inpaint)
 
     p = sub.add_parser(
         "demo", help="write a folder of PNGs from the bundled models with an index.html",

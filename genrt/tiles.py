@@ -220,6 +220,39 @@ def receptive_field(model: onnx.ModelProto) -> int | None:
 # --- instance normalization with given statistics -------------------------------------------------------------
 
 
+def activation_bytes(model: onnx.ModelProto, size: int = 32) -> float | None:
+    """Bytes per input pixel of the two largest intermediate tensors of a one-image-input graph run at size x size
+    (ONNX shape inference; float16 tensors count 2 bytes): how a tile's peak memory grows with its area, since ONNX
+    Runtime frees each tensor once its last reader has run. None if the shapes do not all infer."""
+    from onnx import TensorProto, shape_inference
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    dims = probe.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        return None
+    for d, v in zip(dims, (1, None, size, size), strict=True):
+        if v is not None:
+            d.Clear()
+            d.dim_value = v
+    try:
+        inferred = shape_inference.infer_shapes(probe, strict_mode=False)
+    except Exception:  # an op shape inference does not know: no estimate
+        return None
+    sizes = []
+    for info in inferred.graph.value_info:
+        t = info.type.tensor_type
+        if not t.shape.dim or any(not d.HasField("dim_value") for d in t.shape.dim):
+            continue
+        n = 1
+        for d in t.shape.dim:
+            n *= d.dim_value
+        sizes.append(n * (2 if t.elem_type == TensorProto.FLOAT16 else 4))
+    if len(sizes) < 2:
+        return None
+    return sum(sorted(sizes)[-2:]) / (size * size)
+
+
 def instance_norm_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.op_type == "InstanceNormalization" and n.domain in ("", "ai.onnx")]
 

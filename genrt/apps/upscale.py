@@ -8,7 +8,8 @@ grey (run as RGB, the luma kept), alpha (resized with Lanczos, never dropped), 1
 Tiles: the image is cut into tiles of ``tile`` pixels, each widened by ``tile_pad`` pixels of its neighbours (default:
 the network's receptive field, :func:`genrt.tiles.receptive_field`); each tile's centre is written straight into the
 final pixels, so with ``tile_pad`` at least the receptive field the result equals the untiled one (to float
-rounding), and memory follows the tile plus the output image itself.
+rounding), and memory follows the tile plus the output image itself. The default tile fits TILE_MEMORY
+(:meth:`Upscaler.default_tile`).
 
 GPU: ``device="cuda"`` (onnxruntime-gpu, the ``genrt[gpu]`` extra) runs a float16 copy of the graph by default
 (onnxconverter-common; inputs and outputs stay float32) with its device buffers bound once per tile shape and reused
@@ -28,12 +29,14 @@ from genrt import tiles
 from genrt.errors import ArgumentError, MissingDependencyError, ModelKindError, ShapeError
 from genrt.runtime.models import Model, register_kind
 
-# Inputs over 256x256 run in tiles of 256 by default: at 600x600 that took 3.1 s and 302 MB against the whole
-# image's 4.4 s and 2.42 GB (BENCHMARKS.md): a tile's activations stay in cache, and memory follows the tile.
+# Inputs over 256x256 run in tiles of at most 256 by default: at 600x600 that took 3.1 s and 302 MB against the
+# whole image's 4.4 s and 2.42 GB (BENCHMARKS.md): a tile's activations stay in cache, and memory follows the tile.
+# Smaller tiles where a tile's activations would pass TILE_MEMORY (an x8 network's, 64 channels at 64 output pixels
+# per input pixel, are 4x an x4 network's): see Upscaler.default_tile.
 _UNTILED_PIXELS = 256 * 256
 _TILE = 256
+TILE_MEMORY = 1 << 30  # bytes of activations a default tile may take
 _LUMA = np.array([65.481, 128.553, 24.966]) / 255.0  # ITU-R BT.601 Y (16-235) from RGB in 0-255
-_GREY = np.array([0.299, 0.587, 0.114], np.float32)  # the same luma on [0, 1], for grey images
 
 
 class Upscaler(Model):
@@ -65,7 +68,8 @@ class Upscaler(Model):
                 or a genrt.image.Picture.
             outscale: the output's size over the input's, any number > 0 (default: the network's scale); other
                 factors resize the network's output with Lanczos.
-            tile: tile size in input pixels (default None: whole up to 256x256, else tiles of 256; 0: always whole).
+            tile: tile size in input pixels (default None: whole up to 256x256, else tiles of up to 256 whose
+                activations fit TILE_MEMORY, see default_tile; 0: always whole).
             tile_pad: pixels each tile sees beyond its cell (default: the receptive field, which makes tiles
                 seamless).
             device: None (the device the model was loaded on), "cpu" or "cuda[:N]".
@@ -117,12 +121,12 @@ class Upscaler(Model):
             if (out_lo, out_hi) != (0.0, 1.0):
                 y = (y - np.float32(out_lo)) / np.float32(out_hi - out_lo)
             if c == 1:
-                y = np.tensordot(_GREY, y, axes=1)[None]
+                y = np.tensordot(gimage.LUMA, y, axes=1)[None]
             y0, y1, x0, x1 = box
             out[y0:y1, x0:x1] = gimage.float_to_pixels(y, dtype)
 
         if tile is None:
-            tile = _TILE if h * w > _UNTILED_PIXELS else 0
+            tile = self.default_tile(h, w)
         if not isinstance(tile, int) or isinstance(tile, bool) or tile < 0:
             raise ArgumentError(f"tile: expected 0 (whole image) or a tile size in pixels, got {tile!r}")
         if tile == 0 or (h <= tile and w <= tile):
@@ -142,6 +146,26 @@ class Upscaler(Model):
             return out
         tiles.stitch(run, x, tile=tile, margin=pad, put=put)
         return out
+
+    @functools.cached_property
+    def activation_bytes(self) -> float | None:
+        """Bytes of the two largest intermediate tensors per input pixel (ONNX shape inference at 32x32): what a
+        tile's peak memory grows with. None where the graph's shapes cannot be inferred."""
+        graph = getattr(self._runner, "graph", None)
+        return None if graph is None else tiles.activation_bytes(graph, 32)
+
+    def default_tile(self, h: int, w: int) -> int:
+        """The tile size ``tile=None`` picks for an h x w input: 0 (whole) up to 256x256 when the whole image's
+        activations fit TILE_MEMORY, else the largest multiple of 8 up to 256 whose padded tile fits it (at least
+        32)."""
+        per_pixel = self.activation_bytes
+        if per_pixel is None:
+            return _TILE if h * w > _UNTILED_PIXELS else 0
+        if h * w <= _UNTILED_PIXELS and h * w * per_pixel <= TILE_MEMORY:
+            return 0
+        pad = self.receptive_field or 0
+        side = int((TILE_MEMORY / per_pixel) ** 0.5) - 2 * pad
+        return max(32, min(_TILE, side - side % 8), 2 * pad + 8)
 
     def _tile_pad(self, tile_pad) -> int:
         if tile_pad is None:

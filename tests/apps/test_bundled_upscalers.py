@@ -32,6 +32,12 @@ def test_bundled_upscalers_load(name):
     assert 8 <= model.receptive_field <= 32 and model.metadata["description"]
 
 
+def test_x8_tiles_are_smaller_for_the_same_memory():
+    x4, x8 = genrt.load("sr-x4"), genrt.load("sr-x8-perceptual")
+    assert 3.5 < x8.activation_bytes / x4.activation_bytes < 4.5  # 64 output pixels per input pixel against 16
+    assert x4.default_tile(2000, 2000) == 256 and 96 <= x8.default_tile(2000, 2000) < 256
+
+
 def _mean(rows, method, key="psnr"):
     return np.mean([rows[(image, method)][key] for image in ("china", "flower")])
 

@@ -105,6 +105,28 @@ def test_large_inputs_tile_by_default_and_seamlessly(upscaler, monkeypatch):
     assert np.abs(tiled.astype(int) - model.upscale(photo, tile=0)).max() <= 1
 
 
+def test_default_tiles_follow_the_memory_budget(upscaler, monkeypatch):
+    """Tiles shrink when a tile's activations would pass TILE_MEMORY, and stay seamless."""
+    from genrt.apps import upscale as app
+
+    _, model = upscaler
+    per_pixel = model.activation_bytes
+    assert 8 * 16 * 4 <= per_pixel <= 8 * 8 * 16 * 4  # 8 channels at 16 output pixels per input pixel, a few times
+    pad = model.receptive_field
+    assert model.default_tile(200, 200) == 0 and model.default_tile(300, 270) == 256
+    monkeypatch.setattr(app, "TILE_MEMORY", int(per_pixel * (96 + 2 * pad) ** 2))  # a 96-pixel tile fits, no more
+    assert model.default_tile(200, 200) == 96 and model.default_tile(2000, 2000) == 96
+    calls = []
+    real = genrt.tiles.stitch
+    monkeypatch.setattr(genrt.tiles, "stitch", lambda *a, **k: calls.append(k["tile"]) or real(*a, **k))
+    photo = _photo(150, 130)
+    tiled = model.upscale(photo)
+    assert calls == [96]
+    assert np.abs(tiled.astype(int) - model.upscale(photo, tile=0)).max() <= 1
+    monkeypatch.setattr(app, "TILE_MEMORY", 1)
+    assert model.default_tile(64, 64) == max(32, 2 * pad + 8)
+
+
 def test_tiles_keep_whole_image_instance_norm_statistics(tmp_path):
     """A user's upscaler with instance norms (whole-image statistics) tiles through genrt.tiles' part runner."""
 
