@@ -1,5 +1,5 @@
-"""`genrt demo` sections for the applications on bundled models: style transfer (genrt.apps.stylize) and
-super-resolution (genrt.apps.upscale).
+"""`genrt demo` sections for the applications on bundled models: style transfer (genrt.apps.stylize),
+super-resolution (genrt.apps.upscale) and inpainting (genrt.apps.inpaint).
 
 Same shape as genrt.demo's sections: ``section(out, opts) -> (title, [(file, caption), ...])``. The photos are
 scikit-learn's china.jpg and flower.jpg: the evaluation images, which no bundled model trained on.
@@ -150,7 +150,89 @@ def upscale_section(out: Path, opts: dict):
     return "Super-resolution (Johnson et al. 2016): bundled upscalers on photos they never saw", items
 
 
+def _demo_holes(h: int, w: int) -> np.ndarray:
+    """The demo's holes on an h x w photo: a square of a fifth of the width and a brush stroke."""
+    hole = np.zeros((h, w), bool)
+    side = w // 5
+    top, left = h // 3, w // 2 - side // 2
+    hole[top : top + side, left : left + side] = True
+    yy, xx = np.mgrid[:h, :w]
+    hole |= (np.abs(yy - (0.75 * h + 0.08 * h * np.sin(xx / w * 6))) < 3) & (xx > w // 8) & (xx < 7 * w // 8)
+    return hole
+
+
+def _classic_fills(image: np.ndarray, hole: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+    """scikit-image's biharmonic and OpenCV's Telea inpainting of the image, where installed (the train extra)."""
+    fills, names = [], []
+    try:
+        from skimage.restoration import inpaint_biharmonic
+
+        f = inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1)
+        fills.append((np.clip(f, 0, 1) * 255).round().astype(np.uint8))
+        names.append("scikit-image's biharmonic")
+    except ImportError:
+        pass
+    try:
+        import cv2
+
+        fills.append(cv2.inpaint(np.ascontiguousarray(image), hole.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA))
+        names.append("OpenCV's Telea")
+    except ImportError:
+        pass
+    return fills, names
+
+
+def _held_out_faces(size: int) -> np.ndarray | None:
+    """lfw_subset's last 8 of the 20 faces no bundled inpainter trained on, RGB uint8 (8, size, size, 3)."""
+    try:
+        from skimage.data import lfw_subset
+    except ImportError:
+        return None
+    from PIL import Image
+
+    faces = lfw_subset()[92:100]  # the first 100 are faces; 80-99 are held out (training/context_encoder.py)
+    top = 255.0 if faces.dtype == np.uint8 else 1.0
+    out = []
+    for f in faces:
+        grey = Image.fromarray((np.asarray(f, np.float64) / top * 255).round().astype(np.uint8))
+        out.append(np.repeat(np.asarray(grey.resize((size, size), Image.Resampling.BILINEAR))[..., None], 3, 2))
+    return np.stack(out)
+
+
+def inpaint_section(out: Path, opts: dict):
+    items = []
+    for name in _names("inpainter"):
+        model = genrt.load(name, threads=opts["threads"])
+        if "face" in name:
+            faces = _held_out_faces(model.size)
+            if faces is None:
+                continue
+            hole = np.zeros(faces.shape[1:3], bool)
+            q = model.size // 4
+            hole[q:-q, q:-q] = True
+            images = [(f"face {i}", face, hole) for i, face in enumerate(faces)]
+        else:
+            photos = _photos()
+            if photos is None:
+                continue
+            images = [(photo_name, photo, _demo_holes(*photo.shape[:2])) for photo_name, photo in photos]
+        rows, classic = [], []
+        for _, image, hole in images:
+            fills, classic = _classic_fills(image, hole)
+            shown = np.where(hole[..., None], 255, image).astype(np.uint8)
+            rows.append(_row([shown, model.inpaint(image, hole), *fills, image]))
+        picture = np.concatenate(rows) if "face" not in name else make_grid(np.concatenate(rows), nrow=1)
+        save_png(out / f"{name}.png", picture)
+        items.append(
+            (f"{name}.png", f"{name}: the image with its holes (white), {name} (Poisson-blended), "
+             f"{', '.join(classic) + ', ' if classic else ''}the truth; "
+             + ("held-out faces with the paper's centre hole." if "face" in name else
+                "scikit-learn's photos, never trained on, with a square and a brush stroke."))
+        )  # fmt: skip
+    return "Inpainting (Pathak et al. 2016, context encoders): bundled inpainters on images they never saw", items
+
+
 def sections() -> list[Section]:
     """Application sections, shown when bundled models of their kind exist."""
-    return [section for section, kind in ((stylize_section, "stylizer"), (upscale_section, "upscaler"))
-            if _names(kind)]  # fmt: skip
+    kinds = ((stylize_section, "stylizer"), (upscale_section, "upscaler"), (inpaint_section, "inpainter"))
+    return [section for section, kind in kinds if _names(kind)]

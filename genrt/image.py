@@ -25,6 +25,7 @@ import numpy as np
 from genrt.errors import ArgumentError, DTypeError, GenrtError, ImageTooLargeError, InvalidImageError, ShapeError
 
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma weights of R, G, B (PIL's convert("L"))
 _EXIF_HEAD = b"Exif\x00\x00"  # starts an EXIF block in JPEG's APP1; PNG's eXIf and WebP's EXIF chunk go without
 
 
@@ -755,15 +756,32 @@ def resize(pixels, size) -> np.ndarray:
     return _resize_planes(pixels, width, height)
 
 
+def resize_float(x, size, *, method: str = "lanczos") -> np.ndarray:
+    """Float planes (C, H, W) resized to size = (H', W'), float32, unclipped: Pillow's LANCZOS (antialiased when
+    shrinking) or, with ``method="box"``, the mean of the pixels each output pixel covers (masks)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1] < 1 or x.shape[2] < 1:
+        raise ShapeError(f"x: expected (C, H, W) with H, W >= 1, got shape {x.shape}")
+    height, width = (int(v) for v in size)
+    if (height, width) == x.shape[1:]:
+        return x.copy()
+    return np.stack([_resize_plane(plane, width, height, method) for plane in x])
+
+
+def _resize_plane(plane: np.ndarray, width: int, height: int, method: str = "lanczos") -> np.ndarray:
+    from PIL import Image
+
+    how = {"lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX}[method]
+    return np.asarray(Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32)).resize((width, height), how))
+
+
 def _resize_planes(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     # Through Pillow's float mode, plane by plane: the same in both dtypes, without the 8-bit modes' clipping between
     # the horizontal and vertical passes (up to 20 levels off on fine detail), and LANCZOS's overshoot is clipped at
     # the end instead of wrapping around.
-    from PIL import Image
-
     planes = pixels[..., None] if pixels.ndim == 2 else pixels
     out = np.empty((height, width, planes.shape[2]), pixels.dtype)
     for c in range(planes.shape[2]):
-        plane = Image.fromarray(planes[..., c].astype(np.float32)).resize((width, height), Image.Resampling.LANCZOS)
-        out[..., c] = np.clip(np.rint(np.asarray(plane)), 0, np.iinfo(pixels.dtype).max)
+        plane = _resize_plane(planes[..., c], width, height)
+        out[..., c] = np.clip(np.rint(plane), 0, np.iinfo(pixels.dtype).max)
     return out[..., 0] if pixels.ndim == 2 else out
