@@ -38,6 +38,9 @@ def _cmd_info(args) -> None:
         print(f"scale:   x{model.scale}")
         print(f"receptive field: {field if field is not None else 'unknown'} input pixels each side "
               "(seamless tiles need --tile-pad at least this)")  # fmt: skip
+    if getattr(model, "kind", None) == "inpainter":
+        print(f"window:  {model.size}x{model.size} (each hole gets a context window of twice its width, resized to "
+              "this)")  # fmt: skip
     if model.format == "onnx":
         print(f"genrt kernels: {', '.join(f'{op} ({how})' for op, how in model.kernels.items()) or 'none used'}")
         print(f"genrt ORT library: {ort_ops_library() or 'not built'}; cpu isa: {genrt.kernels.cpu_isa()}")

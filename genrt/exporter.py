@@ -101,8 +101,14 @@ def _auto_metadata(kind: str, inputs: tuple, outputs: tuple, portable: bool, suf
 _LATENT_KINDS = ("generator", "infogan", "decoder")
 
 
+# Kinds that run at one window size (metadata "size"): an inpainter's fully-connected bottleneck fixes it.
+_FIXED_SIZE_KINDS = ("inpainter",)
+
+
 def _is_image(t, index: int, kind: str) -> bool:
     """Whether input `index` is an image, whose height and width may be dynamic; a latent's axes never are."""
+    if kind in _FIXED_SIZE_KINDS:
+        return False
     return t.dim() == 4 and not (index == 0 and kind in _LATENT_KINDS) and tuple(t.shape[2:]) != (1, 1)
 
 

@@ -1,4 +1,4 @@
-"""python -m training.inpaint_eval inpaint-photos [--data photos] [--mask centre] [--out table.png]
+"""python -m training.inpaint_eval inpaint-photos [--data photos] [--mask centre] [--out table.png] [--zoom 3]
 
 How well an inpainter fills holes in images it never trained on, against the classic methods, on the same holes:
 
@@ -115,14 +115,16 @@ def markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
-def picture(fills: dict, truth: np.ndarray, holes: np.ndarray, models: list[str], pick: list[int]) -> np.ndarray:
-    """Rows of windows: with the hole (white), each model, biharmonic, Telea, the truth."""
+def picture(fills: dict, truth: np.ndarray, holes: np.ndarray, models: list[str], pick: list[int], zoom: int = 1):
+    """Rows of windows: with the hole (white), each model, biharmonic, Telea, the truth; each cell shown ``zoom``
+    times larger (nearest)."""
     cells = []
     for i in pick:
         cells.append(np.where(holes[i][..., None], 255, truth[i]).astype(np.uint8))
         cells += [fills[m][i] for m in [*models, "biharmonic", "Telea"]]
         cells.append(truth[i])
-    return make_grid(np.stack(cells), nrow=len(models) + 4)
+    grid = np.stack(cells).repeat(zoom, axis=1).repeat(zoom, axis=2)
+    return make_grid(grid, nrow=len(models) + 4)
 
 
 def main(argv=None) -> None:
@@ -133,13 +135,14 @@ def main(argv=None) -> None:
     p.add_argument("--size", type=int, default=None, help="window size without a model (default: the model's)")
     p.add_argument("--out", default=None, help="PNG of the fills side by side")
     p.add_argument("--rows", default="1,7,12,16,22,27", help="windows shown in --out (indices)")
+    p.add_argument("--zoom", type=int, default=1, help="cells in --out this many times larger (nearest)")
     args = p.parse_args(argv)
     table, fills, truth, holes = evaluate(args.models, args.data, args.mask, args.size)
     print(f"{args.data}, {args.mask} hole, {len(truth)} held-out windows of {truth.shape[1]}x{truth.shape[2]}")
     print(markdown(table))
     if args.out:
         pick = [int(v) for v in args.rows.split(",") if int(v) < len(truth)]
-        save_png(Path(args.out), picture(fills, truth, holes, args.models, pick))
+        save_png(Path(args.out), picture(fills, truth, holes, args.models, pick, args.zoom))
         print(f"wrote {args.out}")
 
 

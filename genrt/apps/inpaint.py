@@ -16,10 +16,10 @@ mask's bounding box (refusing masks at the image's edge) and changes pixels outs
 is exact on hole pixels in any bit depth. ``"feather"`` mixes the fill into a band of context ``feather`` pixels
 wide (default: 4 window pixels, the paper's overlap, in image pixels), linearly with the distance to the hole.
 
-Masks (``mask``): a boolean (H, W) array (True = hole); a numeric (H, W) array or a mask image (numpy, PIL, a
-genrt.image.Picture or a path; white = hole, thresholded at half scale, any mode; transparent pixels of a mask
-image are not holes); a rectangle (x, y, w, h); or None: the image's transparent pixels (alpha below half),
-which the result makes opaque.
+Masks (``mask``): a boolean or 0/1 (H, W) array (True, 1 = hole); a float (H, W) array (>= 0.5 = hole); a mask
+image (uint8/uint16 numpy, PIL, a genrt.image.Picture or a path; white = hole, thresholded at half scale, any mode;
+transparent pixels of a mask image are not holes); a rectangle (x, y, w, h); or None: the image's transparent
+pixels (alpha below half), which the result makes opaque.
 """
 
 from __future__ import annotations
@@ -88,16 +88,18 @@ class Inpainter(Model):
 
         labels, _ = ndimage.label(hole, structure=np.ones((3, 3), bool))
         photo = gimage.picture_to_float(picture)  # (C, H, W)
+        regions = [(i, box, _windows(labels[box] == i, box, hole.shape, self.size))
+                   for i, box in enumerate(ndimage.find_objects(labels), start=1)]  # fmt: skip
+        preds = iter(self._predict(photo, hole, [w for _, _, windows in regions for w in windows]))
         out = photo.copy()
         change = np.zeros(hole.shape, bool)
-        for index, box in enumerate(ndimage.find_objects(labels), start=1):
-            windows = _windows(labels[box] == index, box, hole.shape, self.size)
+        for index, box, windows in regions:
             side = windows[0][2]
             band = 1 if blend != "feather" else feather or max(1, round(_OVERLAP * side / self.size))
             rows, cols = (
                 slice(max(a.start - band, 0), min(a.stop + band, n)) for a, n in zip(box, hole.shape, strict=True)
             )
-            fill = self._fill(photo, hole, windows, rows, cols)
+            fill = _accumulate([next(preds) for _ in windows], windows, rows, cols)
             region = labels[rows, cols] == index
             if blend == "feather":
                 weight = _feather_weight(region, band)
@@ -117,41 +119,42 @@ class Inpainter(Model):
             alpha[hole] = np.iinfo(alpha.dtype).max
         return gimage.Picture(pixels=pixels, alpha=alpha, icc=picture.icc, exif=picture.exif)
 
-    def _fill(self, photo: np.ndarray, hole: np.ndarray, windows: list, rows: slice, cols: slice) -> np.ndarray:
-        """The network's fill of photo[:, rows, cols] (C, h, w) float32: the windows' predictions resized back
-        and averaged with their tents' weights."""
-        s = self.size
-        c = photo.shape[0]
-        images, masks = [], []
-        for top, left, side, _, _ in windows:
-            win = _crop(photo, top, left, side)  # (C, side, side), the image reflected past its edges
-            m = _crop(hole[None].astype(np.float32), top, left, side)
-            images.append(gimage.resize_float(np.repeat(win, 3, 0) if c == 1 else win, (s, s)))
-            masks.append((gimage.resize_float(m, (s, s), method="box") > 1e-3).astype(np.float32))
-        acc = np.zeros((c, rows.stop - rows.start, cols.stop - cols.start), np.float32)
-        total = np.zeros(acc.shape[1:], np.float32)
-        ys = np.arange(rows.start, rows.stop, dtype=np.float32)
-        xs = np.arange(cols.start, cols.stop, dtype=np.float32)
-        for i in range(0, len(images), _BATCH):
-            y = self(np.stack(images[i : i + _BATCH]), np.stack(masks[i : i + _BATCH]))
-            for (top, left, side, cy, cx), pred in zip(windows[i : i + _BATCH], y[0] if isinstance(y, tuple) else y,
-                                                       strict=True):  # fmt: skip
+    def _predict(self, photo: np.ndarray, hole: np.ndarray, windows: list) -> list[np.ndarray]:
+        """The network's prediction for each window (of every region: batched together), resized back to the
+        window, (C, side, side) float32 in [0, 1] (grey photos: the luma)."""
+        s, c = self.size, photo.shape[0]
+        out = []
+        for i in range(0, len(windows), _BATCH):
+            images, masks = [], []
+            for top, left, side, _, _ in windows[i : i + _BATCH]:
+                win = _crop(photo, top, left, side)  # (C, side, side), the image reflected past its edges
+                m = _crop(hole[None].astype(np.float32), top, left, side)
+                images.append(gimage.resize_float(np.repeat(win, 3, 0) if c == 1 else win, (s, s)))
+                masks.append((gimage.resize_float(m, (s, s), method="box") > 1e-3).astype(np.float32))
+            y = self(np.stack(images), np.stack(masks))
+            for (_, _, side, _, _), pred in zip(windows[i : i + _BATCH], y[0] if isinstance(y, tuple) else y,
+                                                strict=True):  # fmt: skip
                 pred = np.clip(gimage.resize_float(pred, (side, side)), 0.0, 1.0)
-                if c == 1:
-                    pred = np.tensordot(gimage.LUMA, pred, axes=1)[None]
-                half = side / 2
-                wy = np.clip(1.0 - np.abs(ys - cy) / half, 0.0, 1.0)
-                wx = np.clip(1.0 - np.abs(xs - cx) / half, 0.0, 1.0)
-                r = slice(max(rows.start, top), min(rows.stop, top + side))  # the tent's support is in the window
-                k = slice(max(cols.start, left), min(cols.stop, left + side))
-                ar, ak = (
-                    slice(r.start - rows.start, r.stop - rows.start),
-                    slice(k.start - cols.start, k.stop - cols.start),
-                )
-                w = np.outer(wy[ar], wx[ak])
-                acc[:, ar, ak] += w * pred[:, r.start - top : r.stop - top, k.start - left : k.stop - left]
-                total[ar, ak] += w
-        return acc / np.maximum(total, 1e-12)
+                out.append(np.tensordot(gimage.LUMA, pred, axes=1)[None] if c == 1 else pred)
+        return out
+
+
+def _accumulate(preds: list[np.ndarray], windows: list, rows: slice, cols: slice) -> np.ndarray:
+    """One region's fill on the crop (rows, cols), (C, h, w): its windows' predictions averaged with their tents'
+    weights (a tent of half a side around each window's centre)."""
+    acc = np.zeros((preds[0].shape[0], rows.stop - rows.start, cols.stop - cols.start), np.float32)
+    total = np.zeros(acc.shape[1:], np.float32)
+    ys = np.arange(rows.start, rows.stop, dtype=np.float32)
+    xs = np.arange(cols.start, cols.stop, dtype=np.float32)
+    for (top, left, side, cy, cx), pred in zip(windows, preds, strict=True):
+        half = side / 2
+        r = slice(max(rows.start, top), min(rows.stop, top + side))  # the tent's support is in the window
+        k = slice(max(cols.start, left), min(cols.stop, left + side))
+        ar, ak = slice(r.start - rows.start, r.stop - rows.start), slice(k.start - cols.start, k.stop - cols.start)
+        w = np.outer(np.clip(1.0 - np.abs(ys[ar] - cy) / half, 0, 1), np.clip(1.0 - np.abs(xs[ak] - cx) / half, 0, 1))
+        acc[:, ar, ak] += w * pred[:, r.start - top : r.stop - top, k.start - left : k.stop - left]
+        total[ar, ak] += w
+    return acc / np.maximum(total, 1e-12)
 
 
 # --- masks ---------------------------------------------------------------------------------------------------
@@ -171,6 +174,8 @@ def read_mask(mask, picture: gimage.Picture) -> np.ndarray:
         mask = gimage.read_image(mask)
     if isinstance(mask, np.ndarray) and mask.dtype == bool:
         hole = mask
+    elif isinstance(mask, np.ndarray) and mask.ndim == 2 and np.issubdtype(mask.dtype, np.integer) and mask.max() <= 1:
+        hole = mask != 0  # a 0/1 integer array is a boolean mask, not a nearly black image
     elif isinstance(mask, np.ndarray) and np.issubdtype(mask.dtype, np.floating):
         if mask.ndim != 2:
             raise ShapeError(f"mask: expected a 2-D (H, W) float mask, got shape {mask.shape}")

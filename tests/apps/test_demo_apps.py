@@ -1,4 +1,5 @@
-"""genrt demo's style-transfer section, on tiny stylizers in a stand-in bundled-models folder."""
+"""genrt demo's application sections: style transfer on tiny stylizers in a stand-in bundled-models folder, inpainting
+with the bundled inpainters."""
 
 import numpy as np
 import pytest
@@ -101,3 +102,24 @@ def test_upscale_section_pictures(tmp_path, monkeypatch):
     np.testing.assert_array_equal(cells[3][: demo_apps.SR_CROP], truth)
     small = np.asarray(Image.fromarray(truth).resize((48, 48), Image.Resampling.BICUBIC))
     np.testing.assert_allclose(cells[2][: demo_apps.SR_CROP].astype(int), genrt.load("sr-tiny").upscale(small), atol=1)
+
+
+@pytest.mark.slow
+def test_inpaint_section_pictures(tmp_path):
+    """With the bundled inpainters: per image, the holes in white, the model's fill, the classic methods, the truth."""
+    pytest.importorskip("skimage")
+    pytest.importorskip("cv2")
+    assert demo_apps.inpaint_section in demo.sections()
+    title, items = demo_apps.inpaint_section(tmp_path, {"seed": 0, "threads": 1})
+    assert title.startswith("Inpainting") and [f for f, _ in items] == ["inpaint-faces.png", "inpaint-photos.png"]
+    assert "biharmonic" in items[1][1] and "Telea" in items[1][1]
+    photo = demo_apps._photos()[0][1]
+    hole = demo_apps._demo_holes(*photo.shape[:2])
+    grid = np.asarray(Image.open(tmp_path / "inpaint-photos.png").convert("RGB"))
+    h, w = photo.shape[:2]
+    cells = [grid[2 : 2 + h, 2 + i * (w + 2) : 2 + i * (w + 2) + w] for i in range(5)]
+    assert (cells[0][hole] == 255).all() and (cells[0][~hole] == photo[~hole]).all()
+    np.testing.assert_array_equal(cells[4], photo)
+    ours = genrt.load("inpaint-photos", threads=1).inpaint(photo, hole)
+    assert np.abs(cells[1].astype(int) - ours).max() <= 1
+    assert (cells[1][~hole] == photo[~hole]).all()

@@ -114,11 +114,11 @@ def test_any_mask_form(model, tmp_path):
     hole[10:30, 20:44] = True
     grey = np.where(hole, 255, 0).astype(np.uint8)
     Image.fromarray(grey).convert("RGB").save(tmp_path / "mask.png")
-    rgba = np.dstack([np.full((64, 80, 3), 255, np.uint8), np.where(hole[..., None] | True, 255, 0).astype(np.uint8)])
+    rgba = np.full((64, 80, 4), 255, np.uint8)  # a white mask image, opaque
     rgba[30:40, 0:5, 3] = 0  # white but transparent: not a hole
-    forms = [hole, hole.astype(np.float32), grey, grey.astype(np.uint16) * 257, Image.fromarray(grey),
-             Image.fromarray(grey).convert("RGB"), str(tmp_path / "mask.png"), tmp_path / "mask.png",
-             (20, 10, 24, 20)]  # fmt: skip
+    forms = [hole, hole.astype(np.float32), hole.astype(np.uint8), grey, grey.astype(np.uint16) * 257,
+             Image.fromarray(grey), Image.fromarray(grey).convert("RGB"), str(tmp_path / "mask.png"),
+             tmp_path / "mask.png", (20, 10, 24, 20)]  # fmt: skip
     for form in forms:
         np.testing.assert_array_equal(read_mask(form, pic), hole, err_msg=type(form).__name__)
     rgba_mask = read_mask(Image.fromarray(rgba, "RGBA"), pic)
@@ -250,3 +250,19 @@ def test_cli_refuses_bad_arguments(model, tmp_path, capsys):
     assert "not an inpainter" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["inpaint", str(model.path), str(tmp_path / "p.png"), "--rect", "1,1,4,4", "--mask", "m.png", "-o", "x"])
+
+
+def test_many_small_holes_run_in_few_batches(model, monkeypatch):
+    calls = []
+    real = Inpainter.__call__
+
+    def counted(self, image, mask):
+        calls.append(len(image))
+        return real(self, image, mask)
+
+    monkeypatch.setattr(Inpainter, "__call__", counted)
+    image = _photo(120, 200)
+    hole = np.zeros((120, 200), bool)
+    hole[5:115:12, 5:195:12] = True  # 10 x 16 one-pixel specks, each its own region and window
+    out = model.inpaint(image, hole, blend="none")
+    assert sum(calls) == 160 and len(calls) == 10 and (out[~hole] == image[~hole]).all()

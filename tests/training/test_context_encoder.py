@@ -158,6 +158,7 @@ def test_export_runs_in_genrt_like_torch(tmp_path):
     run = ce.train(tiny(tmp_path, steps=2, export=True, export_weights="float32", adv_weight=0.0))
     model = genrt.load(run.export)
     assert isinstance(model, Inpainter) and model.kind == "inpainter" and model.size == 16
+    assert [tuple(i.shape) for i in model.inputs] == [("batch", 3, 16, 16), ("batch", 1, 16, 16)]  # one window size
     torch.manual_seed(1)
     torch.nn.init.normal_(run.net.decoder[-1].weight, 0, 0.1)  # not the zero start: a real correction
     path = ce.export_inpainter(run.net, run.cfg, tmp_path / "again.onnx")
