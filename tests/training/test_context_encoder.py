@@ -188,3 +188,13 @@ def test_evaluation_photos_are_refused_in_a_folder(tmp_path):
     shutil.copy(_evaluation_paths()[0], folder / "holiday.jpg")
     with pytest.raises(DataError, match="evaluation image"):
         ce.train(tiny(tmp_path, data=f"folder:{folder}", size=32))
+
+
+def test_untrained_network_is_the_harmonic_fill():
+    x, m = torch.rand(2, 3, 32, 32), ce.random_masks(2, 32)
+    with torch.no_grad():
+        exact = ce.ContextEncoder(32, width=4, max_width=8, tail_init=0.0).eval()(x, m)
+        near = ce.ContextEncoder(32, width=4, max_width=8).eval()(x, m)
+    fill = ce.harmonic_fill(x, 1 - m)
+    torch.testing.assert_close(exact, fill)
+    assert 0 < (near - fill).abs().max() < 0.1  # the default: a small correction, so gradients reach the encoder
