@@ -16,7 +16,8 @@ leak the true pixels into the fill.
 solution of Laplace's equation, as good on its own as scikit-image's biharmonic inpainting) and the network learns
 only the correction, as the super-resolution networks learn only what bicubic misses: far fewer steps to a given
 error, which a CPU needs. Its last layer starts at a tenth of PyTorch's default (``--tail-init``; 0: zero, and the
-untrained network is exactly the harmonic fill, which left photos stuck there: no gradient reaches the encoder). ``--skip none`` is the paper's network, a tanh image out of the decoder.
+untrained network is exactly the harmonic fill, which left photos stuck there: no gradient reaches the encoder).
+``--skip none`` is the paper's network, a tanh image out of the decoder.
 
 Loss, as in the paper: L2 reconstruction over the hole and a 4-pixel band of context around it (``--overlap``),
 the band weighted x10, so the fill meets its border, on the paper's scale (images in [-1, 1], the mean over the
