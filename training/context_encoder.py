@@ -495,11 +495,12 @@ def export_inpainter(net: ContextEncoder, cfg: CEConfig, path: Path) -> Path:
     g = torch.Generator().manual_seed(0)
     image = torch.rand(2, 3, cfg.size, cfg.size, generator=g)
     mask = centre_mask(cfg.size).expand(2, -1, -1, -1).contiguous()
+    # atol: ORT and torch round the harmonic fill's hundred small convolutions apart, by up to 2e-4 (a grey level
+    # is 4e-3)
     return genrt.export(
         _Exported(net), path, (image, mask), kind="inpainter", metadata=meta, input_names=["image", "mask"],
         output_names=["filled"], weights=cfg.export_weights, atol=1e-3,
-    )  # fmt: skip  (atol: ORT and torch round the harmonic fill's hundred small convolutions apart, up to 2e-4;
-    # a grey level is 4e-3)
+    )  # fmt: skip
 
 
 def main(argv=None) -> None:
