@@ -123,12 +123,13 @@ class Inpainter(Model):
         """The network's prediction for each window (of every region: batched together), resized back to the
         window, (C, side, side) float32 in [0, 1] (grey photos: the luma)."""
         s, c = self.size, photo.shape[0]
+        holes = hole[None].astype(np.float32)  # once, not per window: on a large photo each copy is the photo's size
         out = []
         for i in range(0, len(windows), _BATCH):
             images, masks = [], []
             for top, left, side, _, _ in windows[i : i + _BATCH]:
                 win = _crop(photo, top, left, side)  # (C, side, side), the image reflected past its edges
-                m = _crop(hole[None].astype(np.float32), top, left, side)
+                m = _crop(holes, top, left, side)
                 images.append(gimage.resize_float(np.repeat(win, 3, 0) if c == 1 else win, (s, s)))
                 masks.append((gimage.resize_float(m, (s, s), method="box") > 1e-3).astype(np.float32))
             y = self(np.stack(images), np.stack(masks))
@@ -251,8 +252,7 @@ def _crop(a: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
     inside = a[..., max(top, 0) : top + side, max(left, 0) : left + side]
     if not any(p for pair in pads for p in pair):
         return inside
-    mode = "symmetric" if a.dtype == bool or np.issubdtype(a.dtype, np.integer) else "reflect"
-    return np.pad(inside, [(0, 0)] * (a.ndim - 2) + pads, mode=mode)
+    return np.pad(inside, [(0, 0)] * (a.ndim - 2) + pads, mode="reflect")
 
 
 def _feather_weight(region: np.ndarray, band: int) -> np.ndarray:
