@@ -161,24 +161,30 @@ def _demo_holes(h: int, w: int) -> np.ndarray:
     return hole
 
 
-def _classic_fills(image: np.ndarray, hole: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
-    """scikit-image's biharmonic and OpenCV's Telea inpainting of the image, where installed (the train extra)."""
-    fills, names = [], []
-    try:
+def classic_fill(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) ``image`` with ``hole`` filled by a classic method: "biharmonic" (scikit-image),
+    "Navier-Stokes" or "Telea" (OpenCV, radius 3). ImportError without the library (both are in the train extra).
+    Shared with training/inpaint_eval.py, the model cards' table."""
+    if method == "biharmonic":
         from skimage.restoration import inpaint_biharmonic
 
         f = inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1)
-        fills.append((np.clip(f, 0, 1) * 255).round().astype(np.uint8))
-        names.append("scikit-image's biharmonic")
-    except ImportError:
-        pass
-    try:
-        import cv2
+        return (np.clip(f, 0, 1) * 255).round().astype(np.uint8)
+    import cv2
 
-        fills.append(cv2.inpaint(np.ascontiguousarray(image), hole.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA))
-        names.append("OpenCV's Telea")
-    except ImportError:
-        pass
+    flag = {"Navier-Stokes": cv2.INPAINT_NS, "Telea": cv2.INPAINT_TELEA}[method]
+    return cv2.inpaint(np.ascontiguousarray(image), hole.astype(np.uint8) * 255, 3, flag)
+
+
+def _classic_fills(image: np.ndarray, hole: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+    """scikit-image's biharmonic and OpenCV's Telea inpainting of the image, where installed."""
+    fills, names = [], []
+    for method, name in (("biharmonic", "scikit-image's biharmonic"), ("Telea", "OpenCV's Telea")):
+        try:
+            fills.append(classic_fill(method, image, hole))
+            names.append(name)
+        except ImportError:
+            pass
     return fills, names
 
 

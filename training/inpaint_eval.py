@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import genrt
+from genrt.demo_apps import classic_fill
 from genrt.image import make_grid, save_png
 from training import context_encoder as ce
 
@@ -55,15 +56,8 @@ def baseline(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarray:
     if method == "mean fill":
         out = f.copy()
         out[hole] = f[~hole].mean(0)
-    elif method in ("Navier-Stokes", "Telea"):
-        import cv2
-
-        flag = cv2.INPAINT_NS if method == "Navier-Stokes" else cv2.INPAINT_TELEA
-        return cv2.inpaint(image, hole.astype(np.uint8) * 255, 3, flag)
-    elif method == "biharmonic":
-        from skimage.restoration import inpaint_biharmonic
-
-        out = inpaint_biharmonic(f, hole, channel_axis=-1)
+    elif method in ("Navier-Stokes", "Telea", "biharmonic"):
+        return classic_fill(method, image, hole)
     elif method == "harmonic (no network)":
         x = torch.from_numpy(f.transpose(2, 0, 1)).float()[None]
         known = torch.from_numpy(~hole).float()[None, None]
