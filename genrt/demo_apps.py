@@ -1,5 +1,6 @@
 """`genrt demo` sections for the applications on bundled models: style transfer (genrt.apps.stylize),
-super-resolution (genrt.apps.upscale) and inpainting (genrt.apps.inpaint).
+super-resolution (genrt.apps.upscale), inpainting (genrt.apps.inpaint) and visual manipulation
+(genrt.apps.manipulate).
 
 Same shape as genrt.demo's sections: ``section(out, opts) -> (title, [(file, caption), ...])``. The photos are
 scikit-learn's china.jpg and flower.jpg: the evaluation images, which no bundled model trained on.
@@ -238,7 +239,84 @@ def inpaint_section(out: Path, opts: dict):
     return "Inpainting (Pathak et al. 2016, context encoders): bundled inpainters on images they never saw", items
 
 
+# The demo's edits: a white bar across a digit's middle (a 7 or a 1 grows a crossbar), and a face's cheeks and
+# forehead brightened with a dark stroke for the mouth.
+DEMO_STROKES = {
+    "digits": [{"tool": "color", "points": [[0.15, 0.5], [0.85, 0.5]], "width": 0.12, "color": [255, 255, 255]}],
+    "faces": [
+        {"tool": "color", "points": [[0.3, 0.2], [0.7, 0.2]], "width": 0.12, "color": [235, 235, 235]},
+        {"tool": "color", "points": [[0.38, 0.8], [0.62, 0.8]], "width": 0.08, "color": [20, 20, 20]},
+    ],
+}
+
+
+def _held_out_digits(n: int, size: int = 32) -> np.ndarray | None:
+    """The last scikit-learn digits (held out by every digit model), uint8 (n, size, size, 1)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return None
+    from PIL import Image
+
+    images = load_digits().images[-n:]
+    grey = [Image.fromarray((im * 255 / 16).astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR)
+            for im in images]  # fmt: skip
+    return np.stack([np.asarray(g)[..., None] for g in grey])
+
+
+def _draw_strokes(image: np.ndarray, strokes) -> np.ndarray:
+    """The strokes drawn over an (H, W, C) uint8 image, as the editor shows them (RGB)."""
+    from genrt.apps.manipulate import Stroke, rasterize
+
+    strokes = [Stroke.of(s) for s in strokes]
+    mask, target, _ = rasterize(strokes, image.shape[:2], 3)
+    rgb = np.repeat(image, 3, 2) if image.shape[2] == 1 else image
+    paint = (target.transpose(1, 2, 0) + 1) * 127.5
+    return np.clip(rgb * (1 - mask[..., None]) + paint * mask[..., None], 0, 255).astype(np.uint8)
+
+
+def manipulate_section(out: Path, opts: dict):
+    items = []
+    for name in _names("manipulator"):
+        m = genrt.load(name, threads=opts["threads"])
+        data = m.metadata.get("dataset")
+        real = _held_out_digits(6) if data == "digits" else _held_out_faces(32)
+        if real is None or data not in DEMO_STROKES:
+            continue
+        real = real[:6, ..., :1]
+        strokes = DEMO_STROKES[data]
+        rows, transfers = [], []
+        for x in real:
+            p = m.project(x, seed=opts["seed"])
+            cands = m.edit(p.z, strokes, k=3, seed=opts["seed"])
+            strip = m.morph(p.z, cands[0].z, 5)
+            cells = [x, p.image, _draw_strokes(p.image, strokes), *(c.image for c in cands), *strip]
+            rows.append(_row([np.repeat(c, 3, 2) if c.shape[2] == 1 else c for c in cells]))
+            photo = np.asarray(_resize_u8(x[..., 0], 128))
+            transfers += [np.repeat(a[..., None], 3, 2) for a in (photo, m.transfer(photo, p.z, cands[0].z))]
+        save_png(out / f"{name}.png", np.concatenate(rows))
+        save_png(out / f"{name}-transfer.png", make_grid(np.stack(transfers), nrow=6))
+        items.append(
+            (f"{name}.png", f"{name} on held-out {data}: the image, its projection (encoder + optimization), the "
+             "strokes, the top 3 edits, and the morph from the projection to the best edit.")
+        )  # fmt: skip
+        items.append(
+            (f"{name}-transfer.png", f"{name}: the best edit carried onto the image at 128x128 (4x the generator's "
+             "size) by optical flow plus the intensity change: before, after.")
+        )  # fmt: skip
+    return "Visual manipulation (Zhu et al. 2016, iGAN): projection, colour edits, morphs, transfer", items
+
+
+def _resize_u8(a: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BICUBIC))
+
+
 def sections() -> list[Section]:
     """Application sections, shown when bundled models of their kind exist."""
-    kinds = ((stylize_section, "stylizer"), (upscale_section, "upscaler"), (inpaint_section, "inpainter"))
+    kinds = (
+        (stylize_section, "stylizer"), (upscale_section, "upscaler"), (inpaint_section, "inpainter"),
+        (manipulate_section, "manipulator"),
+    )  # fmt: skip
     return [section for section, kind in kinds if _names(kind)]

@@ -57,8 +57,7 @@ from training.style import FolderImages, _refuse_evaluation_images, _to_tensor, 
 from training.superres import RESUMABLE, SKIMAGE, evaluation_photos  # RESUMABLE: the same fields
 
 MASKS = ("centre", "region", "rect", "stroke")  # the kinds of training mask; see random_masks
-HELD_OUT_FACES = 20  # the last faces of lfw_subset's 100 (and their mirrors) are never trained on
-HELD_OUT_DIGITS = 450  # the last digits of scikit-learn's 1797, as the other digit models
+HELD_OUT_FACES, HELD_OUT_DIGITS = data_mod.HELD_OUT_FACES, data_mod.HELD_OUT_DIGITS
 
 
 @dataclass

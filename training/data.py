@@ -28,6 +28,10 @@ __all__ = ["Dataset", "DataError", "load"]
 IMAGE_SUFFIXES = READ_SUFFIXES  # what genrt.image reads; Pillow opens each of these here
 
 
+HELD_OUT_FACES = 20  # the last faces of lfw_subset's 100 (and their mirrors): no model of faces trains on them
+HELD_OUT_DIGITS = 450  # the last digits of scikit-learn's 1797: the digit models' test set
+
+
 class DataError(GenrtError, ValueError):
     """A dataset cannot be built: unknown name, empty folder, no readable image."""
 

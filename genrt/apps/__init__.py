@@ -5,4 +5,4 @@
 - inpaint: hole filling with context encoders (Pathak et al. 2016), the ``inpainter`` kind.
 """
 
-from genrt.apps import inpaint, stylize, upscale  # noqa: F401  (each registers its kind)
+from genrt.apps import inpaint, manipulate, stylize, upscale  # noqa: F401  (each registers its kind)

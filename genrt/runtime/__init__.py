@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from genrt.errors import InvalidModelError
 from genrt.runtime import files
 from genrt.runtime.models import CLASSES, Generator, Model
 from genrt.runtime.onnx_session import IOSpec, default_threads, load_onnx, onnx_metadata
@@ -39,6 +40,14 @@ def _load(path_or_name, *, device="cpu", threads=None, providers=None, conv_tran
     path = files.resolve(path_or_name)
     fmt = files.sniff(path)
     threads = default_threads(threads)
+    if fmt == "bundle":
+        from genrt.runtime.bundle import read_bundle
+
+        manifest, graphs = read_bundle(path)
+        cls = CLASSES.get(manifest["kind"])
+        if cls is None or not hasattr(cls, "from_bundle"):
+            raise InvalidModelError(f"{path}: a bundle of kind {manifest['kind']!r}, which this genrt cannot load")
+        return cls.from_bundle(path, manifest, graphs, device=device, threads=threads, providers=providers)
     if fmt == "onnx":
         model = load_onnx(path)
         metadata = onnx_metadata(model)
@@ -56,7 +65,12 @@ def list_models() -> list[dict]:
     """The bundled models: [{"name", "kind", "path", "description"}], read without running them."""
     out = []
     for name, path in files.bundled_models().items():
-        meta = onnx_metadata(load_onnx(path))
+        if path.suffix == ".genrt":
+            from genrt.runtime.bundle import read_manifest
+
+            meta = read_manifest(path)
+        else:
+            meta = onnx_metadata(load_onnx(path))
         out.append(
             {"name": name, "kind": meta.get("kind"), "path": str(path), "description": meta.get("description", "")}
         )

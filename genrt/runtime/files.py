@@ -11,14 +11,15 @@ from pathlib import Path
 from genrt.errors import InvalidModelError, ModelNotFoundError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript"}
+FORMATS = {".onnx": "onnx", ".genrt": "bundle", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript"}
+BUNDLED_SUFFIXES = (".onnx", ".genrt")  # genrt/models holds ONNX files and genrt bundles (genrt.runtime.bundle)
 
 
 def bundled_models() -> dict[str, Path]:
-    """Bundled models by name: genrt/models/NAME.onnx."""
+    """Bundled models by name: genrt/models/NAME.onnx and NAME.genrt."""
     if not MODELS_DIR.is_dir():
         return {}
-    return {p.stem: p for p in sorted(MODELS_DIR.glob("*.onnx"))}
+    return {p.stem: p for p in sorted(MODELS_DIR.iterdir()) if p.suffix in BUNDLED_SUFFIXES and p.is_file()}
 
 
 def resolve(path_or_name) -> Path:
@@ -65,6 +66,8 @@ def sniff(path: Path) -> str:
         raise InvalidModelError(f"{path}: unknown model format {path.suffix!r}; expected one of {', '.join(FORMATS)}")
     if fmt == "onnx" and is_zip:
         raise InvalidModelError(f"{path}: a zip archive, not an ONNX protobuf (a .pt/.pt2 file renamed?)")
+    if fmt == "bundle" and not is_zip:
+        raise InvalidModelError(f"{path}: not a genrt bundle (expected a zip file)")
     if fmt in ("pt2", "torchscript"):
         if not is_zip:
             raise InvalidModelError(f"{path}: not a {fmt} archive (expected a zip file)")
