@@ -33,4 +33,6 @@ def test_install_puts_no_training_package_in_site_packages(tmp_path):
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], env=env, check=True, capture_output=True)
     assert (site / "genrt" / "runtime").is_dir() and (site / "genrt" / "models").is_dir()
+    shipped = {p.name for p in (site / "genrt" / "models").iterdir()}
+    assert {p.name for p in (ROOT / "genrt" / "models").glob("*.genrt")} <= shipped  # bundles ship beside .onnx
     assert not (site / "training").exists()
