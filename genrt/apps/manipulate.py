@@ -116,14 +116,14 @@ def rasterize(strokes, size: tuple[int, int], channels: int):
     for s in strokes:
         pts = [(x * (big[0] - 1), y * (big[1] - 1)) for x, y in s.points]
         px = max(1, round(s.width * big[0])) if s.tool == "color" else _RASTER  # sketch lines: one image pixel
-        for target, fill in (
-            (layers[s.tool], 255),
-            *([(paint, tuple(round(v) for v in s.color))] * (s.tool == "color")),
-        ):
+        targets = [(layers[s.tool], 255)]
+        if s.tool == "color":
+            targets.append((paint, tuple(round(v) for v in s.color)))
+        for target, fill in targets:
             draw = ImageDraw.Draw(target)
             if len(pts) > 1:
                 draw.line(pts, fill=fill, width=px, joint="curve")
-            for x, y in (pts[0], pts[-1]) if len(pts) > 1 else pts:  # round caps
+            for x, y in (pts[0], pts[-1]):  # round caps (a single point: a dot)
                 draw.ellipse((x - px / 2, y - px / 2, x + px / 2, y + px / 2), fill=fill)
     down = {k: np.asarray(v.resize((w, h), Image.BOX), np.float32) / 255.0 for k, v in layers.items()}
     rgb = np.asarray(paint.resize((w, h), Image.BOX), np.float32).transpose(2, 0, 1) / 255.0
