@@ -4,8 +4,10 @@ Question: is one edit round interactive (the issue's target: under 200 ms on the
 manipulator: the median wall time of ``edit(z0, strokes, k=4)`` (the editor's Generate button: 8 starts, 30 Adam
 steps on the ONNX gradient graph) for a colour stroke plus a sketch line, of ``morph(z0, z1, 8)`` (the strip the
 page shows next), and of ``project(image)`` (once per photo); plus, as the baseline the round is made of, one
-evaluation of the edit graph and of the projection graph on a batch of 8. Everything runs through genrt.load, in
-this one process (no ONNX Runtime on the other side to disturb it).
+evaluation of the edit graph and of the projection graph on a batch of 8; and the round as the page sees it: POST
+/api/edit to ``genrt edit``'s server (uvicorn on 127.0.0.1, in a thread of this process), JSON in, 4 PNG data
+URLs out. Everything runs through genrt.load, in this one process (no ONNX Runtime on the other side to disturb
+it).
 """
 
 from __future__ import annotations
@@ -58,7 +60,38 @@ def _measure(name: str, repeats: int, threads) -> dict:
         "project_ms": _median_ms(lambda: m.project(target), max(3, repeats // 4)),
         "edit_graph_batch8_ms": _median_ms(lambda: m({"z": z8, **feeds}), repeats * 5),
         "projection_graph_batch8_ms": _median_ms(lambda: m.projection({"z": z8, **feeds}), repeats * 5),
+        "http_edit_round_ms": _http_edit_ms(m, z0, repeats),
     }
+
+
+def _http_edit_ms(m, z0, repeats: int) -> float:
+    """The median round trip of POST /api/edit (k=4) to the editor's server on 127.0.0.1."""
+    import threading
+    import urllib.request
+
+    import uvicorn
+
+    from genrt.web.server import bind, create_app, url_of
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(m), log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        body = json.dumps({"z0": z0.tolist(), "strokes": STROKES, "k": 4, "seed": 0}).encode()
+        request = urllib.request.Request(url_of(sock) + "api/edit", body, {"Content-Type": "application/json"})
+
+        def post():
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert len(json.loads(response.read())["candidates"]) == 4
+
+        return _median_ms(post, repeats)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
 
 
 def main(argv=None) -> None:
@@ -69,13 +102,13 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     rows = [_measure(name, args.repeats, args.threads) for name in args.models]
     print(f"CPU: {_cpu()}; threads: {args.threads or genrt.kernels.get_num_threads()}")
-    print("| model | edit round (k=4) | morph (8) | project | edit graph, batch 8 | projection graph, batch 8 |")
-    print("|---|--:|--:|--:|--:|--:|")
+    cols = ["edit_round_ms", "http_edit_round_ms", "morph_8_ms", "project_ms", "edit_graph_batch8_ms",
+            "projection_graph_batch8_ms"]  # fmt: skip
+    print("| model | edit round (k=4) | POST /api/edit | morph (8) | project | edit graph, batch 8 | "
+          "projection graph, batch 8 |")  # fmt: skip
+    print("|---|--:|--:|--:|--:|--:|--:|")
     for r in rows:
-        print(
-            f"| {r['model']} | {r['edit_round_ms']:.0f} ms | {r['morph_8_ms']:.1f} ms | {r['project_ms']:.0f} ms | "
-            f"{r['edit_graph_batch8_ms']:.2f} ms | {r['projection_graph_batch8_ms']:.2f} ms |"
-        )
+        print(f"| {r['model']} | " + " | ".join(f"{r[c]:.{2 if r[c] < 10 else 0}f} ms" for c in cols) + " |")
     print(json.dumps(rows))
 
 

@@ -3,6 +3,7 @@
 genrt info dcgan-digits
 genrt sample dcgan-digits -n 64 --seed 0 -o grid.png
 genrt models
+genrt edit igan-digits photo.png --port 8765
 """
 
 from __future__ import annotations
@@ -214,6 +215,21 @@ def _cmd_inpaint(args) -> int:
     return batch.run_cli(args, work)
 
 
+def _cmd_edit(args) -> None:
+    from genrt.apps.manipulate import Manipulator
+
+    if not 0 <= args.port <= 65535:
+        raise ArgumentError(f"--port: expected 0 to 65535, got {args.port}")
+    if args.photo is not None and not Path(args.photo).is_file():
+        raise ArgumentError(f"{args.photo}: no such photo")
+    from genrt import web  # MissingDependencyError without fastapi or uvicorn: before the model loads
+
+    model = _load_app(args, Manipulator, "a manipulator (an iGAN bundle such as igan-digits)")
+    if args.photo is not None:
+        print(f"projecting {args.photo} onto {model.name}...", flush=True)
+    web.serve(model, args.photo, host=args.host, port=args.port)
+
+
 def _cmd_demo(args) -> None:
     from genrt import demo
 
@@ -360,6 +376,23 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per image (default: all CPUs)")
     p.set_defaults(func=_cmd_inpaint)
+
+    p = sub.add_parser(
+        "edit", help="edit images in a browser on a generator's manifold (iGAN: strokes, candidates, morph)",
+        epilog="examples:\n"
+        "  genrt edit igan-digits                    # then open http://127.0.0.1:8765/\n"
+        "  genrt edit igan-faces face.jpg --port 9000  # edit a photo; Download gives it edited at full size",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("model", help="a manipulator bundle (.genrt) or a bundled one's name (igan-digits, igan-faces)")
+    p.add_argument("photo", nargs="?", default=None, help="a photo to start from, projected onto the model")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free one)")
+    p.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; others warn: there is no login)",
+    )  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all CPUs)")
+    p.set_defaults(func=_cmd_edit)
 
     p = sub.add_parser(
         "demo", help="write a folder of PNGs from the bundled models with an index.html",

@@ -35,4 +35,5 @@ def test_install_puts_no_training_package_in_site_packages(tmp_path):
     assert (site / "genrt" / "runtime").is_dir() and (site / "genrt" / "models").is_dir()
     shipped = {p.name for p in (site / "genrt" / "models").iterdir()}
     assert {p.name for p in (ROOT / "genrt" / "models").glob("*.genrt")} <= shipped  # bundles ship beside .onnx
+    assert (site / "genrt" / "web" / "static" / "index.html").is_file()  # the editor's page ships in the package
     assert not (site / "training").exists()
