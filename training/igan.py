@@ -181,7 +181,7 @@ class _GradientGraph(nn.Module):
         return self.gm(*args)
 
 
-def objective_example(objective: Objective, latent_dim: int, image_shape, batch: int = 3, seed: int = 0):
+def objective_example(latent_dim: int, image_shape, batch: int = 3, seed: int = 0):
     """Example inputs of the objective graph (random, all terms on)."""
     g = torch.Generator().manual_seed(seed)
     c, h, w = image_shape
@@ -449,7 +449,7 @@ def export_manipulator(G: OnnxModule, E: Encoder, meta: dict, path: Path, descri
         members["encoder.onnx"] = _float16_file(tmp / "encoder.onnx")
         for name, features in (("projection", True), ("edit", False)):
             objective = Objective(G, E, features)
-            example = objective_example(objective, d, (c, h, w))
+            example = objective_example(d, (c, h, w))
             grad_error = max(grad_error, export_objective(objective, example, tmp / f"{name}.onnx"))
             members[f"{name}.onnx"] = _float16_file(tmp / f"{name}.onnx")
             (tmp / f"{name}16.onnx").write_bytes(members[f"{name}.onnx"])

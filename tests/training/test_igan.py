@@ -55,7 +55,7 @@ def test_edges_are_sobel_magnitudes():
 def test_exported_gradient_equals_autograd(generator, tmp_path, features):
     torch.manual_seed(0)
     objective = igan.Objective(generator, igan.Encoder(1, 32, 16, width=8), features)
-    example = igan.objective_example(objective, 16, (1, 32, 32))
+    example = igan.objective_example(16, (1, 32, 32))
     path = tmp_path / "objective.onnx"
     igan.export_objective(objective, example, path)
     model = onnx.load(str(path))
@@ -63,7 +63,7 @@ def test_exported_gradient_equals_autograd(generator, tmp_path, features):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(5)
     for batch in (1, 6):  # a batch the trace never saw
-        args = igan.objective_example(objective, 16, (1, 32, 32), batch=batch, seed=batch)
+        args = igan.objective_example(16, (1, 32, 32), batch=batch, seed=batch)
         z = (torch.randn(batch, 16, generator=g)).requires_grad_(True)
         loss, images = objective(z, *args[1:])
         (grad,) = torch.autograd.grad(loss.sum(), z)
@@ -78,7 +78,7 @@ def test_rewrite_leaves_no_convolution_backward(generator):
     from torch.fx.experimental.proxy_tensor import make_fx
 
     objective = igan.Objective(generator, igan.Encoder(1, 32, 16, width=8)).eval().requires_grad_(False)
-    example = igan.objective_example(objective, 16, (1, 32, 32))
+    example = igan.objective_example(16, (1, 32, 32))
 
     def fn(z, *rest):
         return torch.func.grad(lambda z: objective(z, *rest)[0].sum())(z)
