@@ -40,6 +40,7 @@ MAX_STROKES = 64
 MAX_POINTS = 512
 _RASTER = 4  # strokes are drawn at 4x the image size, then averaged down: soft, antialiased masks
 _BETAS = (0.9, 0.999)
+PROXIMITY = 0.02  # edit's default weight of ||z - z0||^2: higher keeps edits nearer the projection
 
 
 @dataclass
@@ -296,7 +297,7 @@ class Manipulator(Model):
         return Projection(z[i], self._uint8(img[i : i + 1])[0], float(mse[i]), psnr(float(mse[i])))
 
     def edit(self, z0, strokes, *, k: int = 4, starts: int | None = None, steps: int = 30, lr: float = 0.08,
-             proximity: float = 0.02, spread: float = 0.6, seed=None):  # fmt: skip
+             proximity: float = PROXIMITY, spread: float = 0.6, seed=None):  # fmt: skip
         """The k best of ``starts`` (default 2k) optimizations from z0 plus ``spread`` noise, under the strokes'
         constraints and ``proximity`` * ||z - z0||^2; a list of Candidate, best first."""
         z0 = self._latents(z0, "z0")[0]
@@ -305,6 +306,8 @@ class Manipulator(Model):
         if not isinstance(strokes, list | tuple) or len(strokes) > MAX_STROKES:
             raise ArgumentError(f"strokes: expected a list of at most {MAX_STROKES} strokes")
         strokes = [Stroke.of(s, i) for i, s in enumerate(strokes)]
+        if not isinstance(proximity, int | float) or not math.isfinite(proximity) or proximity < 0:
+            raise ArgumentError(f"proximity: expected a finite number >= 0, got {proximity!r}")
         starts = 2 * k if starts is None else starts
         if not isinstance(starts, int) or starts < k:
             raise ArgumentError(f"starts: expected an integer >= k ({k}), got {starts!r}")

@@ -41,6 +41,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import genrt
 from genrt import image as gimage
+from genrt.apps.manipulate import PROXIMITY
 from genrt.errors import ArgumentError, GenrtError, InvalidImageError
 
 STATIC = Path(__file__).parent / "static"
@@ -137,6 +138,10 @@ def _request_models(latent_dim: int, max_body: int):
         strokes: list[StrokeBody] = Field(default=[], max_length=MAX_STROKES)
         k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="candidates to return")
         seed: int | None = Field(None, ge=0, le=2**32 - 1, description="the seed of the random starts")
+        proximity: float = Field(
+            PROXIMITY, ge=0.0, le=10.0, allow_inf_nan=False,
+            description="the weight of ||z - z0||^2: higher keeps the edits nearer the start image",
+        )  # fmt: skip
 
     class MorphRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -357,7 +362,9 @@ def create_app(
     def edit(body: EditRequest):
         strokes = [s.model_dump() for s in body.strokes]
         with lock:
-            candidates = m.edit(np.asarray(body.z0, np.float32), strokes, k=body.k, seed=body.seed)
+            candidates = m.edit(
+                np.asarray(body.z0, np.float32), strokes, k=body.k, seed=body.seed, proximity=body.proximity
+            )
         return {
             "candidates": [
                 {"z": np.asarray(c.z).tolist(), "image": data_url(c.image), "loss": _finite(c.loss)}

@@ -194,6 +194,8 @@ def test_bad_arguments_are_clear_errors(m):
     with pytest.raises(ArgumentError):
         m.edit(z0, [BAR], k=0)
     with pytest.raises(ArgumentError):
+        m.edit(z0, [BAR], proximity=-1.0)
+    with pytest.raises(ArgumentError):
         m.morph(z0, z0, 1)
 
 

@@ -104,6 +104,18 @@ def test_edit_returns_k_candidates_of_the_model(client, manipulator):
     assert decode(candidates[0]["image"])[row].mean() > before[row].mean()
 
 
+def test_edit_proximity_keeps_the_edit_nearer_z0(client, manipulator):
+    z0 = z_of(manipulator, 1)
+    far, near = (
+        np.asarray(client.post("/api/edit", json={"z0": z0, "strokes": [BAR], "k": 1, "seed": 7, "proximity": p})
+                   .json()["candidates"][0]["z"])
+        for p in (0.0, 2.0)
+    )  # fmt: skip
+    assert np.linalg.norm(near - z0) < np.linalg.norm(far - z0)
+    bad = {"z0": z0, "strokes": [BAR], "proximity": -1}
+    assert client.post("/api/edit", json=bad).status_code == 422
+
+
 def test_edit_with_no_strokes_and_the_default_k(client, manipulator):
     candidates = client.post("/api/edit", json={"z0": z_of(manipulator, 2)}).json()["candidates"]
     assert len(candidates) == client.get("/api/info").json()["k"]
