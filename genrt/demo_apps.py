@@ -14,7 +14,7 @@ import numpy as np
 
 import genrt
 from genrt.demo import Section
-from genrt.image import make_grid, read_image, save_png
+from genrt.image import make_grid, read_image, resize, save_png
 
 _PHOTO_WIDTH = 320  # demo photos are resized to this width: big enough to see the style, quick on two cores
 
@@ -292,25 +292,20 @@ def manipulate_section(out: Path, opts: dict):
             strip = m.morph(p.z, cands[0].z, 5)
             cells = [x, p.image, _draw_strokes(p.image, strokes), *(c.image for c in cands), *strip]
             rows.append(_row([np.repeat(c, 3, 2) if c.shape[2] == 1 else c for c in cells]))
-            photo = np.asarray(_resize_u8(x[..., 0], 128))
+            photo = resize(x, (128, 128))[..., 0]
             transfers += [np.repeat(a[..., None], 3, 2) for a in (photo, m.transfer(photo, p.z, cands[0].z))]
         save_png(out / f"{name}.png", np.concatenate(rows))
         save_png(out / f"{name}-transfer.png", make_grid(np.stack(transfers), nrow=6))
         items.append(
-            (f"{name}.png", f"{name} on held-out {data}: the image, its projection (encoder + optimization), the "
-             "strokes, the top 3 edits, and the morph from the projection to the best edit.")
+            (f"{name}.png", f"{name} on held-out {data} (its encoder never saw them; see the card): the image, "
+             "its projection (encoder + optimization), the strokes, the top 3 edits, and the morph from the "
+             "projection to the best edit.")
         )  # fmt: skip
         items.append(
             (f"{name}-transfer.png", f"{name}: the best edit carried onto the image at 128x128 (4x the generator's "
              "size) by optical flow plus the intensity change: before, after.")
         )  # fmt: skip
     return "Visual manipulation (Zhu et al. 2016, iGAN): projection, colour edits, morphs, transfer", items
-
-
-def _resize_u8(a: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BICUBIC))
 
 
 def sections() -> list[Section]:

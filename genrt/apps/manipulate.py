@@ -268,10 +268,7 @@ class Manipulator(Model):
 
     def prepare_image(self, image) -> np.ndarray:
         """Any image (array, PIL, Picture or path) as the generator sees it: float32 (C, H, W) in [-1, 1]."""
-        if isinstance(image, str) or hasattr(image, "__fspath__"):
-            image = gimage.read_image(image)
-        picture = image if isinstance(image, gimage.Picture) else gimage.to_picture(image)
-        x = gimage.picture_to_float(picture)  # (C, H, W) in [0, 1]
+        x = gimage.picture_to_float(_picture(image, "image"))  # (C, H, W) in [0, 1]
         if x.shape[0] == 3 and self.channels == 1:
             x = np.tensordot(gimage.LUMA, x, 1)[None]
         elif x.shape[0] == 1 and self.channels == 3:
@@ -339,9 +336,7 @@ class Manipulator(Model):
         except ImportError:
             raise MissingDependencyError("transfer needs OpenCV: pip install opencv-python-headless") from None
         z = np.concatenate([self._latents(z0, "z0"), self._latents(z1, "z1")])
-        if isinstance(photo, str) or hasattr(photo, "__fspath__"):
-            photo = gimage.read_image(photo)
-        picture = photo if isinstance(photo, gimage.Picture) else gimage.to_picture(photo, name="photo")
+        picture = _picture(photo, "photo")
         x = gimage.picture_to_float(picture)  # (C, H, W) in [0, 1]
         height, width = x.shape[1:]
         g0, g1 = self.images(z).mean(1) * 0.5 + 0.5  # (h, w) each, grey in [0, 1]
@@ -365,6 +360,13 @@ class Manipulator(Model):
         out = np.clip(out + res[None], 0.0, 1.0)  # the luma change, added to every channel (chroma kept)
         result = dataclasses.replace(picture, pixels=gimage.float_to_pixels(out, picture.pixels.dtype))
         return result if isinstance(photo, gimage.Picture) else gimage.from_picture(result, like=photo)
+
+
+def _picture(image, name: str) -> gimage.Picture:
+    """An app's image argument (numpy, PIL, Picture or a path) as a Picture."""
+    if isinstance(image, str) or hasattr(image, "__fspath__"):
+        return gimage.read_image(image)
+    return image if isinstance(image, gimage.Picture) else gimage.to_picture(image, name=name)
 
 
 def _grid(flow: np.ndarray):

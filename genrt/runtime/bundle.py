@@ -1,7 +1,7 @@
 """genrt bundles (.genrt): several ONNX graphs and a manifest.json in one zip, for models that are more than one
-graph (the iGAN manipulator: generator, encoder, objective gradient). Nothing in a bundle is executable: the
-manifest is JSON, each graph an ONNX protobuf named by the manifest; no other member is read, no path is joined,
-and every member's size is checked before it is inflated."""
+graph (the iGAN manipulator: its encoder and the objective's projection and edit gradient graphs). Nothing in a
+bundle is executable: the manifest is JSON, each graph an ONNX protobuf named by the manifest; no other member is
+read, no path is joined, and every member's size is checked before it is inflated."""
 
 from __future__ import annotations
 
