@@ -108,3 +108,107 @@ def test_infogan_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
             torch.testing.assert_close(a, b)
     for a, b in zip(whole.G.state_dict().values(), resumed.G.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_weight_normalised_classifier_exports_plain_weights_and_stays_trainable():
+    torch.manual_seed(0)
+    D = ssgan.Classifier(1, 10, 8, 0.5, noise=0.3, weight_norm=True).eval()
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    plain = ssgan.plain_copy(D)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in plain.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x)[0], D(x)[0])
+    D.train()
+    D(x)[0].sum().backward()  # D itself is untouched by the copy (remove_parametrizations would break it)
+    assert D.head.parametrizations.weight.original1.grad is not None
+
+
+def test_class_balance_reweights_towards_uniform():
+    balance = ssgan.ClassBalance(3, momentum=0.0)  # momentum 0: the running mean is this batch's mean
+    probs = torch.tensor([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1]])
+    out = balance(probs)
+    mean = probs.mean(0)
+    expected = probs / (3 * mean)
+    torch.testing.assert_close(out, expected / expected.sum(1, keepdim=True))
+    torch.testing.assert_close(balance.mean, mean)
+
+
+def test_ssgan_with_consistency_ema_and_alignment_exports_the_moving_average(tmp_path):
+    cfg = tiny(
+        ssgan.SSGANConfig,
+        tmp_path,
+        image_size=16,
+        width=8,
+        max_steps=3,
+        consistency=1.0,
+        confidence=0.0,
+        ema=0.5,
+        align=True,
+        weight_norm=True,
+        noise=0.1,
+    )
+    seen = []
+    parts = train(cfg, ssgan.build, on_step=lambda s, p, losses: seen.append(losses))
+    assert all(math.isfinite(v) for losses in seen for v in losses.values()) and seen[-1]["mask"] == 1.0
+    state = json.loads((tmp_path / "run" / "checkpoint.json").read_text())["state"]["modules"]
+    assert {"EMA", "balance"} <= set(state)
+    path = ssgan.export(parts, cfg, "digits", tmp_path / "c.onnx")
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        ema, live = parts.extra["EMA"].eval()(x)[0], parts.D.eval()(x)[0]
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(path)).run(None, {"images": x.numpy()})[0]
+    np.testing.assert_allclose(got, ema.numpy(), atol=1e-5)
+    assert not np.allclose(got, live.numpy(), atol=1e-5)
+
+
+def test_label_spreading_baseline_uses_the_protocol():
+    cfg = ssgan.SSGANConfig(label_seed=0)
+    acc = ssgan.label_spreading_accuracy(cfg)
+    assert 0.9 < acc < 1.0  # scikit-learn's k-NN graph on 100 labels (0.938 on seed 0)
+    assert acc != ssgan.label_spreading_accuracy(ssgan.SSGANConfig(label_seed=1))
+
+
+def test_invariant_information_is_the_mutual_information_of_the_joint():
+    torch.manual_seed(0)
+    a, b = torch.randn(50, 6) * 3, torch.randn(50, 6) * 3
+    p, q = torch.softmax(a, 1).numpy(), torch.softmax(b, 1).numpy()
+    joint = p.T @ q / 50
+    joint = (joint + joint.T) / 2
+    m = joint.sum(1)
+    mi = (joint * np.log(joint / np.outer(m, m))).sum()
+    assert infogan.invariant_information(a, b).item() == pytest.approx(mi, rel=1e-5)
+    entropy = -(m * np.log(m)).sum()
+    assert infogan.invariant_information(a, b, 2.0).item() == pytest.approx(mi + 2 * entropy, rel=1e-5)
+    certain = torch.eye(6).repeat(5, 1) * 50  # every code used equally, both views agree: log K
+    assert infogan.invariant_information(certain, certain).item() == pytest.approx(math.log(6), rel=1e-4)
+
+
+def test_infogan_with_the_invariance_term_trains(tmp_path):
+    seen = []
+    cfg = tiny(
+        infogan.InfoGANConfig,
+        tmp_path,
+        base_width=8,
+        max_steps=3,
+        lambda_real=2.0,
+        balance=2.0,
+        q_categorical=0,
+        overcluster=20,
+    )
+    train(cfg, infogan.build, on_step=lambda s, p, losses: seen.append(losses))
+    assert all(math.isfinite(v) for losses in seen for v in losses.values())
+    assert all(losses["invariance"] > 0 and losses["invariance_over"] > 0 for losses in seen)
+
+
+def test_infogan_compare_table(tmp_path, capsys):
+    cfg = tiny(infogan.InfoGANConfig, tmp_path, base_width=4, max_steps=2, compare_seeds="0,1", export=True)
+    result = infogan.compare(cfg)
+    assert set(result["per_seed"]) == {0, 1} and result["min"] <= result["mean"]
+    assert "| match |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "seed-1" / "metrics.json").read_text())["samples"] == 2000
+    from genrt.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="compare_seeds"):
+        infogan.compare(tiny(infogan.InfoGANConfig, tmp_path, compare_seeds="0"))  # no export: nothing to measure
