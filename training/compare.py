@@ -79,6 +79,26 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def seed_table(out: Path, table: dict[str, dict[int, float]], **extra) -> dict:
+    """Rows of one number per seed (e.g. {"ssgan": {0: 0.95, 1: 0.96}}): per row mean, std (n - 1) and min;
+    prints the markdown table, writes OUT/compare.json (with ``extra``) and returns what it wrote."""
+    summary = {}
+    for name, row in table.items():
+        values = np.array(list(row.values()), dtype=float)
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        summary[name] = {"mean": float(values.mean()), "std": std, "min": float(values.min())}
+    seeds = list(next(iter(table.values())))
+    print("| | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- std |")
+    print("|---|" + "---|" * (len(seeds) + 1))
+    for name, row in table.items():
+        cells = " | ".join(f"{row[s]:.4f}" for s in seeds)
+        print(f"| {name} | {cells} | {summary[name]['mean']:.4f} +- {summary[name]['std']:.4f} |")
+    result = {"per_seed": table, "summary": summary, **extra}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m training.compare", description=__doc__.split("\n\n")[1].splitlines()[0]

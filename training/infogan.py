@@ -48,6 +48,7 @@ from torch import nn
 import genrt
 from training import data as data_mod
 from training import dcgan, diffaugment
+from training.compare import seed_table
 from training.loop import Parts, TrainConfig, average_gradients, parse_config, train
 
 
@@ -342,20 +343,7 @@ def compare(cfg: InfoGANConfig) -> dict:
         one = replace(cfg, compare_seeds="", seed=seed, out=f"{cfg.out}/seed-{seed}")
         one._given = getattr(cfg, "_given", set())
         match[seed] = run(one)["category_digit_match"]
-    values = list(match.values())
-    result = {
-        "per_seed": match,
-        "mean": float(np.mean(values)),
-        "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-        "min": float(np.min(values)),
-    }
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    (Path(cfg.out) / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
-    print("| seed | " + " | ".join(str(s) for s in seeds) + " | mean +- std |")
-    print("|---|" + "---|" * (len(seeds) + 1))
-    cells = " | ".join(f"{match[s]:.4f}" for s in seeds)
-    print(f"| match | {cells} | {result['mean']:.3f} +- {result['std']:.3f} |")
-    return result
+    return seed_table(Path(cfg.out), {"match": match})
 
 
 def main(argv=None) -> None:

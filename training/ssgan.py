@@ -48,6 +48,7 @@ import genrt
 from genrt.errors import ArgumentError
 from training import data as data_mod
 from training import dcgan, diffaugment, improved
+from training.compare import seed_table
 from training.loop import Parts, TrainConfig, average_gradients, parse_config, train
 
 
@@ -368,21 +369,7 @@ def compare(cfg: SSGANConfig) -> dict:
             one._given = getattr(cfg, "_given", set())
             table[name][seed] = run(one)["test_accuracy"]
         table["label_spreading"][seed] = label_spreading_accuracy(replace(cfg, label_seed=seed))
-    summary = {
-        name: {"mean": float(np.mean(list(a.values()))), "std": float(np.std(list(a.values()), ddof=1))}
-        if len(a) > 1
-        else {"mean": float(np.mean(list(a.values()))), "std": 0.0}
-        for name, a in table.items()
-    }
-    result = {"per_seed": table, "summary": summary, "labels": cfg.labels_per_class * cfg.classes}
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    (Path(cfg.out) / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
-    print("| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- std |")
-    print("|---|" + "---|" * (len(seeds) + 1))
-    for name in table:
-        cells = " | ".join(f"{table[name][s]:.4f}" for s in seeds)
-        print(f"| {name} | {cells} | {summary[name]['mean']:.4f} +- {summary[name]['std']:.4f} |")
-    return result
+    return seed_table(Path(cfg.out), table, labels=cfg.labels_per_class * cfg.classes)
 
 
 def main(argv=None) -> None:
