@@ -213,3 +213,15 @@ def test_infogan_compare_table(tmp_path, capsys):
 
     with pytest.raises(ArgumentError, match="compare_seeds"):
         infogan.compare(tiny(infogan.InfoGANConfig, tmp_path, compare_seeds="0"))  # no export: nothing to measure
+
+
+def test_stroke_measures_of_known_strokes():
+    images = np.zeros((3, 9, 9, 1), np.uint8)
+    images[0, :, 4] = 255  # upright stroke: no slant, no width
+    images[1, np.arange(9), np.arange(9)] = 255  # one column right per row down: slant 1
+    images[2, :, 3:6] = 255  # three columns wide: width sqrt(2 / 3)
+    m = infogan.stroke_measures(images)
+    np.testing.assert_allclose(m["slant"], [0.0, 1.0, 0.0], atol=1e-9)
+    # width is the ink's horizontal spread, so a slanted stroke has some: the std of columns 0..8
+    np.testing.assert_allclose(m["width"], [0.0, np.arange(9).std(), np.sqrt(2 / 3)], atol=1e-6)
+    np.testing.assert_allclose(m["ink"], [9, 9, 27], rtol=1e-9)
