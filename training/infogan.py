@@ -243,7 +243,8 @@ def category_match(path: Path, *, per_category: int = 200, seed: int = 0) -> dic
 
 def stroke_measures(images: np.ndarray) -> dict[str, np.ndarray]:
     """Per image of uint8 (N, H, W[, 1]) (bright strokes): slant (mu11 / mu02 of the ink, horizontal shift per
-    row), width (the ink's horizontal standard deviation, pixels; a slanted stroke has some) and ink (its total, a stroke-thickness proxy)."""
+    row), width (the ink's horizontal standard deviation, pixels; a slanted stroke has some) and ink (its total,
+    a stroke-thickness proxy)."""
     x = images.reshape(images.shape[:3]).astype(np.float64)
     _, h, w = x.shape
     yy, xx = np.mgrid[:h, :w]
