@@ -10,10 +10,19 @@ ONNX Runtime custom-op library (genrt._ort_ops, domain "genrt"): built from csrc
 headers are found -- in $ORT_INCLUDE_DIR, then ./.ort/usr/include/onnxruntime (what scripts/fetch_ort_headers.sh
 unpacks), then the system's /usr/include/onnxruntime and /usr/local/include/onnxruntime. Without them the build
 still succeeds, says so, and genrt runs models with standard ONNX ops only.
+
+CUDA (csrc/cuda/*.cu): compiled with nvcc where it is found ($CUDA_HOME/bin, then PATH, then /usr/local/cuda/bin)
+unless GENRT_CUDA=0, for sm_80 and sm_90 plus PTX for newer GPUs (GENRT_CUDA_ARCHS="80,90" overrides; the last
+also gets PTX). They go into modules of their own, never into genrt._C: genrt._cuda (the launchers on device
+pointers, for torch) and genrt._ort_ops_cuda (the ORT library again, plus CUDA execution-provider kernels). Both
+link the CUDA runtime statically, so they import on a machine without a GPU or driver. GENRT_CUDA=1 makes a
+missing nvcc an error instead of a note.
 """
 
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -31,6 +40,8 @@ ISA_FLAGS = {
 }
 VEC_BYTES = {"baseline": 16, "avx2": 32, "avx512": 64}
 COMMON_FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=fast"]
+CUDA_SRC = "csrc/cuda"
+ORT_CUDA_PREFIX = "cuda_"  # csrc/onnxruntime/cuda_*.cpp: CUDA EP kernels, only in genrt._ort_ops_cuda
 
 
 def _kernel_sources():
@@ -54,6 +65,52 @@ def _ort_include_dir():
         if path and os.path.isfile(os.path.join(path, "onnxruntime_c_api.h")):
             return path
     return None
+
+
+def _nvcc():
+    """nvcc's path, or None where CUDA is not built (GENRT_CUDA=0, or no nvcc and GENRT_CUDA unset)."""
+    want = os.environ.get("GENRT_CUDA", "")
+    if want == "0":
+        return None
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    for path in [
+        os.path.join(home, "bin", "nvcc") if home else None,
+        shutil.which("nvcc"),
+        "/usr/local/cuda/bin/nvcc",
+    ]:
+        if path and os.access(path, os.X_OK):
+            return path
+    if want == "1":
+        sys.exit("genrt: GENRT_CUDA=1 but nvcc was not found (set CUDA_HOME or put nvcc on PATH)")
+    return None
+
+
+def _cuda_arch_flags():
+    archs = [a.strip() for a in os.environ.get("GENRT_CUDA_ARCHS", "80,90").split(",") if a.strip()]
+    flags = []
+    for arch in archs:
+        flags += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+    return flags + ["-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
+
+
+def _cuda_lib_dir(nvcc):
+    """The folder of libcudart_static.a: beside nvcc's toolkit (nvcc may be a wrapper script), else the usual."""
+    try:  # nvcc --dryrun names the toolkit it really runs from (TOP=...), wrapper scripts or not
+        dry = subprocess.run([nvcc, "--dryrun", "-c", "x.cu"], capture_output=True, text=True, timeout=60).stderr
+        tops = [line.split("TOP=", 1)[1].strip() for line in dry.splitlines() if "TOP=" in line]
+    except (OSError, subprocess.SubprocessError):
+        tops = []
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    roots = tops + [os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), home, "/usr/local/cuda"]
+    for root in filter(None, roots):
+        for sub in ("lib64", "lib", os.path.join("targets", f"{platform.machine()}-linux", "lib")):
+            if os.path.isfile(os.path.join(root, sub, "libcudart_static.a")):
+                return os.path.join(root, sub)
+    return None
+
+
+def _cuda_sources():
+    return sorted(os.path.join(CUDA_SRC, f) for f in os.listdir(CUDA_SRC) if f.endswith(".cu"))
 
 
 def _headers():
@@ -84,8 +141,41 @@ class build_ext(_build_ext):
             isas = [isa for isa in isas if isa in limit.split(",")] or ["baseline"]
         return isas
 
+    def _cuda_objects(self, nvcc):
+        """The .cu files compiled once per build (shared by every CUDA module); recompiled when any changed."""
+        if getattr(self, "_cuda_built", None) is None:
+            out_dir = os.path.join(self.build_temp, "cuda")
+            os.makedirs(out_dir, exist_ok=True)
+            deps = [os.path.join(CUDA_SRC, f) for f in os.listdir(CUDA_SRC)]
+            newest = max(os.path.getmtime(d) for d in deps + [__file__])
+            objects = []
+            for src in _cuda_sources():
+                obj = os.path.join(out_dir, os.path.basename(src)[:-3] + ".o")
+                if not os.path.exists(obj) or os.path.getmtime(obj) < newest:
+                    cmd = [nvcc, "-std=c++17", "-O3", "-Xcompiler", "-fPIC,-fvisibility=hidden", "-c", src, "-o", obj]
+                    cmd[1:1] = _cuda_arch_flags()
+                    print("genrt: " + " ".join(cmd), file=sys.stderr)
+                    subprocess.check_call(cmd)
+                objects.append(obj)
+            self._cuda_built = objects
+        return self._cuda_built
+
     def build_extension(self, ext):
+        nvcc = getattr(ext, "genrt_nvcc", None)
+        if nvcc:
+            ext.extra_objects = list(ext.extra_objects or [])
+            ext.extra_objects += self._cuda_objects(nvcc)
+            ext.depends = ext.depends + _cuda_sources()
+        if ext.name == "genrt._cuda":  # no CPU kernels in it
+            return super().build_extension(ext)
         isas = self._wanted_isas()
+        key = (tuple(isas), tuple(ext.extra_compile_args))
+        self._isa_objects = getattr(self, "_isa_objects", {})
+        if key in self._isa_objects:  # the ORT libraries link the same kernel objects as genrt._C
+            ext.extra_objects = list(ext.extra_objects or []) + self._isa_objects[key]
+            ext.depends = ext.depends + _kernel_sources()
+            ext.define_macros += [(f"GENRT_WITH_{isa.upper()}", "1") for isa in isas if isa != "baseline"]
+            return super().build_extension(ext)
         print(f"genrt: building kernels for {', '.join(isas)}", file=sys.stderr)
         objects = []
         for isa in isas:
@@ -97,7 +187,8 @@ class build_ext(_build_ext):
                 extra_postargs=ext.extra_compile_args + ISA_FLAGS[isa],
                 depends=_headers(),
             )
-        ext.extra_objects = objects
+        self._isa_objects[key] = objects
+        ext.extra_objects = list(ext.extra_objects or []) + objects
         ext.depends = ext.depends + _kernel_sources()  # relink when only a per-ISA kernel changed
         ext.define_macros += [(f"GENRT_WITH_{isa.upper()}", "1") for isa in isas if isa != "baseline"]
         super().build_extension(ext)
@@ -114,19 +205,64 @@ extensions = [
     )
 ]
 
+
+def _ort_sources(cuda: bool):
+    names = sorted(f for f in os.listdir(ORT_SRC) if f.endswith(".cpp"))
+    return [os.path.join(ORT_SRC, f) for f in names if cuda or not f.startswith(ORT_CUDA_PREFIX)]
+
+
+def _ort_library(name, include, cuda_lib=None, cuda_macros=()):
+    ext = Pybind11Extension(  # a plain shared library; Pybind11Extension only for its C++17 flags
+        name,
+        _core_sources() + _ort_sources(cuda_lib is not None),
+        include_dirs=[CORE, include],
+        cxx_std=17,
+        extra_compile_args=COMMON_FLAGS + ["-fvisibility=hidden"],
+        define_macros=list(cuda_macros),
+        depends=_headers() + [os.path.join(ORT_SRC, f) for f in os.listdir(ORT_SRC) if f.endswith(".h")],
+        **_cuda_link(cuda_lib),
+    )
+    return ext
+
+
+def _cuda_link(lib_dir):
+    if lib_dir is None:
+        return {}
+    return {"library_dirs": [lib_dir], "libraries": ["cudart_static", "rt", "pthread", "dl"]}
+
+
+NVCC = _nvcc()
+CUDA_LIB = _cuda_lib_dir(NVCC) if NVCC else None
+if NVCC and CUDA_LIB is None:
+    print(
+        f"genrt: nvcc at {NVCC} but no libcudart_static.a beside it: the CUDA kernels are not built", file=sys.stderr
+    )
+    if os.environ.get("GENRT_CUDA") == "1":
+        sys.exit("genrt: GENRT_CUDA=1 and the CUDA runtime library was not found")
+    NVCC = None
+if NVCC:
+    print(f"genrt: building the CUDA kernels with {NVCC} ({' '.join(_cuda_arch_flags())})", file=sys.stderr)
+    cuda_ext = Pybind11Extension(
+        "genrt._cuda",
+        ["csrc/python/cuda_module.cpp"],
+        cxx_std=17,
+        extra_compile_args=["-O2", "-fvisibility=hidden"],
+        depends=[os.path.join(CUDA_SRC, "genrt_cuda.h")],
+        **_cuda_link(CUDA_LIB),
+    )
+    cuda_ext.genrt_nvcc = NVCC
+    extensions.append(cuda_ext)
+else:
+    print("genrt: no nvcc (or GENRT_CUDA=0): the CUDA kernels are not built; CUDA tensors use torch", file=sys.stderr)
+
 ort_include = _ort_include_dir()
 if ort_include:
     print(f"genrt: building the ONNX Runtime custom-op library with headers from {ort_include}", file=sys.stderr)
-    extensions.append(
-        Pybind11Extension(  # a plain shared library; Pybind11Extension only for its C++17 flags
-            "genrt._ort_ops",
-            _core_sources() + sorted(os.path.join(ORT_SRC, f) for f in os.listdir(ORT_SRC) if f.endswith(".cpp")),
-            include_dirs=[CORE, ort_include],
-            cxx_std=17,
-            extra_compile_args=COMMON_FLAGS + ["-fvisibility=hidden"],
-            depends=_headers() + [os.path.join(ORT_SRC, f) for f in os.listdir(ORT_SRC) if f.endswith(".h")],
-        )
-    )
+    extensions.append(_ort_library("genrt._ort_ops", ort_include))
+    if NVCC:
+        cuda_ort = _ort_library("genrt._ort_ops_cuda", ort_include, CUDA_LIB, [("GENRT_WITH_CUDA", "1")])
+        cuda_ort.genrt_nvcc = NVCC
+        extensions.append(cuda_ort)
 else:
     print(
         "\n" + "=" * 78 + "\ngenrt: ONNX Runtime headers NOT found: genrt's ORT custom-op library is not built, and\n"

@@ -18,6 +18,8 @@ __all__ = [
     "conv2d",
     "conv_transpose2d",
     "cpu_isa",
+    "cuda_available",
+    "cuda_device_count",
     "get_num_threads",
     "minibatch_discrimination",
     "minibatch_discrimination_backward",
@@ -56,6 +58,44 @@ def _check_threads(threads) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or not 1 <= threads <= _MAX_THREADS:
         raise ArgumentError(f"threads: expected a positive integer up to {_MAX_THREADS}, got {threads!r}")
     return int(threads)
+
+
+def _cuda_module():
+    """genrt._cuda, or None where this build has no CUDA kernels (no nvcc at build time, or GENRT_CUDA=0)."""
+    try:
+        from genrt import _cuda
+    except ImportError:
+        return None
+    return _cuda
+
+
+def cuda_device_count() -> int:
+    """GPUs genrt's CUDA kernels can run on: 0 without a CUDA build, a driver or a device."""
+    module = _cuda_module()
+    return module.device_count() if module is not None else 0
+
+
+def cuda_available() -> bool:
+    """Whether genrt's CUDA kernels are built and a GPU is there to run them.
+
+    False on a CPU-only install, and on a CUDA build running where there is no GPU (it still imports).
+    """
+    return cuda_device_count() > 0
+
+
+def cuda_call(name: str, *args) -> None:
+    """Calls genrt._cuda.<name>(*args), turning its errors into genrt errors (ArgumentError, RunError)."""
+    from genrt.errors import RunError
+
+    module = _cuda_module()
+    if module is None:
+        raise RunError(f"{name}: genrt was built without CUDA kernels (no nvcc at build time, or GENRT_CUDA=0)")
+    try:
+        getattr(module, name)(*args)
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+    except RuntimeError as exc:
+        raise RunError(str(exc)) from None
 
 
 def cpu_isa() -> str:

@@ -62,47 +62,44 @@ struct ConvTransposeKernel {
 };
 
 template <ONNXTensorElementDataType Type>
-struct ConvTransposeOp : Ort::CustomOpBase<ConvTransposeOp<Type>, ConvTransposeKernel, true> {
+struct ConvTransposeOp : ConvTransposeSchema<ConvTransposeOp<Type>, ConvTransposeKernel, Type> {
   OrtStatus* CreateKernelV2(const OrtApi&, const OrtKernelInfo* raw, void** kernel) const {
     return guarded([&] {
-      Ort::ConstKernelInfo info(raw);
       auto k = std::make_unique<ConvTransposeKernel>();
-      to_pair(ints(info, "strides", {1, 1}), "strides", k->params.stride);
-      to_pair(ints(info, "output_padding", {0, 0}), "output_padding", k->params.output_padding);
-      to_pair(ints(info, "dilations", {1, 1}), "dilations", k->params.dilation);
-      const auto pads = ints(info, "pads", {0, 0, 0, 0});
-      if (pads.size() != 4 || pads[0] != pads[2] || pads[1] != pads[3])
-        throw_value("pads: expected [top, left, bottom, right] with top == bottom and left == right");
-      k->params.padding[0] = pads[0];
-      k->params.padding[1] = pads[1];
-      k->params.groups = int_attribute(raw, "group", 1);
-      std::string activation = "none";
-      try {
-        activation = info.GetAttribute<std::string>("activation");
-      } catch (const Ort::Exception&) {
-      }
-      k->params.activation = parse_activation(activation);
-      try {
-        k->params.negative_slope = info.GetAttribute<float>("alpha");
-      } catch (const Ort::Exception&) {
-      }
+      k->params = conv_transpose_attributes(raw);
       k->threads = int(int_attribute(raw, "threads", hardware_threads()));
       if (constant_input(raw, 1)) k->cache = std::make_unique<WeightCache>();
       *kernel = k.release();
     });
   }
-  const char* GetName() const { return "ConvTranspose"; }
-  size_t GetInputTypeCount() const { return 5; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return Type; }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index < 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED
-                     : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL;
-  }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return Type; }
 };
 
 }  // namespace
+
+ConvTranspose2dParams conv_transpose_attributes(const OrtKernelInfo* raw) {
+  Ort::ConstKernelInfo info(raw);
+  ConvTranspose2dParams params;
+  to_pair(ints(info, "strides", {1, 1}), "strides", params.stride);
+  to_pair(ints(info, "output_padding", {0, 0}), "output_padding", params.output_padding);
+  to_pair(ints(info, "dilations", {1, 1}), "dilations", params.dilation);
+  const auto pads = ints(info, "pads", {0, 0, 0, 0});
+  if (pads.size() != 4 || pads[0] != pads[2] || pads[1] != pads[3])
+    throw_value("pads: expected [top, left, bottom, right] with top == bottom and left == right");
+  params.padding[0] = pads[0];
+  params.padding[1] = pads[1];
+  params.groups = int_attribute(raw, "group", 1);
+  std::string activation = "none";
+  try {
+    activation = info.GetAttribute<std::string>("activation");
+  } catch (const Ort::Exception&) {
+  }
+  params.activation = parse_activation(activation);
+  try {
+    params.negative_slope = info.GetAttribute<float>("alpha");
+  } catch (const Ort::Exception&) {
+  }
+  return params;
+}
 
 void add_conv_transpose(Ort::CustomOpDomain& domain) {
   static ConvTransposeOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT> op_f32;

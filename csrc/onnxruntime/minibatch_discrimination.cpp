@@ -26,15 +26,10 @@ struct MbdKernel {
 };
 
 template <ONNXTensorElementDataType Type>
-struct MbdOp : Ort::CustomOpBase<MbdOp<Type>, MbdKernel, true> {
+struct MbdOp : MinibatchDiscriminationSchema<MbdOp<Type>, MbdKernel, Type> {
   OrtStatus* CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
     return guarded([&] { *kernel = new MbdKernel{int(int_attribute(info, "threads", hardware_threads()))}; });
   }
-  const char* GetName() const { return "MinibatchDiscrimination"; }
-  size_t GetInputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return Type; }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return Type; }
 };
 
 }  // namespace

@@ -16,6 +16,10 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
       genrt::ort::add_conv(*d);
       genrt::ort::add_conv_transpose(*d);
       genrt::ort::add_minibatch_discrimination(*d);
+#ifdef GENRT_WITH_CUDA
+      genrt::ort::add_cuda_conv_transpose(*d);
+      genrt::ort::add_cuda_minibatch_discrimination(*d);
+#endif
       return d;
     }();
     Ort::UnownedSessionOptions(options).Add(*domain);

@@ -2,8 +2,10 @@
 ``torch.nn.functional.conv_transpose2d``.
 
 CPU float32/float64 tensors run genrt's C++ kernel (threads: ``torch.get_num_threads()``); float16/bfloat16
-are computed in float32; other devices use torch's own kernel. Gradients (input, weight, bias) come from
-torch's ``convolution_backward``, the same formulas torch uses for its own transposed convolution.
+are computed in float32. CUDA tensors run genrt's CUDA kernel (csrc/cuda/conv_transpose2d.cu: float16/bfloat16
+on tensor cores, float32 in TF32 only where torch allows it for convolutions, float64) on torch's current stream;
+other devices, and CUDA where genrt has no CUDA build, use torch's own kernel. Gradients (input, weight, bias)
+come from torch's ``convolution_backward``, the same formulas torch uses for its own transposed convolution.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from genrt import kernels
 from genrt._torch import torch
 from genrt.errors import DTypeError, ShapeError
 from genrt.kernels import _pair
+from genrt.ops import _cuda
 
 _UPCAST_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -54,6 +57,35 @@ def _op(
         threads=torch.get_num_threads(),
     )
     return torch.from_numpy(out)
+
+
+@_op.register_kernel("cuda")
+def _(input, weight, bias, stride, padding, output_padding, groups, dilation):
+    same = weight.dtype == input.dtype and (bias is None or bias.dtype == input.dtype)
+    if not (same and _cuda.supported(input)):
+        return torch.nn.functional.conv_transpose2d(
+            input, weight, bias, stride, padding, output_padding, groups, dilation
+        )
+    x, w = input.contiguous(), weight.contiguous()
+    b = None if bias is None else bias.contiguous()
+    shape = output_size(x.shape, w.shape, stride, padding, output_padding, dilation, groups)
+    if w.shape[0] != x.shape[1] or min(shape) < 1 or (b is not None and tuple(b.shape) != (shape[1],)):
+        raise ShapeError(
+            f"conv_transpose2d: input {tuple(x.shape)}, weight {tuple(w.shape)} and bias "
+            f"{None if b is None else tuple(b.shape)} do not fit (weight: (C_in, C_out/groups, kH, kW)), or the "
+            f"output {tuple(shape)} would be empty"
+        )
+    y = x.new_empty(shape)
+    if y.numel():
+        with _cuda.on_device(x) as stream:
+            kernels.cuda_call(
+                "conv_transpose2d_forward",
+                *(x.data_ptr(), w.data_ptr(), _cuda.ptr(b), 0, 0, y.data_ptr()),
+                *(tuple(x.shape), shape[1], w.shape[2], w.shape[3], shape[2], shape[3]),
+                *(tuple(stride), tuple(padding), tuple(dilation), groups, 0, 0.0),
+                *(_cuda.dtype_code(x), input.dtype == torch.float32 and _cuda.allow_tf32(), stream),
+            )
+    return y
 
 
 @_op.register_fake

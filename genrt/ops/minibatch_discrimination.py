@@ -1,15 +1,19 @@
 """Minibatch discrimination as the torch op ``genrt::minibatch_discrimination`` (Salimans et al. 2016).
 
-CPU tensors run genrt's C++ kernel (threads: ``torch.get_num_threads()``). Tensors on other devices run
-:func:`_chunked_forward` / :func:`_chunked_backward`, the same formula in torch over blocks of rows, so memory
-stays bounded there too. float16/bfloat16 inputs are computed in float32 and cast back.
+CPU tensors run genrt's C++ kernel (threads: ``torch.get_num_threads()``); float16/bfloat16 are computed there in
+float32 and cast back. CUDA tensors run genrt's CUDA kernel (csrc/cuda/minibatch_discrimination.cu: float32,
+float16, bfloat16 and float64 stored as they are, summed in float32 or float64, O(N B) extra memory) on torch's
+current stream. Other devices, and CUDA where genrt has no CUDA build, run :func:`_chunked_forward` /
+:func:`_chunked_backward`, the same formula in torch over blocks of rows, so memory stays bounded there too.
 """
 
 from __future__ import annotations
 
+from genrt import kernels
 from genrt._native import _C
 from genrt._torch import torch
 from genrt.errors import DTypeError, ShapeError
+from genrt.ops import _cuda
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _UPCAST_DTYPES = (torch.float16, torch.bfloat16)
@@ -25,6 +29,11 @@ def _check_m(M: torch.Tensor) -> None:
         raise DTypeError(f"M: expected a floating-point tensor (float32 or float64), got {M.dtype}")
     if M.shape[2] < 1:
         raise ShapeError(f"M: kernel dimension C (dim 2) must be >= 1, got shape {tuple(M.shape)}")
+
+
+def _native_low_precision(M: torch.Tensor) -> bool:
+    """float16/bfloat16 go to the kernel as they are (CUDA kernel: stored low, summed in float32)."""
+    return M.device.type == "cuda" and _cuda.use_kernels()
 
 
 def _rows_per_chunk(M: torch.Tensor) -> int:
@@ -66,6 +75,21 @@ def _mbd_op(M: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(_C.minibatch_discrimination_forward(M.detach().numpy(), torch.get_num_threads()))
 
 
+@_mbd_op.register_kernel("cuda")
+def _(M):
+    if not _cuda.supported(M):
+        return _chunked_forward(M)
+    M = M.contiguous()
+    out = M.new_empty(M.shape[:2])
+    if out.numel():
+        N, B, C = M.shape
+        with _cuda.on_device(M) as stream:
+            kernels.cuda_call(
+                "minibatch_discrimination_forward", M.data_ptr(), out.data_ptr(), N, B, C, _cuda.dtype_code(M), stream
+            )
+    return out
+
+
 @_mbd_op.register_fake
 def _(M):
     return M.new_empty(M.shape[:2])
@@ -78,6 +102,29 @@ def _mbd_backward_op(M: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(
         _C.minibatch_discrimination_backward(M.detach().numpy(), grad_out.detach().numpy(), torch.get_num_threads())
     )
+
+
+@_mbd_backward_op.register_kernel("cuda")
+def _(M, grad_out):
+    if not _cuda.supported(M):
+        return _chunked_backward(M, grad_out)
+    M, grad_out = M.contiguous(), grad_out.to(M.dtype).contiguous()
+    grad = torch.empty_like(M, memory_format=torch.contiguous_format)
+    if grad.numel():
+        N, B, C = M.shape
+        with _cuda.on_device(M) as stream:
+            kernels.cuda_call(
+                "minibatch_discrimination_backward",
+                M.data_ptr(),
+                grad_out.data_ptr(),
+                grad.data_ptr(),
+                N,
+                B,
+                C,
+                _cuda.dtype_code(M),
+                stream,
+            )
+    return grad
 
 
 @_mbd_backward_op.register_fake
@@ -115,7 +162,7 @@ def minibatch_discrimination(M: torch.Tensor) -> torch.Tensor:
         DTypeError: M is not a floating-point tensor.
     """
     _check_m(M)
-    if M.dtype in _UPCAST_DTYPES:
+    if M.dtype in _UPCAST_DTYPES and not _native_low_precision(M):
         return _mbd_op(M.float()).to(M.dtype)
     return _mbd_op(M)
 
@@ -125,6 +172,6 @@ def minibatch_discrimination_backward(M: torch.Tensor, grad_out: torch.Tensor) -
     _check_m(M)
     if grad_out.shape != M.shape[:2]:
         raise ShapeError(f"grad_out: expected shape {tuple(M.shape[:2])}, got {tuple(grad_out.shape)}")
-    if M.dtype in _UPCAST_DTYPES:
+    if M.dtype in _UPCAST_DTYPES and not _native_low_precision(M):
         return _mbd_backward_op(M.float(), grad_out.float()).to(M.dtype)
     return _mbd_backward_op(M, grad_out.to(M.dtype))

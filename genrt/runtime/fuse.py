@@ -38,6 +38,7 @@ from genrt.runtime import fuse_chains
 from genrt.runtime.fuse_chains import Chain
 
 OPS = ("ConvTranspose", "Conv")  # the genrt ops the rewrite can write
+CUDA_OPS = ("ConvTranspose",)  # those with a CUDA kernel (the rewrite on a GPU measures there)
 _ENV = {"ConvTranspose": "GENRT_CONV_TRANSPOSE", "Conv": "GENRT_CONV"}
 # Layer choices are measured per shape class (batch bucket and size classes): a model gets one session per
 # distinct set of choices, and each call runs the session of its inputs' class (genrt/runtime/ort_runner.py).
@@ -196,19 +197,38 @@ def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype, opset: int) -> b
     return helper.make_model(graph, opset_imports=opsets).SerializeToString()
 
 
-def _time(model: bytes, x: np.ndarray, threads: int, library: str | None) -> float:
+def _time(model: bytes, x: np.ndarray, threads: int, library: str | None, device: str = "cpu") -> float:
+    """Median seconds of one run on `device`; on a GPU the input is bound there once, so only the layer is timed."""
+    from genrt.runtime.onnx_session import _providers  # onnx_session imports this module's users, not this module
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     if library:
         options.register_custom_ops_library(library)
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, options, providers=_providers(device, None))
+    if device != "cpu":
+        return _time_bound(session, x, device)
     name = session.get_inputs()[0].name
     session.run(None, {name: x})
     times, start = [], time.perf_counter()
     while len(times) < 5 or (len(times) < 50 and time.perf_counter() - start < 0.2):
         t0 = time.perf_counter()
         session.run(None, {name: x})
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _time_bound(session, x: np.ndarray, device: str) -> float:
+    index = int(device.partition(":")[2] or 0)
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(session.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", index))
+    binding.bind_output(session.get_outputs()[0].name, "cuda", index)
+    session.run_with_iobinding(binding)
+    times, start = [], time.perf_counter()
+    while len(times) < 5 or (len(times) < 50 and time.perf_counter() - start < 0.2):
+        t0 = time.perf_counter()
+        session.run_with_iobinding(binding)  # returns once the device's work is done
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -222,7 +242,13 @@ def _measure_batch(x_shape: list) -> int:
 
 
 def fuse(
-    model: onnx.ModelProto, *, threads: int, library: str, input_shapes: dict, how: str | dict | None = None
+    model: onnx.ModelProto,
+    *,
+    threads: int,
+    library: str,
+    input_shapes: dict,
+    how: str | dict | None = None,
+    device: str = "cpu",
 ) -> tuple[onnx.ModelProto, list[tuple[int, str, str]]]:
     """Rewrites the chains where genrt's kernel is faster for graph inputs of `input_shapes` ({name: dims}).
 
@@ -248,11 +274,11 @@ def fuse(
     for index, chain in enumerate(chains):
         node = chain.genrt_node(threads)
         if how_of[chain.op] == "auto":
-            key = _key(chain, inits, threads)
+            key = _key(chain, inits, threads, device)
             if key is None:
                 continue  # no concrete shape or constant weight to measure on: keep ORT's nodes
             if key not in cache:
-                cache[key] = _measure(chain, node, inits, opset, threads, library)
+                cache[key] = _measure(chain, node, inits, opset, threads, library, device)
                 cache_dirty = True
             if not cache[key]["genrt"]:
                 continue
@@ -277,7 +303,7 @@ def fuse(
     return out, chosen
 
 
-def _key(chain: Chain, inits: dict, threads: int) -> str | None:
+def _key(chain: Chain, inits: dict, threads: int, device: str = "cpu") -> str | None:
     """The cache key of a chain's decision, or None where there is no concrete shape or constant weight to measure
     on. Its node types name the genrt op and what it replaces (ConvTranspose keys keep their earlier form)."""
     weight = inits.get(chain.weight)
@@ -289,10 +315,26 @@ def _key(chain: Chain, inits: dict, threads: int) -> str | None:
         attrs = sorted(chain.attrs.items())
     layer = [str(weight.dtype), list(weight.shape), chain.x_shape[1:], [n.op_type for n in chain.nodes], attrs]
     batch = _measure_batch(chain.x_shape)
-    return json.dumps([genrt.__version__, KERNEL_REVISION, genrt.kernels.cpu_isa(), threads, batch] + layer)
+    where = [genrt.kernels.cpu_isa(), threads] if device == "cpu" else [device, _gpu_name(device)]
+    return json.dumps([genrt.__version__, KERNEL_REVISION, *where, batch] + layer)
 
 
-def _measure(chain: Chain, node, inits: dict, opset: int, threads: int, library: str) -> dict:
+def _gpu_name(device: str) -> str:
+    """The GPU's name where nvidia-smi can say it (the cache must not carry choices from one GPU to another)."""
+    import subprocess
+
+    index = device.partition(":")[2] or "0"
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--id={index}", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        return out.stdout.strip() or "unknown GPU"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown GPU"
+
+
+def _measure(chain: Chain, node, inits: dict, opset: int, threads: int, library: str, device: str = "cpu") -> dict:
     """The cache entry of a chain: its nodes timed in ORT against the genrt node, on the class's batch."""
     weight = inits[chain.weight]
     all_inits = dict(inits, **dict(chain.new_inits))
@@ -301,7 +343,8 @@ def _measure(chain: Chain, node, inits: dict, opset: int, threads: int, library:
     ort_nodes = _subgraph(chain, chain.consts + chain.nodes, all_inits, x.shape, weight.dtype, opset)
     genrt_node = _subgraph(chain, [node], all_inits, x.shape, weight.dtype, opset)
     try:
-        ms_ort, ms_genrt = _time(ort_nodes, x, threads, None), _time(genrt_node, x, threads, library)
+        ms_ort = _time(ort_nodes, x, threads, None, device)
+        ms_genrt = _time(genrt_node, x, threads, library, device)
     except Exception as exc:  # a layer ORT or genrt cannot run alone: keep the model's own nodes
         return {"genrt": False, "error": str(exc).splitlines()[0][:200]}
     return {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}

@@ -19,7 +19,9 @@ from genrt import onnx_ops
 from genrt.errors import ArgumentError, GenrtError, InvalidModelError, RunError
 from genrt.runtime import metadata as md
 
-_LIB_GLOB = str(Path(__file__).resolve().parent.parent / "_ort_ops*.so")
+_PACKAGE = Path(__file__).resolve().parent.parent
+_LIB_GLOB = str(_PACKAGE / "_ort_ops.*so")  # CPU kernels
+_CUDA_LIB_GLOB = str(_PACKAGE / "_ort_ops_cuda.*so")  # the same, plus CUDA execution-provider kernels
 _warned_no_library = False
 
 # ONNX element types -> numpy
@@ -34,10 +36,25 @@ _NP_TYPES = {
 }
 
 
-def ort_ops_library() -> str | None:
-    """Path of genrt's ORT custom-op library, or None where the build had no ORT headers."""
-    found = sorted(glob.glob(_LIB_GLOB))
+def is_cuda(device) -> bool:
+    return isinstance(device, str) and (device == "cuda" or device.startswith("cuda:"))
+
+
+def ort_ops_library(device: str = "cpu") -> str | None:
+    """Path of genrt's ORT custom-op library, or None where the build had no ORT headers.
+
+    For a CUDA device, the library that also holds genrt's CUDA kernels where this build has it (nvcc was there);
+    else the CPU one, whose kernels ORT then runs on the CPU beside the CUDA nodes.
+    """
+    found = sorted(glob.glob(_CUDA_LIB_GLOB)) if is_cuda(device) else []
+    found = found or sorted(glob.glob(_LIB_GLOB))
     return found[0] if found else None
+
+
+def has_cuda_kernels(device: str) -> bool:
+    """Whether genrt's ORT library for `device` has CUDA kernels (a CUDA device and a CUDA build)."""
+    library = ort_ops_library(device)
+    return is_cuda(device) and library is not None and "_ort_ops_cuda" in Path(library).name
 
 
 @dataclass(frozen=True)
@@ -139,13 +156,14 @@ def _providers(device: str, providers):
         raise ArgumentError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device == "cuda" or device.startswith("cuda:"):
+    if is_cuda(device):
         index = device.partition(":")[2] or "0"
         if not index.isdigit():
             raise ArgumentError(f"device: expected 'cuda' or 'cuda:N', got {device!r}")
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise GenrtError(
-                "device='cuda': this onnxruntime has no CUDA provider; install onnxruntime-gpu on a machine with a GPU"
+                "device='cuda': this onnxruntime has no CUDA provider; pip install 'genrt[gpu]' (onnxruntime-gpu) "
+                "on a machine with a GPU"
             )
         return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
     raise ArgumentError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
@@ -219,7 +237,7 @@ def new_session(model: onnx.ModelProto, path: Path, *, device: str, threads: int
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(profile, "genrt-profile")
     if native:
-        options.register_custom_ops_library(ort_ops_library())
+        options.register_custom_ops_library(ort_ops_library(device))
     for node in onnx_ops.genrt_nodes(model):  # each genrt node runs on the session's thread count
         kept = [a for a in node.attribute if a.name != "threads"]
         del node.attribute[:]

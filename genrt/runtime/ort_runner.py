@@ -17,7 +17,15 @@ import onnx
 
 from genrt.errors import RunError
 from genrt.runtime import fuse
-from genrt.runtime.onnx_session import base_model, io_specs, new_session, ort_ops_library, run_error, run_options
+from genrt.runtime.onnx_session import (
+    base_model,
+    has_cuda_kernels,
+    io_specs,
+    new_session,
+    ort_ops_library,
+    run_error,
+    run_options,
+)
 
 
 def dynamic_axes(model: onnx.ModelProto) -> list[tuple[str, int]]:
@@ -45,17 +53,21 @@ class OrtRunner:
         self._threads = threads
         self._base, self._native, self._op_kernels = base_model(model)
         self._how = fuse.modes(how)  # per op; `how` given: for every op, else the environment's, read now
-        self._library = ort_ops_library()
+        self._library = ort_ops_library(device)
         self._dynamic = dynamic_axes(self._base)
         self._options = run_options()
         self._lock = threading.Lock()
         self._sessions: dict[tuple, object] = {}  # chosen chain indices -> session
         self._classes: dict[tuple, tuple] = {}  # class key -> (session, [(chain index, label)])
         # Ops that may be rewritten: a node scan; which chains qualify is fuse()'s to say.
+        # On a GPU only ConvTranspose has a genrt kernel, and only in a CUDA build.
+        device_ops = fuse.OPS if device == "cpu" else fuse.CUDA_OPS if has_cuda_kernels(device) else ()
         self._ops = tuple(
-            op for op, how_op in self._how.items() if how_op != "ort" and fuse.has_candidates(self._base, (op,))
+            op
+            for op, how_op in self._how.items()
+            if how_op != "ort" and op in device_ops and fuse.has_candidates(self._base, (op,))
         )
-        rewrite = self._library is not None and device == "cpu" and providers is None and bool(self._ops)
+        rewrite = self._library is not None and providers is None and bool(self._ops)
         base = self._session(())
         self.inputs = io_specs(base.get_inputs())
         self.outputs = io_specs(base.get_outputs())
@@ -126,8 +138,10 @@ class OrtRunner:
         for value in self._base.graph.input:
             dims = value.type.tensor_type.shape.dim
             shapes[value.name] = [reps.get((value.name, axis), dim.dim_value) for axis, dim in enumerate(dims)]
+        how = {op: (self._how[op] if op in self._ops else "ort") for op in self._how}
+        device = self._settings["device"]
         ready, chosen = fuse.fuse(
-            self._base, threads=self._threads, library=self._library, input_shapes=shapes, how=self._how
+            self._base, threads=self._threads, library=self._library, input_shapes=shapes, how=how, device=device
         )
         return self._session(tuple(index for index, _, _ in chosen), ready), chosen
 
