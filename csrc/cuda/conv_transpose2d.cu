@@ -1,9 +1,7 @@
 // Transposed convolution on the GPU by the phase decomposition of the CPU kernel, as implicit GEMMs, with the
 // fused epilogue y = act((y + bias) * scale + shift). The formula is csrc/core/conv_transpose2d.h's.
 //
-// Output pixels are split by phase (oh mod sh, ow mod sw). Within phase (q, r) the taps that reach a pixel are
-// fixed: kh = kh0 + a * (sh / gcd(sh, dh)) and likewise kw, and the input row is ih = t + off_h(a) for the t-th
-// pixel row of the phase -- a stride-1 convolution. Each phase and group is then one GEMM:
+// The phase decomposition (conv_transpose2d_phases.h) makes each (group, phase) one GEMM
 //
 //   Y[(n, t, u), o] = sum over k = (c, a, b) of X[(n, t, u), k] * Wt[k, o]     K = Cin/groups * taps
 //
@@ -14,6 +12,7 @@
 #include <mma.h>
 
 #include "common.cuh"
+#include "conv_transpose2d_phases.h"
 
 namespace genrt {
 namespace cuda {
@@ -23,41 +22,14 @@ using namespace nvcuda;
 
 constexpr int BM = 64, BN = 64, BK = 16, kThreads = 128;
 
-struct Problem {
-  int N, Cig, H, W, Cog, kH, kW, Ho, Wo, sh, sw, ph, pw, dh, dw, groups, step_h, step_w;
-  int activation;
-  float slope;
-};
-
 // Smem types: what the GEMM's operands are stored as.
 template <typename T, bool TF32>
 struct Smem {
   using type = T;  // half / bfloat16 on tensor cores, float / double on the FMA units
 };
-template <>
-struct Smem<float, true> {
-  using type = float;
-};
-
-// The taps of one phase in one dimension: first tap, count, and the input offset of tap a.
-struct Taps {
-  int k0, count, base, step;  // off(a) = (base - (k0 + a*step) * dil) / stride
-};
-
-__device__ __forceinline__ Taps phase_taps(int q, int pad, int stride, int dil, int ksize, int step) {
-  Taps t{0, 0, q + pad, step};
-  for (int k = 0; k < step && k < ksize; ++k) {
-    if ((((k * dil - q - pad) % stride) + stride) % stride == 0) {
-      t.k0 = k;
-      t.count = (ksize - 1 - k) / step + 1;
-      return t;
-    }
-  }
-  return t;
-}
 
 template <typename A>
-__device__ __forceinline__ A activate(A v, int activation, float slope) {
+GENRT_HD A activate(A v, int activation, float slope) {
   switch (activation) {
     case 1: return v > A(0) ? v : A(0);
     case 2: return v > A(0) ? v : v * A(slope);
@@ -84,20 +56,12 @@ __global__ void __launch_bounds__(kThreads)
   S* Bs = As + BM * LDA;  // BM * LDA * sizeof(S) is a multiple of 32 bytes
   A* Cs = reinterpret_cast<A*>(smem);
 
-  const int phases = p.sh * p.sw;
-  const int g = blockIdx.z / phases, phase = blockIdx.z % phases;
-  const int q = phase / p.sw, r = phase % p.sw;
-  const int Hq = q < p.Ho ? (p.Ho - q + p.sh - 1) / p.sh : 0;
-  const int Wq = r < p.Wo ? (p.Wo - r + p.sw - 1) / p.sw : 0;
-  const int64_t Mq = int64_t(p.N) * Hq * Wq;
+  const Phase f = phase_of(p, blockIdx.z);
+  const int g = f.g, q = f.q, r = f.r, K = f.K;
+  const int64_t Mq = f.M;
   const int64_t m0 = int64_t(blockIdx.x) * BM;
   const int o0 = blockIdx.y * BN;
   if (m0 >= Mq) return;  // this phase has fewer pixels than the largest one (uniform over the block)
-
-  const Taps th = phase_taps(q, p.ph, p.sh, p.dh, p.kH, p.step_h);
-  const Taps tw = phase_taps(r, p.pw, p.sw, p.dw, p.kW, p.step_w);
-  const int taps = th.count * tw.count;
-  const int K = p.Cig * taps;
 
   // Loader roles: thread -> one pixel row (A) and one channel column (B), 8 consecutive k each.
   const int tid = threadIdx.x;
@@ -105,12 +69,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t m = m0 + lm;
   const bool m_ok = m < Mq;
   int n = 0, t = 0, u = 0;
-  if (m_ok) {
-    n = int(m / (int64_t(Hq) * Wq));
-    const int rem = int(m - int64_t(n) * Hq * Wq);
-    t = rem / Wq;
-    u = rem - t * Wq;
-  }
+  if (m_ok) pixel_of(f, m, n, t, u);
   const T* xg = x + (int64_t(n) * p.groups + g) * p.Cig * p.H * p.W;
   const int o_load = o0 + lm;
   const bool o_ok = o_load < p.Cog;
@@ -125,10 +84,9 @@ __global__ void __launch_bounds__(kThreads)
       float va = 0.f, vb = 0.f;
       A da = 0, db = 0;
       if (k < K) {
-        const int c = k / taps, ab = k - c * taps;
-        const int a = ab / tw.count, bb = ab - a * tw.count;
-        const int kh = th.k0 + a * th.step, kw = tw.k0 + bb * tw.step;
-        const int ih = t + (th.base - kh * p.dh) / p.sh, iw = u + (tw.base - kw * p.dw) / p.sw;
+        int c, kh, kw, dih, diw;
+        tap_of(p, f, k, c, kh, kw, dih, diw);
+        const int ih = t + dih, iw = u + diw;
         if (m_ok && ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) da = A(to_float(xg[(int64_t(c) * p.H + ih) * p.W + iw]));
         if (o_ok) db = A(to_float(wg[int64_t(c) * p.Cog * khw + kh * p.kW + kw]));
       }
@@ -243,9 +201,8 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t me = m0 + mm;
     const int o = o0 + nn;
     if (me >= Mq || o >= p.Cog) continue;
-    const int ne = int(me / (int64_t(Hq) * Wq));
-    const int rem = int(me - int64_t(ne) * Hq * Wq);
-    const int te = rem / Wq, ue = rem - te * Wq;
+    int ne, te, ue;
+    pixel_of(f, me, ne, te, ue);
     const int co = g * p.Cog + o;
     A v = Cs[nn * LDC + mm];
     if (bias) v += A(to_float(bias[co]));
@@ -288,11 +245,60 @@ int check(const GenrtCudaConvTranspose2d& p, const char* what) {
   return GENRT_CUDA_OK;
 }
 
+Problem make_problem(const GenrtCudaConvTranspose2d& d) {
+  Problem p;
+  p.N = int(d.N), p.Cig = int(d.Cin / d.groups), p.H = int(d.H), p.W = int(d.W), p.Cog = int(d.Cout / d.groups);
+  p.kH = int(d.kH), p.kW = int(d.kW), p.Ho = int(d.Ho), p.Wo = int(d.Wo), p.sh = int(d.sh), p.sw = int(d.sw);
+  p.ph = int(d.ph), p.pw = int(d.pw), p.dh = int(d.dh), p.dw = int(d.dw), p.groups = int(d.groups);
+  p.step_h = int(d.sh / gcd(d.sh, d.dh)), p.step_w = int(d.sw / gcd(d.sw, d.dw));
+  p.activation = d.activation, p.slope = d.negative_slope;
+  return p;
+}
+
 }  // namespace
 }  // namespace cuda
 }  // namespace genrt
 
 using namespace genrt::cuda;
+
+// The kernel's index arithmetic on the host, one output at a time, in float64: every pixel of every (group, phase)
+// GEMM, every reduction index k through the same phase_of / pixel_of / tap_of, the same epilogue. What it does not
+// cover is the kernel's tiling, shared memory and tensor-core data movement.
+extern "C" int genrt_cuda_conv_transpose2d_emulate(const GenrtCudaConvTranspose2d* pp, const double* x,
+                                                   const double* w, const double* bias, const double* scale,
+                                                   const double* shift, double* y) {
+  const char* what = "conv_transpose2d (CUDA emulation)";
+  if (!pp) return bad_argument(std::string(what) + ": no problem description");
+  if (int s = check(*pp, what)) return s;
+  const Problem p = make_problem(*pp);
+  const int64_t khw = int64_t(p.kH) * p.kW, Cout = int64_t(p.Cog) * p.groups;
+  for (int z = 0; z < p.sh * p.sw * p.groups; ++z) {
+    const Phase f = phase_of(p, z);
+    for (int64_t m = 0; m < f.M; ++m) {
+      int n, t, u;
+      pixel_of(f, m, n, t, u);
+      for (int o = 0; o < p.Cog; ++o) {
+        double acc = 0;
+        for (int k = 0; k < f.K; ++k) {
+          int c, kh, kw, dih, diw;
+          tap_of(p, f, k, c, kh, kw, dih, diw);
+          const int ih = t + dih, iw = u + diw;
+          if (ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) continue;
+          const int64_t ci = int64_t(f.g) * p.Cig + c;
+          acc += x[((int64_t(n) * p.groups * p.Cig + ci) * p.H + ih) * p.W + iw] *
+                 w[(ci * p.Cog + o) * khw + kh * p.kW + kw];
+        }
+        const int64_t co = int64_t(f.g) * p.Cog + o;
+        if (bias) acc += bias[co];
+        if (scale) acc *= scale[co];
+        if (shift) acc += shift[co];
+        acc = activate(acc, p.activation, p.slope);
+        y[((n * Cout + co) * p.Ho + f.q + int64_t(t) * p.sh) * p.Wo + f.r + int64_t(u) * p.sw] = acc;
+      }
+    }
+  }
+  return GENRT_CUDA_OK;
+}
 
 extern "C" int genrt_cuda_conv_transpose2d_forward(const GenrtCudaConvTranspose2d* pp, const void* x, const void* w,
                                                    const void* bias, const void* scale, const void* shift, void* y,
@@ -301,12 +307,7 @@ extern "C" int genrt_cuda_conv_transpose2d_forward(const GenrtCudaConvTranspose2
   if (!pp) return bad_argument(std::string(what) + ": no problem description");
   const GenrtCudaConvTranspose2d& d = *pp;
   if (int s = check(d, what)) return s;
-  Problem p;
-  p.N = int(d.N), p.Cig = int(d.Cin / d.groups), p.H = int(d.H), p.W = int(d.W), p.Cog = int(d.Cout / d.groups);
-  p.kH = int(d.kH), p.kW = int(d.kW), p.Ho = int(d.Ho), p.Wo = int(d.Wo), p.sh = int(d.sh), p.sw = int(d.sw);
-  p.ph = int(d.ph), p.pw = int(d.pw), p.dh = int(d.dh), p.dw = int(d.dw), p.groups = int(d.groups);
-  p.step_h = int(d.sh / gcd(d.sh, d.dh)), p.step_w = int(d.sw / gcd(d.sw, d.dw));
-  p.activation = d.activation, p.slope = d.negative_slope;
+  const Problem p = make_problem(d);
   const int64_t mq = d.N * ((d.Ho + d.sh - 1) / d.sh) * ((d.Wo + d.sw - 1) / d.sw);
   if ((mq + BM - 1) / BM >= (int64_t(1) << 31)) return bad_argument(std::string(what) + ": too many output pixels");
   const dim3 grid(unsigned((mq + BM - 1) / BM), unsigned((p.Cog + BN - 1) / BN), unsigned(d.sh * d.sw * d.groups));

@@ -49,6 +49,12 @@ int genrt_cuda_conv_transpose2d_forward(const GenrtCudaConvTranspose2d* p, const
                                         const void* bias, const void* scale, const void* shift, void* y,
                                         void* stream);
 
+// The same computation on the host in float64, through the kernel's own phase and tap index functions
+// (conv_transpose2d_phases.h), serially: how the GPU kernel's index arithmetic is tested where there is no GPU.
+// Pointers are host memory; dtype and allow_tf32 are ignored.
+int genrt_cuda_conv_transpose2d_emulate(const GenrtCudaConvTranspose2d* p, const double* x, const double* w,
+                                        const double* bias, const double* scale, const double* shift, double* y);
+
 #ifdef __cplusplus
 }
 #endif

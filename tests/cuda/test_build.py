@@ -100,3 +100,45 @@ def test_cuda_ort_library_still_runs_the_cpu_kernels():
     (y,) = session.run(None, {"X": x})
     expected = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), stride=2, padding=1)
     np.testing.assert_allclose(y, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def _random_case(rng):
+    groups = int(rng.choice([1, 1, 2, 3]))
+    stride = tuple(int(v) for v in rng.integers(1, 5, 2))
+    dilation = tuple(int(v) for v in rng.integers(1, 4, 2))
+    k = tuple(int(v) for v in rng.integers(1, 6, 2))
+    padding = tuple(int(rng.integers(0, (dilation[i] * (k[i] - 1)) // 2 + 2)) for i in range(2))
+    output_padding = tuple(int(rng.integers(0, max(stride[i], dilation[i]))) for i in range(2))
+    cin, cog = groups * int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    x = rng.standard_normal((int(rng.integers(1, 3)), cin, *(int(v) for v in rng.integers(1, 7, 2))))
+    w = rng.standard_normal((cin, cog, *k))
+    return x, w, dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+
+
+@built
+def test_kernel_index_arithmetic_matches_torch_on_300_random_layers():
+    """The CUDA kernel's phase / tap / pixel decomposition, run on the host, against torch's transposed convolution
+    over random strides, paddings, output paddings, dilations, groups and kernel sizes (phases with no taps
+    included), with the fused epilogue."""
+    torch = pytest.importorskip("torch")
+    module = kernels._cuda_module()
+    rng = np.random.default_rng(0)
+    done = 0
+    while done < 300:
+        x, w, args = _random_case(rng)
+        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        try:
+            ref = torch.nn.functional.conv_transpose2d(tx, tw, **args)
+        except RuntimeError:
+            continue  # an empty output: not a layer
+        cout = ref.shape[1]
+        bias, scale, shift = (rng.standard_normal(cout) for _ in range(3))
+        activation = int(rng.integers(0, 5))
+        y = module.conv_transpose2d_emulate(
+            x, w, bias, scale, shift, **args, activation=activation, negative_slope=0.25
+        )
+        z = (ref + torch.from_numpy(bias)[:, None, None]) * torch.from_numpy(scale)[:, None, None]
+        z = z + torch.from_numpy(shift)[:, None, None]
+        acts = [lambda v: v, torch.relu, lambda v: torch.nn.functional.leaky_relu(v, 0.25), torch.tanh, torch.sigmoid]
+        np.testing.assert_allclose(y, acts[activation](z).numpy(), rtol=1e-9, atol=1e-9, err_msg=str(args))
+        done += 1
