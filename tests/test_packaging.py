@@ -23,7 +23,8 @@ def test_install_puts_no_training_package_in_site_packages(tmp_path):
     ignore = shutil.ignore_patterns("*.so", "__pycache__", "*.egg-info")
     for name in ("csrc", "genrt", "training"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    env = {**os.environ, "GENRT_BUILD_ISAS": "baseline", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # GENRT_CUDA=0: also the CPU-only build, which must leave the CUDA modules out (and take no nvcc time).
+    env = {**os.environ, "GENRT_BUILD_ISAS": "baseline", "GENRT_CUDA": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     pip = [sys.executable, "-m", "pip", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheels", src], env=env,
                    check=True, capture_output=True)  # fmt: skip
@@ -37,3 +38,4 @@ def test_install_puts_no_training_package_in_site_packages(tmp_path):
     assert {p.name for p in (ROOT / "genrt" / "models").glob("*.genrt")} <= shipped  # bundles ship beside .onnx
     assert (site / "genrt" / "web" / "static" / "index.html").is_file()  # the editor's page ships in the package
     assert not (site / "training").exists()
+    assert not list((site / "genrt").glob("_cuda*")) and not list((site / "genrt").glob("_ort_ops_cuda*"))
