@@ -20,6 +20,7 @@ measured once, at its representative sizes (:func:`representative`), and every s
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -319,6 +320,7 @@ def _key(chain: Chain, inits: dict, threads: int, device: str = "cpu") -> str | 
     return json.dumps([genrt.__version__, KERNEL_REVISION, *where, batch] + layer)
 
 
+@functools.cache
 def _gpu_name(device: str) -> str:
     """The GPU's name where nvidia-smi can say it (the cache must not carry choices from one GPU to another)."""
     import subprocess
