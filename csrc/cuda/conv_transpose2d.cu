@@ -81,24 +81,17 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       const int k = kt + lk + e;
-      float va = 0.f, vb = 0.f;
       A da = 0, db = 0;
       if (k < K) {
         int c, kh, kw, dih, diw;
         tap_of(p, f, k, c, kh, kw, dih, diw);
         const int ih = t + dih, iw = u + diw;
-        if (m_ok && ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) da = A(to_float(xg[(int64_t(c) * p.H + ih) * p.W + iw]));
+        if (m_ok && ih >= 0 && ih < p.H && iw >= 0 && iw < p.W)
+          da = A(to_float(xg[(int64_t(c) * p.H + ih) * p.W + iw]));
         if (o_ok) db = A(to_float(wg[int64_t(c) * p.Cog * khw + kh * p.kW + kw]));
       }
-      va = float(da);
-      vb = float(db);
-      if constexpr (std::is_same<S, double>::value) {
-        ra[e] = da;
-        rb[e] = db;
-      } else {
-        ra[e] = from_float<S>(va);
-        rb[e] = from_float<S>(vb);
-      }
+      ra[e] = from_arith(da, static_cast<S*>(nullptr));
+      rb[e] = from_arith(db, static_cast<S*>(nullptr));
     }
   };
   auto store = [&]() {
