@@ -18,7 +18,10 @@ An application command is a few lines on top of argparse::
     return batch.run_cli(args, work)
 
 Planning is pure (nothing is created or removed) and refuses, before any work, a run that would write over an
-input or write two inputs to one target. Running removes stale partial files of the planned targets first, skips
+input (the same path, the same file through a link, or an input that the output naming would produce) or write two
+inputs to one target. Where the output folder is also an input folder, a file found there with an output's name is
+taken as an earlier output only if genrt's list of the files it wrote there (MADE_LIST) names it; else it is a photo,
+and the run is refused. Running removes stale partial files of the planned targets first, skips
 targets that already exist (a rerun resumes) unless ``overwrite``, reports a bad file with one line and goes on,
 and ends with a one-line summary.
 """
@@ -37,7 +40,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from genrt.errors import ArgumentError, GenrtError
+from genrt.errors import ArgumentError, GenrtError, printable
 from genrt.image import PARTIAL_SUFFIX
 from genrt.image import READ_SUFFIXES as IMAGE_SUFFIXES  # folders and globs yield only these
 from genrt.image import WRITE_SUFFIXES as WRITABLE_SUFFIXES  # an input in another (GIF) gets .png by default
@@ -47,10 +50,15 @@ _DEFAULT_EXT = ".png"
 
 @dataclass(frozen=True)
 class Job:
-    """One image to make: read ``source``, write ``target`` (atomically)."""
+    """One image to make: read ``source``, write ``target`` (atomically).
+
+    ``record``: the target's folder is also scanned for inputs (output folder = input folder), so the run lists the
+    target in that folder's MADE_LIST: a later run then knows the file as genrt's output, not as a photo.
+    """
 
     source: Path
     target: Path
+    record: bool = field(default=False, compare=False)
 
 
 @dataclass
@@ -176,44 +184,71 @@ def _is_image_name(name: str) -> bool:
 def _expand(item: str | Path, recursive: bool) -> list[tuple[Path, Path, bool]]:
     """(source, relative output path, named explicitly) for one input argument."""
     path = Path(item)
-    if path.is_file():
+    if path.is_file() or (os.path.lexists(path) and not path.is_dir()):  # a FIFO or a broken link fails on reading
         if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.endswith(PARTIAL_SUFFIX):
-            raise ArgumentError(f"input {path} is not an image file (expected {' '.join(IMAGE_SUFFIXES)})")
+            raise ArgumentError(f"input {printable(path)} is not an image file (expected {' '.join(IMAGE_SUFFIXES)})")
         return [(path, Path(path.name), True)]
     if path.is_dir():
         return [(path / rel, rel, False) for rel in _scan(path, recursive)]
     text = os.fspath(item)
     if not glob.has_magic(text):
-        raise ArgumentError(f"input {text} not found")
+        raise ArgumentError(f"input {printable(text)} not found")
     parts = Path(text).parts
     base = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     matches = []
     for match in glob.glob(text, recursive=True):
         p = Path(match)
         rel = Path(*p.parts[base:])
-        if p.is_file() and _is_image_name(p.name) and not any(part.startswith(".") for part in rel.parts[:-1]):
+        if not p.is_dir() and _is_image_name(p.name) and not any(part.startswith(".") for part in rel.parts[:-1]):
             matches.append((p, rel, False))
     return sorted(matches, key=lambda m: m[1].parts)
 
 
 def _scan(folder: Path, recursive: bool) -> list[Path]:
-    """Image paths relative to folder, sorted; hidden folders are not entered, symlinked folders not followed."""
+    """Image paths relative to folder, sorted; hidden folders are not entered, symlinked folders not followed.
+
+    Every entry with an image name that is not a folder is taken, so that what cannot be read (a broken or looping
+    link, a FIFO, a file without read permission) fails on its own line instead of vanishing or stopping the run.
+    """
     if not recursive:
-        return sorted(Path(e.name) for e in os.scandir(folder) if _is_image_name(e.name) and e.is_file())
+        return sorted(Path(e.name) for e in os.scandir(folder) if _is_image_name(e.name) and not _is_dir(e))
     found = []
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(folder):  # a link looping to itself is listed among the files
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         rel = Path(root).relative_to(folder)
-        found.extend(rel / f for f in files if _is_image_name(f) and (Path(root) / f).is_file())
+        found.extend(rel / f for f in files if _is_image_name(f))
     return sorted(found, key=lambda p: p.parts)
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link looping to itself
+        return False
+
+
 def _key(path: Path) -> str:
-    return os.path.normcase(str(path.resolve()))
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        resolved = Path(os.path.abspath(path))
+    return os.path.normcase(str(resolved))
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def _check(candidates: list[Job], explicit: list[bool]) -> list[Job]:
-    """Drops repeats and earlier outputs found by scanning; refuses targets that are inputs, and shared targets."""
+    """Drops repeats and earlier outputs found by scanning; refuses targets that are inputs, and shared targets.
+
+    A scanned file that is the target of another input is an earlier output of this command only if genrt's
+    MADE_LIST in its folder says genrt wrote it (and it was not changed since); otherwise it is a photo, an input,
+    and the run is refused.
+    """
     unique: dict[tuple[str, str], int] = {}
     for i, job in enumerate(candidates):
         unique.setdefault((_key(job.source), _key(job.target)), i)
@@ -223,41 +258,128 @@ def _check(candidates: list[Job], explicit: list[bool]) -> list[Job]:
     targets_of: dict[str, list[int]] = {}
     for i in keep:
         targets_of.setdefault(target_keys[i], []).append(i)
-    # A scanned file that is the target of another input is an earlier output of this run, not an input.
+    made = _MadeLists()
     keep = [
         i
         for i in keep
-        if explicit[i] or not any(source_keys[j] != source_keys[i] for j in targets_of.get(source_keys[i], ()))
+        if explicit[i]
+        or not any(source_keys[j] != source_keys[i] for j in targets_of.get(source_keys[i], ()))
+        or not made.lists(candidates[i].source)
     ]
-    jobs = [candidates[i] for i in keep]
+    scanned_folders = {_key(candidates[i].source.parent) for i in keep if not explicit[i]}
+    jobs = [
+        Job(candidates[i].source, candidates[i].target, record=_key(candidates[i].target.parent) in scanned_folders)
+        for i in keep
+    ]
 
     inputs = {source_keys[i]: candidates[i].source for i in keep}
     inodes = {}
     for i in keep:
-        st = os.stat(candidates[i].source)
-        inodes[(st.st_dev, st.st_ino)] = candidates[i].source
+        st = _stat(candidates[i].source)
+        if st is not None:
+            inodes[(st.st_dev, st.st_ino)] = candidates[i].source
     for i in keep:
         job, key = candidates[i], target_keys[i]
         source = inputs.get(key)
-        if source is None and job.target.is_file():  # the same file under another name (hard link, case)
-            st = os.stat(job.target)
+        st = _stat(job.target) if source is None else None
+        if st is not None:  # the same file under another name (hard link, symlink, case)
             source = inodes.get((st.st_dev, st.st_ino))
         if source is not None:
-            what = "its own output" if source == job.source else f"the output of {job.source}"
+            what = "its own output" if _key(source) == source_keys[i] else f"the output of {printable(job.source)}"
             raise ArgumentError(
-                f"refusing to write over input {source}: it would be {what}; give another output folder or a suffix"
+                f"refusing to write over input {printable(source)}: it would be {what}; give another output folder "
+                "or a suffix"
             )
 
-    seen: dict[str, Job] = {}
-    for i in keep:
-        job = candidates[i]
-        other = seen.setdefault(target_keys[i], job)
-        if other is not job:
+    seen: dict[str, int] = {}
+    for n, i in enumerate(keep):
+        other = seen.setdefault(target_keys[i], n)
+        if other != n:
             raise ArgumentError(
-                f"{other.source} and {job.source} would both be written to {job.target}; "
-                "give them separate runs or output folders"
+                f"{printable(jobs[other].source)} and {printable(jobs[n].source)} would both be written to "
+                f"{printable(jobs[n].target)}; give them separate runs or output folders"
             )
     return jobs
+
+
+# A folder that is both an input folder and an output folder of a run (``genrt stylize d -o d --suffix -styled``)
+# holds this hidden list of the files genrt wrote there, one JSON object a line: {"name"} before the write begins
+# (so that a run killed after its file landed still knows it), then {"name", "size", "mtime_ns", "sha256"} once it is
+# written. A rerun takes a scanned file for an earlier output only if the list names it, with the same size and time
+# or hash where it recorded them: a photo that merely has an output's name is an input, and is never written over.
+MADE_LIST = ".genrt-made"
+_MADE_LIST_MAX_BYTES = 64 << 20
+
+
+class _MadeLists:
+    """Reads each folder's MADE_LIST once."""
+
+    def __init__(self):
+        self._folders: dict[str, dict[str, dict]] = {}
+
+    def lists(self, path: Path) -> bool:
+        """Whether genrt's list in path's folder names this file as genrt's output, unchanged since."""
+        folder = _key(path.parent)
+        if folder not in self._folders:
+            self._folders[folder] = read_made_list(path.parent)
+        entry = self._folders[folder].get(path.name)
+        if entry is None:
+            return False
+        st = _stat(path)
+        if st is None or "size" not in entry:  # a run killed between its write and the list's second line
+            return st is not None
+        if (entry["size"], entry.get("mtime_ns")) == (st.st_size, st.st_mtime_ns):
+            return True
+        return entry["size"] == st.st_size and entry.get("sha256") == _sha256(path)
+
+
+def read_made_list(folder: Path) -> dict[str, dict]:
+    """{file name: its last entry} of a folder's MADE_LIST ({} without one); malformed lines are skipped."""
+    import json
+
+    try:
+        with open(folder / MADE_LIST, "rb") as f:
+            data = f.read(_MADE_LIST_MAX_BYTES)
+    except OSError:
+        return {}
+    entries: dict[str, dict] = {}
+    for line in data.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        if "size" in entry and not (isinstance(entry["size"], int) and isinstance(entry.get("sha256"), str)):
+            continue
+        entries[entry["name"]] = entry
+    return entries
+
+
+def _sha256(path: Path) -> str | None:
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _append_made(target: Path, entry: dict) -> None:
+    """One line of the target folder's MADE_LIST; a single write to a file opened for appending, so lines of two
+    runs in one folder do not interleave."""
+    import json
+
+    line = (json.dumps({"name": target.name, **entry}, ensure_ascii=True) + "\n").encode()
+    fd = os.open(target.parent / MADE_LIST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------------- running
@@ -276,8 +398,12 @@ def run(
 
     First removes partial files that interrupted writes of these targets left (genrt.image.PARTIAL_SUFFIX), and
     creates each target's folder just before its work. ``work`` must write ``job.target`` through
-    genrt.image.write_atomic; a genrt.GenrtError or OSError it raises fails that image only (one line
-    ``failed PATH: reason`` on ``log``) and the run goes on; any other exception stops the run and propagates.
+    genrt.image.write_atomic. Whatever it raises fails that image only, with one line ``failed PATH: reason`` on
+    ``log``, and the run goes on: a genrt.GenrtError or OSError gives its message; any other exception (a bug, or a
+    library's error genrt did not expect) gives "internal error (...), details in LOG", its traceback written to
+    that log (genrt.workspace), never to the terminal. Names are escaped (genrt.errors.printable): a file name
+    holding a newline or an escape sequence cannot split or forge a line. Jobs with ``record`` are listed in their
+    folder's MADE_LIST.
 
     ``workers``: images at once, in threads (genrt's runtime releases the GIL); lines and the report are in plan
     order whatever the number. ``progress``: a bar with images per second on ``log`` when it is a terminal.
@@ -311,7 +437,7 @@ def run(
         while shown in results:  # lines in plan order: hold a result until all earlier ones are in
             status, reason = results[shown]
             if status == "failed":
-                tqdm.write(f"failed {todo[shown].source}: {reason}", file=log)
+                tqdm.write(f"failed {printable(todo[shown].source)}: {reason}", file=log)
             shown += 1
 
     try:
@@ -345,28 +471,39 @@ def run(
     if report.interrupted:  # lines held back for an earlier image that never finished
         for i in sorted(results):
             if i >= shown and results[i][0] == "failed":
-                print(f"failed {todo[i].source}: {results[i][1]}", file=log)
+                print(f"failed {printable(todo[i].source)}: {results[i][1]}", file=log)
     print(report.summary(), file=log)
     return report
 
 
 def _do(job: Job, work: Callable[[Job], object]) -> tuple[str, str]:
-    """("done", "") or ("failed", one-line reason)."""
+    """("done", "") or ("failed", one-line reason), whatever the work raised (but an interrupt)."""
     try:
         job.target.parent.mkdir(parents=True, exist_ok=True)
+        if job.record:
+            _append_made(job.target, {})
         work(job)
+        if not job.target.is_file():
+            return "failed", f"no output written to {printable(job.target)}"
+        if job.record:
+            st = os.stat(job.target)
+            _append_made(job.target, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(job.target)})
     except GenrtError as exc:
         return "failed", _one_line(str(exc) or type(exc).__name__)
     except OSError as exc:
         reason = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else exc.strerror or str(exc)
         return "failed", _one_line(reason or type(exc).__name__)
-    if not job.target.is_file():
-        return "failed", f"no output written to {job.target}"
+    except MemoryError:
+        return "failed", "not enough memory for this image (MemoryError); try tiles or fewer --jobs"
+    except Exception as exc:  # a bug, or a library's exception genrt did not expect: this file only, logged
+        from genrt.workspace import internal_error_line
+
+        return "failed", internal_error_line(exc, f"batch job {job.source} -> {job.target}")
     return "done", ""
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
 
 
 def remove_partials(jobs: Sequence[Job]) -> int:

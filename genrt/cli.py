@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 import genrt
 from genrt import batch
-from genrt.errors import ArgumentError, GenrtError
+from genrt.errors import ArgumentError, GenrtError, printable
 
 
 def _cmd_info(args) -> None:
@@ -113,17 +114,47 @@ def _cmd_arithmetic(args) -> None:
 
 
 def _style_weights(text: str | None):
-    """--style hubble  or  --style hubble=0.7,retina=0.3"""
+    """--style hubble  or  --style hubble=0.7,retina=0.3 (weights finite and >= 0; the model checks the names)"""
     if text is None or "=" not in text:
         return text
     weights = {}
     for part in text.split(","):
         name, _, value = part.partition("=")
         try:
-            weights[name.strip()] = float(value)
+            weight = float(value)
         except ValueError:
-            raise ArgumentError(f"--style: expected NAME or NAME=WEIGHT,..., got {text!r}") from None
+            weight = math.nan
+        if not math.isfinite(weight) or weight < 0 or not name.strip() or name.strip() in weights:
+            raise ArgumentError(
+                f"--style: expected NAME or NAME=WEIGHT,... with each name once and finite weights >= 0, got {text!r}"
+            )
+        weights[name.strip()] = weight
     return weights
+
+
+def _number(kind, low, high=None, *, low_open=False):
+    """An argparse type: a finite number of `kind` (int or float) in [low, high] ((low, high] with low_open)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text.strip())
+        except (ValueError, OverflowError):
+            value = None
+        if kind is float and value is not None and not math.isfinite(value):
+            value = None
+        ok = value is not None and (value > low if low_open else value >= low) and (high is None or value <= high)
+        if not ok:
+            what = "a whole number" if kind is int else "a number"
+            bounds = f"in ({low}, {high}]" if low_open else f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}")
+        return value
+
+    return parse
+
+
+_THREADS = _number(int, 1, 1024)
+_COUNT = _number(int, 1, 4096)
+_SEED = _number(int, 0, 2**63 - 1)
 
 
 def _load_app(args, cls, what: str):
@@ -142,7 +173,8 @@ def _cmd_stylize(args) -> int:
     options = dict(
         strength=args.strength, preserve_color=args.preserve_color, style=_style_weights(args.style), tile=args.tile
     )
-    model.style_weights(options["style"])  # a bad --style fails before any work
+    model.style_weights(options["style"])  # a bad --style or --tile fails before any work
+    model.check_tile(args.tile)
 
     def work(job):
         write_image(job.target, model.stylize_picture(read_image(job.source), **options))
@@ -155,13 +187,12 @@ def _cmd_upscale(args) -> int:
     from genrt.image import read_image, write_image
 
     model = _load_app(args, Upscaler, "an upscaler")
-    if args.outscale is not None and not 0 < args.outscale <= 64:
-        raise ArgumentError(f"-s/--outscale: expected a factor in (0, 64], got {args.outscale}")
     options = dict(
         outscale=args.outscale, tile=args.tile, tile_pad=args.tile_pad, device=args.device,
         precision="float32" if args.fp32 else None,
     )  # fmt: skip
-    model._engine(args.device, options["precision"])  # a bad --device fails before any work
+    model._engine(args.device, options["precision"])  # a bad --device, --tile or --tile-pad fails before any work
+    model.check_tile(args.tile, args.tile_pad)
 
     def work(job):
         write_image(job.target, model.upscale_picture(read_image(job.source), **options))
@@ -218,8 +249,6 @@ def _cmd_inpaint(args) -> int:
 def _cmd_edit(args) -> None:
     from genrt.apps.manipulate import Manipulator
 
-    if not 0 <= args.port <= 65535:
-        raise ArgumentError(f"--port: expected 0 to 65535, got {args.port}")
     if args.photo is not None and not Path(args.photo).is_file():
         raise ArgumentError(f"{args.photo}: no such photo")
     from genrt import web  # MissingDependencyError without fastapi or uvicorn: before the model loads
@@ -245,7 +274,7 @@ def _cmd_models(args) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="genrt",
         description="Run generative image models exported by genrt.",
         epilog="example: genrt sample dcgan-digits -n 64 --seed 0 -o grid.png",
@@ -258,7 +287,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: genrt info dcgan-digits; genrt info style.onnx --input-shape 1,3,512,512",
     )  # fmt: skip
     p.add_argument("model", help="a model file (.onnx, .pt2, .pt) or a bundled model's name")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all CPUs)")
+    p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads (default: all CPUs)")
     p.add_argument(
         "--input-shape", action="append", metavar="N,C,H,W",
         help="choose genrt's kernels for inputs of this shape first (repeatable; several inputs: separate their "
@@ -271,11 +300,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: genrt sample dcgan-digits -n 64 --seed 0 -o grid.png",
     )  # fmt: skip
     p.add_argument("model", help="a generator file or bundled name")
-    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh randomness)")
+    p.add_argument("-n", type=_COUNT, default=64, help="number of samples (default 64)")
+    p.add_argument("--seed", type=_SEED, default=None, help="random seed (default: fresh randomness)")
     p.add_argument("-o", "--output", default="samples.png", help="PNG to write (default samples.png)")
-    p.add_argument("--nrow", type=int, default=None, help="images per row (default: about square)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all CPUs)")
+    p.add_argument("--nrow", type=_COUNT, default=None, help="images per row (default: about square)")
+    p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads (default: all CPUs)")
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser(
@@ -283,12 +312,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: genrt walk dcgan-digits --points 4 --steps 8 --seed 0 -o walk.png",
     )  # fmt: skip
     p.add_argument("model", help="a generator file or bundled name")
-    p.add_argument("--points", type=int, default=4, help="random latents to visit (default 4)")
-    p.add_argument("--steps", type=int, default=8, help="frames per segment, ends included (default 8)")
+    p.add_argument("--points", type=_COUNT, default=4, help="random latents to visit (default 4)")
+    p.add_argument("--steps", type=_COUNT, default=8, help="frames per segment, ends included (default 8)")
     p.add_argument("--method", choices=["slerp", "linear"], default="slerp")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("-o", "--output", default="walk.png")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=_THREADS, default=None)
     p.set_defaults(func=_cmd_walk)
 
     p = sub.add_parser(
@@ -301,11 +330,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a generator file or bundled name")
     for flag in ("a", "b", "c"):
         p.add_argument(f"--{flag}", required=True, help=f"indices of the samples showing concept {flag.upper()}")
-    p.add_argument("--seed", type=int, default=0, help="the seed of the `genrt sample` grid the indices refer to")
-    p.add_argument("--variants", type=int, default=5, help="noisy variants of the result (default 5)")
-    p.add_argument("--noise", type=float, default=0.25, help="std of the noise added to the variants")
+    p.add_argument("--seed", type=_SEED, default=0, help="the seed of the `genrt sample` grid the indices refer to")
+    p.add_argument(
+        "--variants", type=_number(int, 0, 4096), default=5, help="noisy variants of the result (default 5)"
+    )
+    p.add_argument("--noise", type=_number(float, 0, 1e6), default=0.25, help="std of the noise added to the variants")
     p.add_argument("-o", "--output", default="arithmetic.png")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=_THREADS, default=None)
     p.set_defaults(func=_cmd_arithmetic)
 
     p = sub.add_parser(
@@ -318,13 +349,18 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("model", help="a stylizer file (.onnx) or a bundled style model's name")
     batch.add_arguments(p, suffix="-styled")
-    p.add_argument("--strength", type=float, default=1.0, help="0: the photo, 1: the full style (default 1)")
+    p.add_argument(
+        "--strength", type=_number(float, 0, 1), default=1.0, help="0: the photo, 1: the full style (default 1)"
+    )
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance-only transfer)")
     p.add_argument("--style", default=None, help="on a multi-style model: NAME, or NAME=WEIGHT,... to mix")
     p.add_argument(
-        "--tile", type=int, default=None, help="tile size in pixels (default: tiles of 1024 above 2048x2048; 0: never)"
+        "--tile",
+        type=_number(int, 0),
+        default=None,
+        help="tile size in pixels (default: tiles of 1024 above 2048x2048; 0: never)",
     )
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads per image (default: all CPUs)")
+    p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads per image (default: all CPUs)")
     p.set_defaults(func=_cmd_stylize)
 
     p = sub.add_parser(
@@ -338,21 +374,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="an upscaler file (.onnx) or a bundled upscaler's name (sr-x4, ...)")
     batch.add_arguments(p, suffix="-upscaled")
     p.add_argument(
-        "-s", "--outscale", type=float, default=None,
+        "-s", "--outscale", type=_number(float, 0, 64, low_open=True), default=None,
         help="output size over input size (default: the network's scale; others resize its output with Lanczos)",
     )  # fmt: skip
     p.add_argument(
-        "--tile", type=int, default=None,
+        "--tile", type=_number(int, 0), default=None,
         help="tile size in input pixels, to cap memory (default: above 256x256, tiles of up to 256 that fit 1 GiB of "
         "activations; 0: never)",
     )  # fmt: skip
     p.add_argument(
-        "--tile-pad", type=int, default=None,
+        "--tile-pad", type=_number(int, 0), default=None,
         help="pixels each tile sees beyond its own (default: the network's receptive field: seamless)",
     )  # fmt: skip
     p.add_argument("--device", default=None, help="cpu (default) or cuda[:N] (needs genrt[gpu])")
     p.add_argument("--fp32", action="store_true", help="on a GPU, compute in float32 (default there: float16)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads per image (default: all CPUs)")
+    p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads per image (default: all CPUs)")
     p.set_defaults(func=_cmd_upscale)
 
     p = sub.add_parser(
@@ -374,7 +410,7 @@ def _parser() -> argparse.ArgumentParser:
         "--blend", choices=["poisson", "feather", "none"], default="poisson",
         help="poisson (default: the fill's gradients, the context's colours at its border), feather, or none",
     )  # fmt: skip
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads per image (default: all CPUs)")
+    p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads per image (default: all CPUs)")
     p.set_defaults(func=_cmd_inpaint)
 
     p = sub.add_parser(
@@ -386,12 +422,14 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("model", help="a manipulator bundle (.genrt) or a bundled one's name (igan-digits, igan-faces)")
     p.add_argument("photo", nargs="?", default=None, help="a photo to start from, projected onto the model")
-    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free one)")
+    p.add_argument(
+        "--port", type=_number(int, 0, 65535), default=8765, help="TCP port (default 8765; 0: any free one)"
+    )
     p.add_argument(
         "--host", default="127.0.0.1",
         help="address to listen on (default 127.0.0.1: this machine only; others warn: there is no login)",
     )  # fmt: skip
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all CPUs)")
+    p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads (default: all CPUs)")
     p.set_defaults(func=_cmd_edit)
 
     p = sub.add_parser(
@@ -399,8 +437,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: genrt demo -o genrt-demo",
     )  # fmt: skip
     p.add_argument("-o", "--output", default="genrt-demo", help="folder to write (default ./genrt-demo)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("--threads", type=_THREADS, default=None)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("models", help="list the bundled models", epilog="example: genrt models")
@@ -408,19 +446,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with genrt's one-line errors: "genrt: error: ..." and exit status 2, no usage block."""
+
+    def error(self, message: str):
+        self.exit(2, printable(f"genrt: error: {message} (see {self.prog} --help)") + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The `genrt` command: 0 on success, 1 when some file of a batch failed, 2 on bad input (one line on stderr),
+    130 when interrupted. An error genrt did not expect also gives one line and 2, its traceback going to a log."""
     args = _parser().parse_args(argv)
     try:
         status = args.func(args) or 0
     except GenrtError as exc:
-        print(f"genrt: error: {exc}", file=sys.stderr)
+        print(printable(f"genrt: error: {' '.join(str(exc).split())}"), file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an unwritable output folder
-        print(f"genrt: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        text = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        print(printable(f"genrt: error: {text}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genrt: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("genrt: error: not enough memory (MemoryError); try smaller tiles or inputs", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: one line here, the traceback in a log
+        from genrt.workspace import internal_error_line
+
+        print(f"genrt: {internal_error_line(exc, f'genrt {args.command}')}", file=sys.stderr)
+        return 2
     return status  # app commands return the folder engine's status (1 when some file failed)
 
 

@@ -1,5 +1,16 @@
 """genrt's one error family: every error genrt raises on purpose is a GenrtError."""
 
+import re
+
+# C0 and C1 control characters (newline, carriage return, the terminal's ESC, ...) and DEL: never printed raw.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text) -> str:
+    """``text`` safe for one line of a terminal or a report: control characters (newline, carriage return, escape
+    sequences) shown as escapes (``\\n``, ``\\x1b``), so a file name cannot split a line or forge another one."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+
 
 class GenrtError(Exception):
     """Base class of every error genrt raises on purpose."""
@@ -11,6 +22,15 @@ class ArgumentError(GenrtError, ValueError):
 
 class ShapeError(ArgumentError):
     """An array has the wrong rank or shape."""
+
+
+class MemoryLimitError(ArgumentError):
+    """A call (or ``Model.prepare``) with inputs of these shapes would need more memory than the limit.
+
+    Refused before running, from genrt's estimate (the inputs and the model's two largest intermediate tensors, by
+    ONNX shape inference) against ``GENRT_MAX_MEMORY`` (bytes or 8G, 512M, ...; default three quarters of the
+    machine's memory). The message gives the estimate, the limit and how to raise it.
+    """
 
 
 class DTypeError(GenrtError, TypeError):

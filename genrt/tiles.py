@@ -23,7 +23,6 @@ the graph) every cell is exactly what the whole image gives.
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
+from genrt import workspace
 from genrt.errors import ArgumentError, ShapeError
 
 # Ops that compute each output pixel from a neighbourhood of input pixels (or per channel): graphs of these (plus
@@ -72,6 +72,17 @@ def spans(size: int, tile: int, margin: int, multiple: int = 1) -> list[Span]:
     count = math.ceil(units / (cell // multiple))
     bounds = [round(i * units / count) * multiple for i in range(count)] + [size]
     return [Span(a, b, max(0, a - margin), min(size, b + margin)) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def pad_to(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Planes (C, H, W) padded at the bottom and right to (C, height, width) for a network that needs that size (its
+    stride's multiple, its smallest input): reflected where the image is large enough, else its edge pixels
+    repeated (a 1x1 image has nothing to reflect)."""
+    _, h, w = x.shape
+    ph, pw = height - h, width - w
+    if ph < 0 or pw < 0:
+        raise ArgumentError(f"pad_to: {height}x{width} is smaller than the image's {h}x{w}")
+    return np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect" if ph < h and pw < w else "edge")
 
 
 def _ramp(span: Span, size: int, feather: float, scale: float) -> np.ndarray:
@@ -159,6 +170,21 @@ def receptive_field(model: onnx.ModelProto) -> int | None:
     pointwise (their statistics are whole-image; genrt.tiles handles them). Rounded up; None when the graph holds
     an op whose reach is not local or not known (a tiled run of such a model cannot be exact).
     """
+    return _walk(model)
+
+
+def min_side(model: onnx.ModelProto) -> int:
+    """The smallest height and width an image model's input may have: what its reflection pads and unpadded
+    kernels need at the scale they see (a reflect pad of p needs p + 1 pixels; ONNX Runtime refuses fewer), with
+    one pixel of the deepest such layer to spare. 1 where nothing limits it (or the graph is not followed that far:
+    the needs found up to that point still count)."""
+    needs: list[float] = []
+    _walk(model, needs)
+    return max([1] + [math.ceil(n - 1e-9) for n in needs])
+
+
+def _walk(model: onnx.ModelProto, needs: list | None = None) -> int | None:
+    """receptive_field's walk; with ``needs``, appends the input side each reflect Pad and unpadded kernel needs."""
     inits = {t.name: t for t in model.graph.initializer}
     consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
     images = [v.name for v in model.graph.input if len(v.type.tensor_type.shape.dim) == 4 and v.name not in inits]
@@ -187,6 +213,8 @@ def receptive_field(model: onnx.ModelProto) -> int | None:
             continue
         r, t = max(s[0] for s in seen), seen[0][1]
         op = node.op_type
+        if needs is not None:
+            needs.extend((length + 1) * t for length in _needed(node, inits, consts, kernel))
         if op in ("Conv", "MaxPool", "AveragePool", "ConvTranspose"):
             k = kernel(node)
             if k is None:
@@ -215,6 +243,27 @@ def receptive_field(model: onnx.ModelProto) -> int | None:
             reach[o] = (r, t)
     out = model.graph.output[0].name
     return math.ceil(reach[out][0] - 1e-9) if out in reach else None
+
+
+def _needed(node, inits: dict, consts: dict, kernel) -> list[int]:
+    """The axis lengths (H, W) a node needs of its input: a reflect Pad of p needs p + 1, a convolution or pooling its
+    dilated kernel less its padding."""
+    if node.op_type == "Pad" and _attr(node, "mode", b"constant") == b"reflect":
+        pads = _attr(node, "pads", None)
+        if pads is None and len(node.input) > 1:
+            t = inits.get(node.input[1]) or (consts[node.input[1]].attribute[0].t if node.input[1] in consts else None)
+            pads = None if t is None else numpy_helper.to_array(t).ravel().tolist()
+        if pads is None or len(pads) != 8:
+            return []
+        return [max(pads[2], pads[6]) + 1, max(pads[3], pads[7]) + 1]
+    if node.op_type in ("Conv", "MaxPool", "AveragePool"):
+        k = kernel(node)
+        if not k or len(k) != 2:
+            return []
+        d = list(_attr(node, "dilations", [1, 1]))
+        p = list(_attr(node, "pads", [0, 0, 0, 0]))
+        return [(k[0] - 1) * d[0] + 1 - p[0] - p[2], (k[1] - 1) * d[1] + 1 - p[1] - p[3]]
+    return []
 
 
 # --- instance normalization with given statistics -------------------------------------------------------------
@@ -429,8 +478,10 @@ class Tiler:
     With instance norms, the graph is cut before each of them into parts (:func:`segments`). Part k runs on every
     tile, from what part k-1 left for that tile, with the statistics of norms before k known; it accumulates the
     mean and variance of norm k's input over the tiles' cells, and leaves its own results for the tile in a
-    temporary folder (memory follows the tile; disk holds one part's results for the whole image). Every part runs
-    once per tile, so a tiled run costs about one run of the network, plus the overlap and the disk traffic.
+    scratch folder (genrt.workspace.scratch: under genrt's cache, named by this process, removed at the end and,
+    after a kill -9, by the next tiled run; memory follows the tile; disk holds one part's results for the whole
+    image). Every part runs once per tile, so a tiled run costs about one run of the network, plus the overlap and
+    the disk traffic.
     """
 
     def __init__(self, model, *, multiple: int = 1):
@@ -471,8 +522,7 @@ class Tiler:
         rows, cols = spans(x.shape[2], tile, margin, self.multiple), spans(x.shape[3], tile, margin, self.multiple)
         boxes = [(r, c) for r in rows for c in cols]
         stats: dict[str, np.ndarray] = {}
-        with tempfile.TemporaryDirectory(prefix="genrt-tiles-") as tmp:
-            store = Path(tmp)
+        with workspace.scratch("tiles") as store:  # under genrt's cache, named by PID: a kill -9 leaks nothing
             for k, (part, outputs, keep) in enumerate(self._parts[:-1]):
                 moments = _Moments()
                 for t, (r, c) in enumerate(boxes):

@@ -46,7 +46,7 @@ def test_info(files, capsys):
     [
         (["info", "no-such-model"], "no such file, and no bundled model"),
         (["sample", "D", "-o", "x.png"], "sample() needs a generator model"),
-        (["sample", "G", "-n", "0", "-o", "x.png"], "n: expected a positive integer"),
+        (["sample", "G", "-n", "0", "-o", "x.png"], "argument -n: expected a whole number in [1, 4096]"),
         (["sample", "G", "-o", "/no/such/dir/x.png"], "--output: folder /no/such/dir does not exist"),
         (["sample", "G", "-o", "x.jpg"], "expected a .png path"),
     ],

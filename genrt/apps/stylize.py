@@ -69,7 +69,7 @@ class Stylizer(Model):
     def stylize_picture(self, picture, *, strength=1.0, preserve_color=False, style=None, tile=None):
         """:meth:`stylize` on a genrt.image.Picture (alpha, ICC profile and EXIF carried to the result)."""
         self._require("stylizer", "stylize")
-        if not isinstance(strength, int | float) or not 0.0 <= strength <= 1.0:
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0.0 <= strength <= 1.0:
             raise ArgumentError(f"strength: expected a number in [0, 1], got {strength!r}")
         photo = gimage.picture_to_float(picture)  # (C, H, W) in [0, 1]
         grey = photo.shape[0] == 1
@@ -89,7 +89,8 @@ class Stylizer(Model):
         """The network on one RGB image (3, H, W) in [0, 1] -> (3, H, W) in [0, 1]."""
         _, h, w = rgb.shape
         m = self.multiple
-        padded = np.pad(rgb, ((0, 0), (0, -h % m), (0, -w % m)), mode="symmetric" if min(h, w) < 2 else "reflect")
+        least = self.min_side + -self.min_side % m
+        padded = tiles.pad_to(rgb, max(h + -h % m, least), max(w + -w % m, least))
         lo, hi = self.metadata.get("input_range", [0.0, 1.0])
         x = padded[None]  # in place from here on: a 12-megapixel photo is 144 MB per float copy
         x *= np.float32(hi - lo)
@@ -98,12 +99,11 @@ class Stylizer(Model):
         feeds.update(self._style_feeds(style))
         if tile is None:
             tile = _TILE if h * w > _UNTILED_PIXELS else 0
+        self.check_tile(tile)
         if tile == 0:
             y = self(feeds)
             y = y[0] if isinstance(y, tuple) else y
         else:
-            if not isinstance(tile, int) or tile < 2 * _MARGIN + m:
-                raise ArgumentError(f"tile: expected 0 (whole image) or an integer >= {2 * _MARGIN + m}, got {tile!r}")
             y = self._tiler(feeds, self.inputs[0].name, tile=tile, margin=_MARGIN)
         if y.ndim != 4 or y.shape[1] != 3 or y.shape[2:] != padded.shape[1:]:
             raise ShapeError(f"{self.path}: a stylizer must return (1, 3, H, W) like its input, got {y.shape}")
@@ -112,6 +112,20 @@ class Stylizer(Model):
         y -= np.float32(lo)
         y /= np.float32(hi - lo)
         return np.clip(y, 0.0, 1.0, out=y)
+
+    @functools.cached_property
+    def min_side(self) -> int:
+        """The smallest height and width the network takes (its reflection pads'; genrt.tiles.min_side): smaller
+        images are padded to it by replicating their edges, and the result cropped back."""
+        graph = getattr(self._runner, "graph", None)
+        return 1 if graph is None else tiles.min_side(graph)
+
+    def check_tile(self, tile) -> None:
+        """ArgumentError unless ``tile`` is None (the default), 0 (whole image) or at least the smallest tile that
+        leaves a cell inside the margin every tile sees (2 * 64 pixels + the network's multiple)."""
+        least = 2 * _MARGIN + self.multiple
+        if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or (tile != 0 and tile < least)):
+            raise ArgumentError(f"tile: expected 0 (whole image) or a tile size >= {least} pixels, got {tile!r}")
 
     def style_weights(self, style=None) -> dict[str, float]:
         """The normalised {style name: weight} that `style` (a name, {name: weight} or None) asks for; {} for a
@@ -127,9 +141,13 @@ class Stylizer(Model):
         unknown = sorted(set(weights) - set(names))
         if unknown:
             raise ArgumentError(f"style: unknown style(s) {unknown}; this model has {names}")
-        vector = np.array([float(weights.get(name, 0.0)) for name in names])
-        if (vector < 0).any() or vector.sum() <= 0:
-            raise ArgumentError(f"style: weights must be >= 0 and not all 0, got {weights}")
+        try:
+            vector = np.array([float(weights.get(name, 0.0)) for name in names])
+        except (TypeError, ValueError):
+            raise ArgumentError(f"style: weights must be numbers, got {weights}") from None
+        if not np.isfinite(vector).all() or (vector < 0).any() or vector.max() <= 0:
+            raise ArgumentError(f"style: weights must be finite, >= 0 and not all 0, got {weights}")
+        vector = vector / vector.max()  # first: the sum of weights near the float maximum would overflow
         return dict(zip(names, (vector / vector.sum()).tolist(), strict=True))
 
     def _style_feeds(self, style) -> dict:

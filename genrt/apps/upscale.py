@@ -104,8 +104,23 @@ class Upscaler(Model):
         alpha = None if picture.alpha is None else gimage.resize(picture.alpha, size)
         return gimage.Picture(pixels=pixels, alpha=alpha, icc=picture.icc, exif=picture.exif)
 
+    @functools.cached_property
+    def min_side(self) -> int:
+        """The smallest height and width the network takes (its reflection pads'; genrt.tiles.min_side): smaller
+        images are padded to it by replicating their edges, and the output cropped back."""
+        graph = getattr(self._runner, "graph", None)
+        return 1 if graph is None else tiles.min_side(graph)
+
     def _pixels(self, photo: np.ndarray, dtype, run, tile, tile_pad) -> np.ndarray:
         """The network on (C, H, W) in [0, 1] (C = 1 or 3) -> (H s, W s, C) pixels of dtype, whole or in tiles."""
+        _, h, w = photo.shape
+        if min(h, w) >= self.min_side:
+            return self._pixels_at(photo, dtype, run, tile, tile_pad)
+        grown = tiles.pad_to(photo, max(h, self.min_side), max(w, self.min_side))
+        out = self._pixels_at(grown, dtype, run, tile, tile_pad)
+        return np.ascontiguousarray(out[: h * self.scale, : w * self.scale])
+
+    def _pixels_at(self, photo: np.ndarray, dtype, run, tile, tile_pad) -> np.ndarray:
         c, h, w = photo.shape
         s = self.scale
         lo, hi = self.metadata.get("input_range", [0.0, 1.0])
@@ -125,10 +140,9 @@ class Upscaler(Model):
             y0, y1, x0, x1 = box
             out[y0:y1, x0:x1] = gimage.float_to_pixels(y, dtype)
 
+        self.check_tile(tile, tile_pad)
         if tile is None:
             tile = self.default_tile(h, w)
-        if not isinstance(tile, int) or isinstance(tile, bool) or tile < 0:
-            raise ArgumentError(f"tile: expected 0 (whole image) or a tile size in pixels, got {tile!r}")
         if tile == 0 or (h <= tile and w <= tile):
             y = run(x)
             if y.shape != (1, 3, h * s, w * s):
@@ -136,8 +150,6 @@ class Upscaler(Model):
             put(y, (0, h * s, 0, w * s))
             return out
         pad = self._tile_pad(tile_pad)
-        if tile <= 2 * pad:
-            raise ArgumentError(f"tile: {tile} leaves no room inside a tile_pad of {pad} on each side; use more")
         if tiles.instance_norm_nodes(self._runner.graph):  # whole-image statistics: genrt.tiles' part runner
             put(
                 self._tiler({self.inputs[0].name: x}, self.inputs[0].name, tile=tile, margin=pad, feather=0),
@@ -166,6 +178,18 @@ class Upscaler(Model):
         pad = self.receptive_field or 0
         side = int((TILE_MEMORY / per_pixel) ** 0.5) - 2 * pad
         return max(32, min(_TILE, side - side % 8), 2 * pad + 8)
+
+    def check_tile(self, tile, tile_pad=None) -> None:
+        """ArgumentError unless ``tile`` is None (the default), 0 (whole image) or a size that leaves room inside
+        ``tile_pad`` (default: the receptive field) on each side, and ``tile_pad`` is None or pixels >= 0."""
+        if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or tile < 0):
+            raise ArgumentError(f"tile: expected 0 (whole image) or a tile size in pixels, got {tile!r}")
+        if tile_pad is not None or tile:
+            pad = self._tile_pad(tile_pad)
+            if tile and tile <= 2 * pad:
+                raise ArgumentError(
+                    f"tile: {tile} leaves no room inside a tile_pad of {pad} on each side; use more than {2 * pad}"
+                )
 
     def _tile_pad(self, tile_pad) -> int:
         if tile_pad is None:
