@@ -130,7 +130,7 @@ def plan(
 
     found: list[tuple[Path, Path, bool]] = []  # (source, path relative to the output, named explicitly)
     for item in inputs:
-        found.extend(_expand(item, recursive))
+        found.extend(_expand(item, recursive, skip=_key(Path(output))))
     if not found:
         names = ", ".join(str(i) for i in inputs)
         hint = "" if recursive else "; use -r for sub-folders"
@@ -181,15 +181,16 @@ def _is_image_name(name: str) -> bool:
     return not hidden_or_partial and Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _expand(item: str | Path, recursive: bool) -> list[tuple[Path, Path, bool]]:
-    """(source, relative output path, named explicitly) for one input argument."""
+def _expand(item: str | Path, recursive: bool, skip: str = "") -> list[tuple[Path, Path, bool]]:
+    """(source, relative output path, named explicitly) for one input argument; a recursive scan does not enter the
+    folder ``skip`` (the output folder, when it lies inside an input folder: its outputs are not inputs)."""
     path = Path(item)
     if path.is_file() or (os.path.lexists(path) and not path.is_dir()):  # a FIFO or a broken link fails on reading
         if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.endswith(PARTIAL_SUFFIX):
             raise ArgumentError(f"input {printable(path)} is not an image file (expected {' '.join(IMAGE_SUFFIXES)})")
         return [(path, Path(path.name), True)]
     if path.is_dir():
-        return [(path / rel, rel, False) for rel in _scan(path, recursive)]
+        return [(path / rel, rel, False) for rel in _scan(path, recursive, skip)]
     text = os.fspath(item)
     if not glob.has_magic(text):
         raise ArgumentError(f"input {printable(text)} not found")
@@ -199,12 +200,18 @@ def _expand(item: str | Path, recursive: bool) -> list[tuple[Path, Path, bool]]:
     for match in glob.glob(text, recursive=True):
         p = Path(match)
         rel = Path(*p.parts[base:])
-        if not p.is_dir() and _is_image_name(p.name) and not any(part.startswith(".") for part in rel.parts[:-1]):
+        inside = skip and (_key(p.parent) + os.sep).startswith(skip + os.sep)  # in the output folder
+        if (
+            not p.is_dir()
+            and _is_image_name(p.name)
+            and not inside
+            and not any(x.startswith(".") for x in rel.parts[:-1])
+        ):
             matches.append((p, rel, False))
     return sorted(matches, key=lambda m: m[1].parts)
 
 
-def _scan(folder: Path, recursive: bool) -> list[Path]:
+def _scan(folder: Path, recursive: bool, skip: str = "") -> list[Path]:
     """Image paths relative to folder, sorted; hidden folders are not entered, symlinked folders not followed.
 
     Every entry with an image name that is not a folder is taken, so that what cannot be read (a broken or looping
@@ -214,7 +221,7 @@ def _scan(folder: Path, recursive: bool) -> list[Path]:
         return sorted(Path(e.name) for e in os.scandir(folder) if _is_image_name(e.name) and not _is_dir(e))
     found = []
     for root, dirs, files in os.walk(folder):  # a link looping to itself is listed among the files
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not d.startswith(".") and _key(Path(root) / d) != skip]
         rel = Path(root).relative_to(folder)
         found.extend(rel / f for f in files if _is_image_name(f))
     return sorted(found, key=lambda p: p.parts)

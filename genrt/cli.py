@@ -456,7 +456,10 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     """The `genrt` command: 0 on success, 1 when some file of a batch failed, 2 on bad input (one line on stderr),
     130 when interrupted. An error genrt did not expect also gives one line and 2, its traceback going to a log."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # a bad argument (its one line printed), --help or --version: a status, in process too
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         status = args.func(args) or 0
     except GenrtError as exc:
