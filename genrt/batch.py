@@ -96,6 +96,7 @@ def plan(
     recursive: bool = False,
     suffix: str = "",
     ext: str | None = None,
+    protect: Sequence[str | Path] = (),
 ) -> list[Job]:
     """The jobs for these inputs: one per image, in input order (files of a folder or glob sorted by path).
 
@@ -108,11 +109,15 @@ def plan(
     with an image suffix (then ``suffix`` does not apply). Output names: the input's stem + ``suffix`` + ``ext``
     (default: the input's own suffix; .png for a GIF).
 
+    protect: the command's other input files (a mask, the masks of --masks, the model): no target may be one.
+
     A file found in a folder or glob whose path is the target of another input is taken as an earlier output of
-    this same command (output folder = input folder with a suffix), not as an input, so such a run resumes.
+    this same command (output folder = input folder with a suffix), not as an input, only where MADE_LIST says
+    genrt wrote it; else it is an input and the run is refused.
 
     Raises ArgumentError, before anything is written: a missing input, no image at all, a target that is an input
-    (output folder = input folder without suffix, say), two inputs with one target, a bad suffix or ext.
+    or a protected file (output folder = input folder without suffix, say), two inputs with one target, a bad
+    suffix or ext.
 
     Example::
 
@@ -164,7 +169,7 @@ def plan(
             candidates.append(Job(source, out / rel.parent / name))
             explicit.append(named)
 
-    return _check(candidates, explicit)
+    return _check(candidates, explicit, [Path(p) for p in protect])
 
 
 def _normalize_ext(ext: str | None) -> str | None:
@@ -249,7 +254,7 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _check(candidates: list[Job], explicit: list[bool]) -> list[Job]:
+def _check(candidates: list[Job], explicit: list[bool], protect: list[Path]) -> list[Job]:
     """Drops repeats and earlier outputs found by scanning; refuses targets that are inputs, and shared targets.
 
     A scanned file that is the target of another input is an earlier output of this command only if genrt's
@@ -279,12 +284,12 @@ def _check(candidates: list[Job], explicit: list[bool]) -> list[Job]:
         for i in keep
     ]
 
-    inputs = {source_keys[i]: candidates[i].source for i in keep}
+    inputs = {_key(p): p for p in protect} | {source_keys[i]: candidates[i].source for i in keep}
     inodes = {}
-    for i in keep:
-        st = _stat(candidates[i].source)
+    for source in inputs.values():
+        st = _stat(source)
         if st is not None:
-            inodes[(st.st_dev, st.st_ino)] = candidates[i].source
+            inodes[(st.st_dev, st.st_ino)] = source
     for i in keep:
         job, key = candidates[i], target_keys[i]
         source = inputs.get(key)
@@ -588,7 +593,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def run_cli(args: argparse.Namespace, work: Callable[[Job], object], *, progress: bool = True) -> int:
+def run_cli(
+    args: argparse.Namespace, work: Callable[[Job], object], *, progress: bool = True, protect: Sequence = ()
+) -> int:
     """Plans and runs from arguments parsed by a parser given :func:`add_arguments`; returns the exit status.
 
     Bad arguments raise ArgumentError (genrt's CLI prints it and exits 2) before any work.
@@ -599,5 +606,5 @@ def run_cli(args: argparse.Namespace, work: Callable[[Job], object], *, progress
             model = genrt.load(args.model)
             return batch.run_cli(args, lambda job: save_png(job.target, model.stylize(read_image(job.source))))
     """
-    jobs = plan(args.inputs, args.output, recursive=args.recursive, suffix=args.suffix, ext=args.ext)
+    jobs = plan(args.inputs, args.output, recursive=args.recursive, suffix=args.suffix, ext=args.ext, protect=protect)
     return run(jobs, work, overwrite=args.overwrite, workers=args.jobs, progress=progress).exit_code

@@ -157,6 +157,17 @@ _COUNT = _number(int, 1, 4096)
 _SEED = _number(int, 0, 2**63 - 1)
 
 
+def _other_inputs(args, model) -> list[Path]:
+    """The files an app command reads besides its images: the model, a --mask, the files of --masks. No output may
+    be one of them."""
+    found = [Path(model.path)]
+    if getattr(args, "mask", None):
+        found.append(Path(args.mask))
+    if getattr(args, "masks", None):
+        found += sorted(p for p in Path(args.masks).iterdir() if not p.is_dir())
+    return found
+
+
 def _load_app(args, cls, what: str):
     """args.model loaded, if it is of the application's kind `cls` (else ArgumentError: not `what`)."""
     model = genrt.load(args.model, threads=args.threads)
@@ -179,7 +190,7 @@ def _cmd_stylize(args) -> int:
     def work(job):
         write_image(job.target, model.stylize_picture(read_image(job.source), **options))
 
-    return batch.run_cli(args, work)
+    return batch.run_cli(args, work, protect=_other_inputs(args, model))
 
 
 def _cmd_upscale(args) -> int:
@@ -197,7 +208,7 @@ def _cmd_upscale(args) -> int:
     def work(job):
         write_image(job.target, model.upscale_picture(read_image(job.source), **options))
 
-    return batch.run_cli(args, work)
+    return batch.run_cli(args, work, protect=_other_inputs(args, model))
 
 
 def _rect(text: str) -> tuple[int, int, int, int]:
@@ -243,7 +254,7 @@ def _cmd_inpaint(args) -> int:
         mask = fixed if masks is None else read_image(_mask_for(job.source, masks))
         write_image(job.target, model.inpaint_picture(read_image(job.source), mask, blend=args.blend))
 
-    return batch.run_cli(args, work)
+    return batch.run_cli(args, work, protect=_other_inputs(args, model))
 
 
 def _cmd_edit(args) -> None:

@@ -116,6 +116,21 @@ def test_an_output_folder_inside_the_input_folder_is_not_scanned(tmp_path, capsy
     assert made == ["a-styled.png", "sub/b-styled.png"]  # no out/out/a-styled-styled.png
 
 
+def test_a_mask_is_an_input_too(tmp_path, capsys):
+    src = photo(tmp_path / "a.png")
+    hole = np.zeros((24, 32), np.uint8)
+    hole[5:10, 5:10] = 255
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(hole).save(tmp_path / "masks" / "a.png")
+    before = digests(tmp_path / "masks")
+    assert main(["inpaint", "inpaint-photos", str(src), "--mask", str(tmp_path / "masks" / "a.png"), "-o",
+                 str(tmp_path / "masks" / "a.png")]) == 2  # fmt: skip
+    assert main(["inpaint", "inpaint-photos", str(src), "--masks", str(tmp_path / "masks"), "-o",
+                 str(tmp_path / "masks"), "--suffix", ""]) == 2  # fmt: skip
+    assert capsys.readouterr().err.count("refusing to write over input") == 2
+    assert digests(tmp_path / "masks") == before
+
+
 def test_a_hard_link_to_an_input_is_refused(tmp_path, capsys):
     src = photo(tmp_path / "in" / "a.png")
     (tmp_path / "out").mkdir()
