@@ -50,13 +50,13 @@ def _load(path_or_name, *, device="cpu", threads=None, providers=None, conv_tran
         return cls.from_bundle(path, manifest, graphs, device=device, threads=threads, providers=providers)
     if fmt == "onnx":
         model = load_onnx(path)
-        metadata = onnx_metadata(model)
+        metadata = onnx_metadata(model, path)  # validated: a Model reads only what its kind expects
         runner = OrtRunner(model, path, device=device, threads=threads, providers=providers, how=conv_transpose)
     else:
         from genrt.runtime.torch_backend import TorchRunner
 
         runner = TorchRunner(path, fmt, device=device, threads=threads)
-        metadata = {k: v for k, v in runner.metadata.items() if k != "io"}
+        metadata = {k: v for k, v in runner.metadata.items() if k != "io"}  # validated by TorchRunner
     cls = CLASSES.get(metadata.get("kind"), Model)
     return cls(runner, path=path, metadata=metadata, fmt=fmt)
 
@@ -70,7 +70,7 @@ def list_models() -> list[dict]:
 
             meta = read_manifest(path)
         else:
-            meta = onnx_metadata(load_onnx(path))
+            meta = onnx_metadata(load_onnx(path), path)
         out.append(
             {"name": name, "kind": meta.get("kind"), "path": str(path), "description": meta.get("description", "")}
         )

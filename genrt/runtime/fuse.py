@@ -107,11 +107,51 @@ def _cache_path() -> Path:
     return Path(root) / "conv_transpose_choice.json"
 
 
+_MAX_CACHE_BYTES = 16 << 20  # the cache holds a few hundred bytes per layer shape measured
+_cache_warned: set = set()  # (path, mtime, size) of cache files already warned about
+
+
 def _read_cache() -> dict:
+    """The cached decisions {key: {"genrt": bool, ...}}; a missing file is an empty cache, and a file that is not
+    JSON, or JSON of another shape, is ignored with one warning (the next write replaces it), never a crash.
+    Entries of the wrong shape are dropped, the rest kept."""
+    from genrt.runtime import metadata as md
+
+    path = _cache_path()
     try:
-        return json.loads(_cache_path().read_text())
-    except (OSError, json.JSONDecodeError):
+        stat = path.stat()
+        if stat.st_size > _MAX_CACHE_BYTES:
+            raise ValueError(f"{stat.st_size} bytes, over the {_MAX_CACHE_BYTES}-byte limit")
+        data = path.read_bytes()
+        if md.json_depth(data.decode("utf-8"), 4) > 3:
+            raise ValueError("nested deeper than a cache is")
+        cache = json.loads(data)
+        if not isinstance(cache, dict):
+            raise ValueError(f"a JSON {type(cache).__name__}, not an object")
+    except FileNotFoundError:
         return {}
+    except OSError:
+        return {}  # unreadable: measuring again costs only time
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or another shape
+        _warn_cache(path, stat, f"not a genrt cache ({exc})")
+        return {}
+    good = {k: v for k, v in cache.items() if isinstance(v, dict) and isinstance(v.get("genrt"), bool)}
+    if len(good) != len(cache):
+        _warn_cache(
+            path, stat, f"{len(cache) - len(good)} malformed entr{'y' if len(cache) - len(good) == 1 else 'ies'}"
+        )
+    return good
+
+
+def _warn_cache(path: Path, stat, what: str) -> None:
+    import warnings
+
+    tag = (str(path), stat.st_mtime_ns, stat.st_size)
+    if tag not in _cache_warned:
+        _cache_warned.add(tag)
+        warnings.warn(
+            f"genrt: ignoring kernel-choice cache {path}: {what}; it will be rewritten", RuntimeWarning, stacklevel=3
+        )
 
 
 def _write_cache(cache: dict) -> None:
@@ -200,11 +240,11 @@ def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype, opset: int) -> b
 
 def _time(model: bytes, x: np.ndarray, threads: int, library: str | None, device: str = "cpu") -> float:
     """Median seconds of one run on `device`; on a GPU the input is bound there once, so only the layer is timed."""
-    from genrt.runtime.onnx_session import _providers  # onnx_session imports this module's users, not this module
+    from genrt.runtime.onnx_session import _log_severity, _providers  # onnx_session imports this module's users
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.log_severity_level = 3
+    options.log_severity_level = _log_severity()  # a layer that fails here is kept as ORT's, silently
     if library:
         options.register_custom_ops_library(library)
     session = ort.InferenceSession(model, options, providers=_providers(device, None))

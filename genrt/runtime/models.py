@@ -6,12 +6,22 @@ thread-safe for Run).
 
 from __future__ import annotations
 
-import numpy as np
+import functools
+import os
 
-from genrt.errors import ArgumentError, DTypeError, ModelKindError, ShapeError
+import numpy as np
+import onnx
+
+from genrt.errors import ArgumentError, DTypeError, MemoryLimitError, ModelKindError, ShapeError
 from genrt.image import to_uint8_images
 from genrt.latent import arithmetic_latents, check_count, interpolate_latents, walk_latents
+from genrt.runtime import metadata as md
 from genrt.runtime.onnx_session import IOSpec
+
+MEMORY_FRACTION = 0.75  # default GENRT_MAX_MEMORY: this share of the machine's (or the container's) memory
+_MAX_ESTIMATES = 64  # input shapes whose estimate a model keeps
+_MAX_DIM = 1 << 40  # no axis is longer (an ONNX dim is int64; numpy's arrays are far smaller)
+_SMALL_TENSOR = 4096  # bytes: initializers kept whole in the shape-inference skeleton (shapes, axes, pads)
 
 
 class Model:
@@ -58,6 +68,7 @@ class Model:
         if missing:
             raise ArgumentError(f"missing inputs: {', '.join(missing)}")
         checked = {spec.name: _check_input(spec, feeds[spec.name]) for spec in self.inputs}
+        self._check_memory({name: array.shape for name, array in checked.items()})
         outs = self._runner.run(checked)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
@@ -76,9 +87,53 @@ class Model:
             raise ArgumentError(f"shapes: expected {len(self.inputs)} shape tuple(s), one per input, got {shapes!r}")
         for spec, shape in zip(self.inputs, shapes, strict=True):
             _check_shape(spec, tuple(shape))
+            if not all(isinstance(d, int | np.integer) and 0 <= d <= _MAX_DIM for d in shape):
+                raise ShapeError(f"{spec.name}: expected sizes from 0 to {_MAX_DIM}, got {tuple(shape)}")
+        self._check_memory({spec.name: tuple(shape) for spec, shape in zip(self.inputs, shapes, strict=True)})
         if hasattr(self._runner, "prepare"):
             self._runner.prepare({spec.name: tuple(shape) for spec, shape in zip(self.inputs, shapes, strict=True)})
         return self
+
+    def memory_estimate(self, *shapes) -> int | None:
+        """A lower bound of the bytes a call with inputs of these shapes (one tuple per input) needs: the inputs and
+        the graph's two largest intermediate tensors, from ONNX shape inference. None where the shapes do not infer
+        (or the model is not an ONNX graph). Cached per shape."""
+        if len(shapes) != len(self.inputs) or not all(isinstance(s, tuple | list) for s in shapes):
+            raise ArgumentError(f"shapes: expected {len(self.inputs)} shape tuple(s), one per input, got {shapes!r}")
+        return self._estimate({spec.name: tuple(shape) for spec, shape in zip(self.inputs, shapes, strict=True)})
+
+    def _estimate(self, shapes: dict[str, tuple]) -> int | None:
+        key = tuple((name, tuple(int(d) for d in shape)) for name, shape in shapes.items())
+        cache = self.__dict__.setdefault("_estimates", {})  # threads may race here: at worst, one estimate twice
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        graph = getattr(self._runner, "graph", None)
+        if not isinstance(graph, onnx.ModelProto):
+            return None
+        skeleton = self.__dict__.get("_skeleton")
+        if skeleton is None:
+            skeleton = self.__dict__["_skeleton"] = _shape_skeleton(graph)
+        estimate = estimate_bytes(skeleton, dict(key), {spec.name: spec.dtype for spec in self.inputs})
+        if len(cache) >= _MAX_ESTIMATES:
+            cache.clear()
+        cache[key] = estimate
+        return estimate
+
+    def _check_memory(self, shapes: dict[str, tuple]) -> None:
+        """MemoryLimitError where the estimate for inputs of these shapes is over the limit (GENRT_MAX_MEMORY)."""
+        estimate = self._estimate(shapes)
+        if estimate is None:
+            return
+        limit = memory_limit()
+        if estimate > limit:
+            what = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
+            raise MemoryLimitError(
+                f"{self.path}: inputs {what} need at least {_gib(estimate)} of memory (the inputs and the model's two "
+                f"largest intermediate tensors), over the limit of {_gib(limit)}; use smaller inputs (or tiles), or "
+                "raise the limit with GENRT_MAX_MEMORY (e.g. GENRT_MAX_MEMORY=64G)"
+            )
 
     def __getattr__(self, name: str):
         # Only reached for attributes the class lacks: say which kind of model has them.
@@ -131,6 +186,79 @@ def _check_shape(spec: IOSpec, shape: tuple) -> None:
             raise ShapeError(
                 f"{spec.name}: expected shape {_shape_str(spec.shape)}, got {shape} (axis {axis} must be {want_dim})"
             )
+
+
+def _gib(n: int) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 1024:.1f} KiB"
+
+
+@functools.cache
+def _default_memory_limit() -> int:
+    total = 0
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:  # a container's cgroup (v2) limit, where it is lower than the machine's memory
+        with open("/sys/fs/cgroup/memory.max") as f:
+            text = f.read().strip()
+        if text.isdigit() and (not total or int(text) < total):
+            total = int(text)
+    except OSError:
+        pass
+    return int((total or 16 << 30) * MEMORY_FRACTION)
+
+
+def memory_limit() -> int:
+    """Bytes a model call may need by genrt's estimate: GENRT_MAX_MEMORY (e.g. 8G), else MEMORY_FRACTION of the
+    machine's (or container's) memory."""
+    return md.env_bytes("GENRT_MAX_MEMORY", _default_memory_limit())
+
+
+def _shape_skeleton(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the graph for shape inference: large initializers keep their type and dims but drop their values
+    (inference reads only small ones, such as a Reshape's shape), so each estimate copies kilobytes, not weights."""
+    skeleton = onnx.ModelProto()
+    skeleton.CopyFrom(graph)
+    for tensor in skeleton.graph.initializer:
+        if tensor.ByteSize() > _SMALL_TENSOR:
+            for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                tensor.ClearField(field)
+            tensor.ClearField("external_data")
+            tensor.data_location = onnx.TensorProto.DEFAULT
+    return skeleton
+
+
+def estimate_bytes(model: onnx.ModelProto, shapes: dict[str, tuple], dtypes: dict[str, type]) -> int | None:
+    """Inputs of `shapes` ({name: dims}) plus the two largest intermediate (or output) tensors ONNX shape inference
+    finds for them: a lower bound of the peak memory of a run, as ONNX Runtime frees each tensor after its last
+    reader (genrt.tiles.activation_bytes reasons the same way). None where no tensor's shape infers."""
+    from onnx import helper, shape_inference
+
+    from genrt.runtime.fuse import with_input_shapes
+
+    inputs = sum(int(np.prod(shape, dtype=object)) * np.dtype(dtypes[name]).itemsize for name, shape in shapes.items())
+    try:
+        inferred = shape_inference.infer_shapes(with_input_shapes(model, shapes), strict_mode=False, data_prop=True)
+    except Exception:  # an op shape inference does not know, a graph it rejects: no estimate, no refusal
+        return None
+    graph_inputs = {v.name for v in inferred.graph.input}
+    sizes = []
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        t = value.type.tensor_type
+        if value.name in graph_inputs or not t.shape.dim or not all(d.HasField("dim_value") for d in t.shape.dim):
+            continue
+        try:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
+        except Exception:  # an element type numpy lacks (e.g. float8): count it as float32
+            itemsize = 4
+        sizes.append(int(np.prod([d.dim_value for d in t.shape.dim], dtype=object)) * itemsize)
+    if not sizes:
+        return None
+    return inputs + sum(sorted(sizes)[-2:])
 
 
 def _shape_str(shape) -> str:

@@ -293,8 +293,9 @@ def io_specs(args) -> list[IOSpec]:
     ]
 
 
-def onnx_metadata(model: onnx.ModelProto) -> dict:
-    return md.decode({p.key: p.value for p in model.metadata_props})
+def onnx_metadata(model: onnx.ModelProto, path=None) -> dict:
+    """The model's genrt metadata, its size, nesting and contract checked (InvalidModelError naming `path`)."""
+    return md.decode_checked({p.key: p.value for p in model.metadata_props}, path or "model")
 
 
 def default_threads(threads) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import pickle
 import threading
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from genrt.errors import ArgumentError, GenrtError, InvalidModelError, RunError
+from genrt.runtime import metadata as md
 from genrt.runtime.onnx_session import IOSpec
 
 METADATA_FILE = "genrt.json"  # inside the archive; the same JSON also sits beside the file as PATH.json
@@ -52,6 +52,29 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def _read_metadata(path: Path, text) -> dict:
+    """The genrt metadata of a .pt2/.pt file: its archive's genrt.json, else the JSON beside it; size, nesting and
+    contract checked (InvalidModelError naming the file and the key)."""
+    where = f"{path}: {METADATA_FILE}"
+    if not text:
+        sidecar = sidecar_path(path)
+        if not sidecar.is_file():
+            return {}
+        where = str(sidecar)
+        try:
+            if sidecar.stat().st_size > md.MAX_TOTAL_CHARS:
+                raise InvalidModelError(
+                    f"{sidecar} is {sidecar.stat().st_size} bytes, over the {md.MAX_TOTAL_CHARS} limit"
+                )
+            text = sidecar.read_bytes()
+        except OSError as exc:
+            raise InvalidModelError(f"{sidecar}: cannot read it ({exc.strerror or exc})") from None
+    metadata = md.loads(text, where, max_chars=md.MAX_TOTAL_CHARS)
+    if not isinstance(metadata, dict):
+        raise InvalidModelError(f"{where}: genrt metadata must be a JSON object, got {type(metadata).__name__}")
+    return md.validate(metadata, path, label="")
+
+
 class TorchRunner:
     def __init__(self, path: Path, fmt: str, *, device: str, threads: int):
         import genrt.ops  # noqa: F401  (registers genrt's ops before the graph refers to them)
@@ -75,13 +98,7 @@ class TorchRunner:
             raise
         except Exception as exc:
             raise InvalidModelError(f"{path}: torch cannot load this {fmt} file: {exc}") from None
-        text = extra[METADATA_FILE]
-        if not text and sidecar_path(path).is_file():
-            text = sidecar_path(path).read_text()
-        try:
-            self.metadata = json.loads(text) if text else {}
-        except json.JSONDecodeError as exc:
-            raise InvalidModelError(f"{path}: genrt metadata is not valid JSON: {exc}") from None
+        self.metadata = _read_metadata(path, extra[METADATA_FILE])
         io = self.metadata.get("io", {})
         self.inputs = [_spec(s) for s in io.get("inputs", [])] or [IOSpec("input", ("?",), np.float32)]
         self.outputs = [_spec(s) for s in io.get("outputs", [])] or [IOSpec("output", ("?",), np.float32)]
