@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import genrt
-from genrt import batch
+from genrt import batch, importers
 from genrt.errors import ArgumentError, GenrtError, printable
 
 
@@ -168,12 +168,64 @@ def _other_inputs(args, model) -> list[Path]:
     return found
 
 
+_DESCRIBE = ("input_range", "output_range", "channel_order", "style_input", "styles", "scale")
+
+
+def _add_describe_flags(p, kind: str) -> None:
+    """The flags that describe a model genrt did not export (genrt.runtime.adopt), spelt the same in every command
+    that takes one: the app commands (their kind implied) and `genrt adopt`."""
+    p.add_argument(
+        "--input-range",
+        default=None,
+        metavar="RANGE",
+        help="a model without genrt metadata: its input values, 0-1 (default), 0-255, -1-1 or LO,HI",
+    )
+    p.add_argument(
+        "--output-range", default=None, metavar="RANGE", help="... its output values (default: as its input)"
+    )
+    p.add_argument("--channel-order", default=None, type=str.upper, choices=["RGB", "BGR"],
+                   help="... the order of its image channels (default RGB)")  # fmt: skip
+    if kind in ("stylizer", "any"):
+        p.add_argument(
+            "--style-input",
+            default=None,
+            metavar="NAME",
+            help="... a multi-style stylizer's input of style weights (default: its one other input)",
+        )
+        p.add_argument("--styles", default=None, metavar="A,B,...",
+                       help="... names for its styles, in order (default: 0, 1, 2, ...)")  # fmt: skip
+    if kind in ("upscaler", "any"):
+        p.add_argument("--scale", default=None, type=_number(int, 1, 64),
+                       help="... an upscaler's factor, checked against the graph (default: read off it)")  # fmt: skip
+
+
+def _described(args) -> dict:
+    return {key: getattr(args, key, None) for key in _DESCRIBE}
+
+
 def _load_app(args, cls, what: str):
-    """args.model loaded, if it is of the application's kind `cls` (else ArgumentError: not `what`)."""
-    model = genrt.load(args.model, threads=args.threads)
+    """args.model loaded, if it is of the application's kind `cls` (else ArgumentError: not `what`); an ONNX model
+    without genrt metadata is described as one (the flags of _add_describe_flags fill in what it cannot say)."""
+    from genrt.runtime import _load
+
+    kind = {"Stylizer": "stylizer", "Upscaler": "upscaler", "Inpainter": "inpainter"}.get(cls.__name__)
+    given = {k: v for k, v in _described(args).items() if v is not None}
+    if given and kind is None:
+        raise ArgumentError(f"{', '.join('--' + k.replace('_', '-') for k in given)}: not for this command")
+    model = _load(args.model, threads=args.threads, adopt=given, default_kind=kind)
     if not isinstance(model, cls):
         raise ArgumentError(f"{args.model}: not {what} (its genrt.kind is {model.kind!r})")
     return model
+
+
+def _cmd_adopt(args) -> None:
+    from genrt.runtime.adopt import adopt
+
+    out = adopt(args.model, args.output, kind=args.kind, **_described(args))
+    model = genrt.load(out)
+    extra = f", scale x{model.scale}" if model.kind == "upscaler" else f", {len(model.styles)} styles" if getattr(
+        model, "styles", None) else ""  # fmt: skip
+    print(f"wrote {out}: kind {model.kind}{extra}; `genrt info {out}` shows its metadata")
 
 
 def _cmd_stylize(args) -> int:
@@ -372,6 +424,7 @@ def _parser() -> argparse.ArgumentParser:
         help="tile size in pixels (default: tiles of 1024 above 2048x2048; 0: never)",
     )
     p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads per image (default: all CPUs)")
+    _add_describe_flags(p, "stylizer")
     p.set_defaults(func=_cmd_stylize)
 
     p = sub.add_parser(
@@ -400,6 +453,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu (default) or cuda[:N] (needs genrt[gpu])")
     p.add_argument("--fp32", action="store_true", help="on a GPU, compute in float32 (default there: float16)")
     p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads per image (default: all CPUs)")
+    _add_describe_flags(p, "upscaler")
     p.set_defaults(func=_cmd_upscale)
 
     p = sub.add_parser(
@@ -422,6 +476,7 @@ def _parser() -> argparse.ArgumentParser:
         help="poisson (default: the fill's gradients, the context's colours at its border), feather, or none",
     )  # fmt: skip
     p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads per image (default: all CPUs)")
+    _add_describe_flags(p, "inpainter")
     p.set_defaults(func=_cmd_inpaint)
 
     p = sub.add_parser(
@@ -451,6 +506,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("--threads", type=_THREADS, default=None)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "adopt", help="write genrt metadata into a copy of an ONNX model genrt did not export (then no flags needed)",
+        epilog="examples:\n"
+        "  genrt adopt RealESRGAN_x4plus.onnx --kind upscaler -o realesrgan-x4.onnx     # scale read off the graph\n"
+        "  genrt adopt multistyle26.onnx --kind stylizer -o magenta26.onnx              # styles 0 to 25\n"
+        "  genrt adopt model.onnx --kind stylizer --input-range 0-255 --channel-order BGR -o mine.onnx",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("model", help="an ONNX model file")
+    p.add_argument("--kind", required=True, choices=["stylizer", "upscaler", "inpainter"], help="its application")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write (never the model itself)")
+    _add_describe_flags(p, "any")
+    p.set_defaults(func=_cmd_adopt)
+
+    importers.add_cli(sub)  # genrt import: .pth / .safetensors -> a genrt ONNX model (needs the train extra)
 
     p = sub.add_parser("models", help="list the bundled models", epilog="example: genrt models")
     p.set_defaults(func=_cmd_models)

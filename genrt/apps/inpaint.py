@@ -30,6 +30,7 @@ import numpy as np
 
 from genrt import image as gimage
 from genrt.errors import ArgumentError, MissingDependencyError, ModelKindError, ShapeError
+from genrt.runtime import _images
 from genrt.runtime.models import Model, register_kind
 
 BLENDS = ("poisson", "feather", "none")
@@ -132,9 +133,11 @@ class Inpainter(Model):
                 m = _crop(holes, top, left, side)
                 images.append(gimage.resize_float(np.repeat(win, 3, 0) if c == 1 else win, (s, s)))
                 masks.append((gimage.resize_float(m, (s, s), method="box") > 1e-3).astype(np.float32))
-            y = self(np.stack(images), np.stack(masks))
-            for (_, _, side, _, _), pred in zip(windows[i : i + _BATCH], y[0] if isinstance(y, tuple) else y,
-                                                strict=True):  # fmt: skip
+            image_name = self.metadata.get("image_input", self.inputs[0].name)
+            mask_name = self.metadata.get("mask_input", next(s.name for s in self.inputs if s.name != image_name))
+            y = self({image_name: _images.to_model(np.stack(images), self.metadata), mask_name: np.stack(masks)})
+            y = _images.from_model(y[0] if isinstance(y, tuple) else y, self.metadata)
+            for (_, _, side, _, _), pred in zip(windows[i : i + _BATCH], y, strict=True):
                 pred = np.clip(gimage.resize_float(pred, (side, side)), 0.0, 1.0)
                 out.append(np.tensordot(gimage.LUMA, pred, axes=1)[None] if c == 1 else pred)
         return out

@@ -17,6 +17,7 @@ import numpy as np
 from genrt import image as gimage
 from genrt import tiles
 from genrt.errors import ArgumentError, ShapeError
+from genrt.runtime import _images
 from genrt.runtime.models import Model, register_kind
 
 # Images up to this many pixels run whole by default (a 2048x2048 photo); larger ones in tiles of _TILE.
@@ -91,11 +92,8 @@ class Stylizer(Model):
         m = self.multiple
         least = self.min_side + -self.min_side % m
         padded = tiles.pad_to(rgb, max(h + -h % m, least), max(w + -w % m, least))
-        lo, hi = self.metadata.get("input_range", [0.0, 1.0])
-        x = padded[None]  # in place from here on: a 12-megapixel photo is 144 MB per float copy
-        x *= np.float32(hi - lo)
-        x += np.float32(lo)
-        feeds = {self.inputs[0].name: x}
+        x = _images.to_model(padded[None], self.metadata)  # in place: a 12-megapixel photo is 144 MB a copy
+        feeds = {self.image_input: x}
         feeds.update(self._style_feeds(style))
         if tile is None:
             tile = _TILE if h * w > _UNTILED_PIXELS else 0
@@ -104,14 +102,16 @@ class Stylizer(Model):
             y = self(feeds)
             y = y[0] if isinstance(y, tuple) else y
         else:
-            y = self._tiler(feeds, self.inputs[0].name, tile=tile, margin=_MARGIN)
+            y = self._tiler(feeds, self.image_input, tile=tile, margin=_MARGIN)
         if y.ndim != 4 or y.shape[1] != 3 or y.shape[2:] != padded.shape[1:]:
             raise ShapeError(f"{self.path}: a stylizer must return (1, 3, H, W) like its input, got {y.shape}")
-        lo, hi = self.metadata.get("output_range", [0.0, 1.0])
-        y = y[0, :, :h, :w]
-        y -= np.float32(lo)
-        y /= np.float32(hi - lo)
+        y = _images.from_model(y[:, :, :h, :w], self.metadata)[0]
         return np.clip(y, 0.0, 1.0, out=y)
+
+    @property
+    def image_input(self) -> str:
+        """The graph input that takes the image (``metadata["image_input"]``, default the first)."""
+        return self.metadata.get("image_input", self.inputs[0].name)
 
     @functools.cached_property
     def min_side(self) -> int:
@@ -154,7 +154,10 @@ class Stylizer(Model):
         weights = self.style_weights(style)
         if not weights:
             return {}
-        return {self.inputs[1].name: np.array([list(weights.values())], np.float32)}  # (1, styles)
+        name = self.metadata.get("style_input") or next(s.name for s in self.inputs if s.name != self.image_input)
+        rank = len(next(s.shape for s in self.inputs if s.name == name))
+        vector = np.array(list(weights.values()), np.float32)
+        return {name: vector if rank == 1 else vector[None]}  # (styles,) or (1, styles)
 
     @functools.cached_property
     def _tiler(self) -> tiles.Tiler:

@@ -27,6 +27,7 @@ import numpy as np
 from genrt import image as gimage
 from genrt import tiles
 from genrt.errors import ArgumentError, MissingDependencyError, ModelKindError, ShapeError
+from genrt.runtime import _images
 from genrt.runtime.models import Model, register_kind
 
 # Inputs over 256x256 run in tiles of at most 256 by default: at 600x600 that took 3.1 s and 302 MB against the
@@ -123,18 +124,11 @@ class Upscaler(Model):
     def _pixels_at(self, photo: np.ndarray, dtype, run, tile, tile_pad) -> np.ndarray:
         c, h, w = photo.shape
         s = self.scale
-        lo, hi = self.metadata.get("input_range", [0.0, 1.0])
-        x = np.repeat(photo, 3, axis=0) if c == 1 else photo
-        if (lo, hi) != (0.0, 1.0):
-            x = x * np.float32(hi - lo) + np.float32(lo)
-        x = x[None]
+        x = _images.to_model((np.repeat(photo, 3, axis=0) if c == 1 else photo.copy())[None], self.metadata)
         out = np.empty((h * s, w * s, c), dtype)
-        out_lo, out_hi = self.metadata.get("output_range", [0.0, 1.0])
 
         def put(y: np.ndarray, box) -> None:  # (1, 3, h', w') network output -> pixels, in place
-            y = y[0]
-            if (out_lo, out_hi) != (0.0, 1.0):
-                y = (y - np.float32(out_lo)) / np.float32(out_hi - out_lo)
+            y = _images.from_model(y, self.metadata)[0]
             if c == 1:
                 y = np.tensordot(gimage.LUMA, y, axes=1)[None]
             y0, y1, x0, x1 = box

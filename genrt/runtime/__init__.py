@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genrt.errors import InvalidModelError
+from genrt.errors import ArgumentError, InvalidModelError
 from genrt.runtime import files
 from genrt.runtime.models import CLASSES, Generator, Model
 from genrt.runtime.onnx_session import IOSpec, default_threads, load_onnx, onnx_metadata
@@ -11,7 +11,20 @@ from genrt.runtime.ort_runner import OrtRunner
 __all__ = ["Generator", "IOSpec", "Model", "list_models", "load"]
 
 
-def load(path_or_name, *, device: str = "cpu", threads: int | None = None, providers=None) -> Model:
+def load(
+    path_or_name,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    providers=None,
+    kind: str | None = None,
+    input_range=None,
+    output_range=None,
+    channel_order: str | None = None,
+    style_input: str | None = None,
+    styles=None,
+    scale: int | None = None,
+) -> Model:
     """Loads an exported model (.onnx, .pt2, .pt) or a bundled one by name.
 
     Args:
@@ -19,6 +32,12 @@ def load(path_or_name, *, device: str = "cpu", threads: int | None = None, provi
         device: "cpu" (default) or "cuda[:N]" (needs onnxruntime-gpu for .onnx files).
         threads: intra-op threads; default ``genrt.kernels.get_num_threads()``.
         providers: ONNX Runtime execution providers, overriding ``device``.
+        kind, input_range, output_range, channel_order, style_input, styles, scale: what an ONNX model that
+            genrt did not export cannot say for itself, to run it in genrt's applications (kind "stylizer",
+            "upscaler" or "inpainter"; ranges "0-1", "0-255", "-1-1" or [lo, hi]; "RGB" or "BGR"; the input
+            holding a multi-style model's weights and the styles' names; an upscaler's scale, which is read off
+            the graph anyway and checked). Given values override the file's; one probe run checks them
+            (genrt.runtime.adopt). `genrt adopt` writes them into a copy of the file instead.
 
     Returns:
         The class for the model's ``genrt.kind`` (:class:`Generator` for generators), else :class:`Model`.
@@ -31,15 +50,32 @@ def load(path_or_name, *, device: str = "cpu", threads: int | None = None, provi
         >>> g = genrt.load("dcgan-digits")
         >>> images = g.sample(16, seed=0)          # uint8 (16, 32, 32, 1)
     """
-    return _load(path_or_name, device=device, threads=threads, providers=providers)
+    given = dict(
+        kind=kind, input_range=input_range, output_range=output_range, channel_order=channel_order,
+        style_input=style_input, styles=styles, scale=scale,
+    )  # fmt: skip
+    return _load(path_or_name, device=device, threads=threads, providers=providers, adopt=given)
 
 
-def _load(path_or_name, *, device="cpu", threads=None, providers=None, conv_transpose: str | None = None) -> Model:
+def _load(
+    path_or_name,
+    *,
+    device="cpu",
+    threads=None,
+    providers=None,
+    conv_transpose: str | None = None,
+    adopt=None,
+    default_kind: str | None = None,
+) -> Model:
     """load(), plus conv_transpose: "auto" | "genrt" | "ort" overriding GENRT_CONV_TRANSPOSE (the exporter's
-    verification uses "ort": it checks the file, and need not time kernels)."""
+    verification uses "ort": it checks the file, and need not time kernels), and default_kind: the kind an ONNX
+    file without one is described as (an application command's own: `genrt upscale` takes any ONNX upscaler)."""
     path = files.resolve(path_or_name)
     fmt = files.sniff(path)
     threads = default_threads(threads)
+    adopt = {k: v for k, v in (adopt or {}).items() if v is not None}
+    if adopt and fmt != "onnx":
+        raise ArgumentError(f"{', '.join(adopt)}: given for {path}, but only ONNX models are described this way")
     if fmt == "bundle":
         from genrt.runtime.bundle import read_bundle
 
@@ -51,6 +87,12 @@ def _load(path_or_name, *, device="cpu", threads=None, providers=None, conv_tran
     if fmt == "onnx":
         model = load_onnx(path)
         metadata = onnx_metadata(model, path)  # validated: a Model reads only what its kind expects
+        if default_kind and "kind" not in adopt and not metadata.get("kind"):
+            adopt["kind"] = default_kind
+        if adopt:
+            from genrt.runtime.adopt import describe
+
+            metadata = describe(model, path, **adopt)
         runner = OrtRunner(model, path, device=device, threads=threads, providers=providers, how=conv_transpose)
     else:
         from genrt.runtime.torch_backend import TorchRunner

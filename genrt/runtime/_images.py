@@ -94,3 +94,28 @@ def float_array(value, name: str, *, shape_hint: str) -> np.ndarray:
     if not np.isfinite(a).all():
         raise ArgumentError(f"{name}: contains NaN or infinite values")
     return a
+
+
+def to_model(x: np.ndarray, metadata: dict) -> np.ndarray:
+    """Images (N, C, H, W) float32 in [0, 1], RGB -> what an image model takes: ``metadata["input_range"]``
+    (default [0, 1]) and ``metadata["channel_order"]`` ("RGB" default, or "BGR"). Scaled in place."""
+    if metadata.get("channel_order") == "BGR" and x.shape[1] == 3:
+        x = np.ascontiguousarray(x[:, ::-1])
+    lo, hi = metadata.get("input_range", [0.0, 1.0])
+    if (lo, hi) != (0.0, 1.0):
+        x *= np.float32(hi - lo)
+        x += np.float32(lo)
+    return x
+
+
+def from_model(y: np.ndarray, metadata: dict) -> np.ndarray:
+    """An image model's output (N, C, H, W) -> RGB float32 in [0, 1] (not clipped): the inverse of :func:`to_model`
+    for ``metadata["output_range"]``. Scaled in place where y is float32."""
+    y = np.asarray(y, dtype=np.float32)
+    lo, hi = metadata.get("output_range", [0.0, 1.0])
+    if (lo, hi) != (0.0, 1.0):
+        y -= np.float32(lo)
+        y /= np.float32(hi - lo)
+    if metadata.get("channel_order") == "BGR" and y.shape[1] == 3:
+        y = np.ascontiguousarray(y[:, ::-1])
+    return y

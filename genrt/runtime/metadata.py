@@ -10,6 +10,10 @@ Keys genrt itself writes and reads (callers may add any others):
 - ``input_layout``, ``output_layout``: "NC" for vectors, "NCHW" for images.
 - ``input_range``, ``output_range``: [lo, hi] of image values, e.g. [-1, 1] for a tanh output.
 - ``scale``: upscalers' factor. ``config``: the training config. ``description``: one line for list_models().
+- ``channel_order``: "RGB" (default) or "BGR", the order of an image input's and output's channels.
+- ``image_input``, ``style_input``, ``mask_input``: which graph input holds the image, a multi-style stylizer's
+  style weights, an inpainter's mask (default: by position). ``adopted_from``: the file `genrt adopt` described
+  (genrt.runtime.adopt).
 - per kind: ``styles``, ``multiple`` (stylizers), ``size`` (inpainters), ``image_size``, ``channels``, ``classes``,
   ``codes``, ``hidden``, ``image_shape``, ``feature_weight``, ... (see CONTRACT below).
 
@@ -269,6 +273,11 @@ CONTRACT: dict[str, tuple] = {
     "objective_inputs": _strings(),
     "objective_outputs": _strings(),
     "io": (_io, 'an object {"inputs": [...], "outputs": [...]} of {"name", "shape", "dtype"} specs'),
+    "channel_order": ((lambda v: v in ("RGB", "BGR")), '"RGB" or "BGR"'),
+    "style_input": _string(),
+    "image_input": _string(),
+    "mask_input": _string(),
+    "adopted_from": _string(),
 }
 
 
