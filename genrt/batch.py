@@ -317,8 +317,9 @@ def _check(candidates: list[Job], explicit: list[bool], protect: list[Path]) -> 
 # A folder that is both an input folder and an output folder of a run (``genrt stylize d -o d --suffix -styled``)
 # holds this hidden list of the files genrt wrote there, one JSON object a line: {"name"} before the write begins
 # (so that a run killed after its file landed still knows it), then {"name", "size", "mtime_ns", "sha256"} once it is
-# written. A rerun takes a scanned file for an earlier output only if the list names it, with the same size and time
-# or hash where it recorded them: a photo that merely has an output's name is an input, and is never written over.
+# written, or {"name", "gone"} when the job failed without writing it. A rerun takes a scanned file for an earlier
+# output only if the list names it, with the same size and time or hash where it recorded them: a photo that merely
+# has an output's name is an input, and is never written over.
 MADE_LIST = ".genrt-made"
 _MADE_LIST_MAX_BYTES = 64 << 20
 
@@ -363,6 +364,9 @@ def read_made_list(folder: Path) -> dict[str, dict]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             continue
         if "size" in entry and not (isinstance(entry["size"], int) and isinstance(entry.get("sha256"), str)):
+            continue
+        if entry.get("gone"):  # its job failed before writing anything
+            entries.pop(entry["name"], None)
             continue
         entries[entry["name"]] = entry
     return entries
@@ -490,6 +494,16 @@ def run(
 
 def _do(job: Job, work: Callable[[Job], object]) -> tuple[str, str]:
     """("done", "") or ("failed", one-line reason), whatever the work raised (but an interrupt)."""
+    status, reason = _attempt(job, work)
+    if status == "failed" and job.record and not os.path.lexists(job.target):
+        try:  # the list's "writing" line must not vouch for a photo that takes this name later
+            _append_made(job.target, {"gone": True})
+        except OSError:
+            pass
+    return status, reason
+
+
+def _attempt(job: Job, work: Callable[[Job], object]) -> tuple[str, str]:
     try:
         job.target.parent.mkdir(parents=True, exist_ok=True)
         if job.record:

@@ -131,6 +131,18 @@ def test_a_mask_is_an_input_too(tmp_path, capsys):
     assert digests(tmp_path / "masks") == before
 
 
+def test_a_failed_jobs_list_line_does_not_vouch_for_a_later_photo(tmp_path, capsys):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.png").write_bytes(b"not an image")  # fails: its "writing" line is followed by a "gone" one
+    assert main(["stylize", "style-retina", str(d), "-o", str(d)]) == 1
+    assert "a-styled.png" not in batch.read_made_list(d)
+    photo(d / "a.png", seed=1)
+    photo(d / "a-styled.png", seed=2)  # a photo that has taken the output's name since
+    assert main(["stylize", "style-retina", str(d), "-o", str(d), "--overwrite"]) == 2
+    assert "refusing to write over input" in capsys.readouterr().err
+
+
 def test_a_hard_link_to_an_input_is_refused(tmp_path, capsys):
     src = photo(tmp_path / "in" / "a.png")
     (tmp_path / "out").mkdir()
