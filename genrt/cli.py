@@ -12,6 +12,7 @@ import argparse
 import glob
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -152,7 +153,8 @@ def _number(kind, low, high=None, *, low_open=False):
     return parse
 
 
-_THREADS = _number(int, 1, 1024)
+# Threads: at most 4 per CPU (at least 16): each ONNX Runtime thread costs start-up time, and more do no good.
+_THREADS = _number(int, 1, max(16, 4 * (os.cpu_count() or 1)))
 _COUNT = _number(int, 1, 4096)
 _SEED = _number(int, 0, 2**63 - 1)
 
@@ -300,7 +302,7 @@ def _cmd_inpaint(args) -> int:
         raise ArgumentError(f"--masks: {masks} is not a folder")
     if args.mask is not None and not Path(args.mask).is_file():
         raise ArgumentError(f"--mask: {args.mask} is not a file")
-    fixed = _rect(args.rect) if args.rect else read_image(args.mask) if args.mask else None
+    fixed = _rect(args.rect) if args.rect is not None else read_image(args.mask) if args.mask is not None else None
 
     def work(job):
         mask = fixed if masks is None else read_image(_mask_for(job.source, masks))

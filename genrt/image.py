@@ -165,6 +165,10 @@ _HOLDS_ALPHA = {"PNG", "WEBP", "TIFF"}
 _HOLDS_16BIT = {"PNG", "TIFF"}
 _HOLDS_METADATA = {"PNG", "JPEG", "WEBP", "TIFF"}  # an ICC profile and EXIF
 _ORIENTATION = 0x0112  # the EXIF (and TIFF) tag
+# TIFF field types an orientation is found stored as: SHORT (the standard's), LONG, SSHORT, SLONG.
+_INT_TYPES = {3: "H", 4: "I", 8: "h", 9: "i"}
+_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383}  # the formats' own limits (libjpeg's JPEG_MAX_DIMENSION, WebP's 14 bits)
+_JPEG_MAX_EXIF = 65533  # bytes in one APP1 segment after its length field: a longer EXIF block cannot go in a JPEG
 # EXIF orientation -> (transpose, flip rows, flip columns) that makes the pixels upright, applied in that order:
 # the table of PIL.ImageOps.exif_transpose (6: ROTATE_270, a quarter turn clockwise; 8: ROTATE_90), on numpy.
 _UPRIGHT = {
@@ -191,8 +195,23 @@ _PIL_TARGETS = {
     "HSV": "RGB",
 }
 _WHY_NOT_32BIT = ": they have no agreed value range (HDR, depth maps), and guessing one would quietly change them"
-# What a decoder raises on bad data (OSError: Pillow's "image file is truncated"; SyntaxError: "broken PNG file").
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error, zlib.error)
+# What a decoder raises on bad data (OSError: Pillow's "image file is truncated"; SyntaxError: "broken PNG file";
+# TypeError, AttributeError, ArithmeticError: tifffile and Pillow's plugins on tag values of the wrong type or count,
+# or a zero where a divisor belongs; RuntimeError: tifffile's and Pillow's internal checks). Found by tests/fuzz.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    ArithmeticError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
+)
 
 
 def _describe(x) -> str:
@@ -282,9 +301,12 @@ def _upright_exif(exif: bytes | None) -> tuple[int, bytes | None]:
         (count,) = struct.unpack_from(order + "H", exif, start + ifd)
         for i in range(count):
             entry = start + ifd + 2 + 12 * i
-            tag, kind, n, value = struct.unpack_from(order + "HHIH", exif, entry)
-            if tag == _ORIENTATION and kind == 3 and n == 1:  # one SHORT, stored in the entry itself
-                return value, exif[: entry + 8] + struct.pack(order + "H", 1) + exif[entry + 10 :]
+            tag, kind, n = struct.unpack_from(order + "HHI", exif, entry)
+            if tag == _ORIENTATION and kind in _INT_TYPES and 1 <= n * struct.calcsize(_INT_TYPES[kind]) <= 4:
+                code = _INT_TYPES[kind]
+                (value,) = struct.unpack_from(order + code, exif, entry + 8)
+                end = entry + 8 + struct.calcsize(code)
+                return value, exif[: entry + 8] + struct.pack(order + code, 1) + exif[end:]
     except struct.error:
         pass  # a damaged block: kept as it came, the pixels as they are
     return 1, exif
@@ -355,7 +377,8 @@ def _tiff_is_deep(f) -> bool:
     try:
         with tifffile.TiffFile(f) as tif:
             page = tif.pages[0]
-            return page.samplesperpixel > 1 and page.bitspersample > 8
+            bits = page.bitspersample  # a tuple where a damaged file gives its samples different sizes
+            return page.samplesperpixel > 1 and max(bits if isinstance(bits, tuple) else (bits,)) > 8
     except (tifffile.TiffFileError, *_DECODE_ERRORS):
         return False  # Pillow reads it or says what is wrong with it
     finally:
@@ -508,12 +531,43 @@ def read_image(path, *, max_pixels: int | None = None) -> Picture:
     PIL.Image.MAX_IMAGE_PIXELS (179 million pixels by default) whatever max_pixels says, and warns past it.
 
     Raises ImageTooLargeError over either limit, InvalidImageError for a file that is not a readable image
-    (empty, not an image, truncated, corrupt, unsupported), and OSError (FileNotFoundError, IsADirectoryError,
-    PermissionError) where the file cannot be opened.
+    (empty, not an image, truncated, corrupt, unsupported; a FIFO, socket or device: refused before it is opened,
+    so a FIFO cannot hang the reader), and OSError (FileNotFoundError, IsADirectoryError,
+    PermissionError, a symlink loop) where the file cannot be opened.
     """
+    import errno
+    import stat
+
     limit = _pixel_limit(max_pixels)
     path = Path(path)
-    with open(path, "rb") as f:
+
+    # Only a regular file (through symlinks) is opened: opening a FIFO waits for a writer, forever, and opening a
+    # device can act on it. Checked before opening, and again on the open file (opened non-blocking, so a path
+    # swapped for a FIFO in between cannot hang either). OSErrors (no such file, a symlink loop, permission denied,
+    # a folder) propagate: the folder engine reports them per file.
+    def refuse_unless_regular(mode: int) -> None:
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            kinds = {
+                stat.S_IFIFO: "a FIFO",
+                stat.S_IFSOCK: "a socket",
+                stat.S_IFCHR: "a device",
+                stat.S_IFBLK: "a device",
+            }
+            kind = kinds.get(stat.S_IFMT(mode), "not a file")
+            raise InvalidImageError(f"{path}: not a regular file ({kind}), not an image")
+
+    refuse_unless_regular(os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        refuse_unless_regular(os.fstat(fd).st_mode)
+        os.set_blocking(fd, True)
+        f = open(path, "rb", opener=lambda _path, _flags: fd)  # the checked fd; f.name is the path (tifffile)
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
         head = f.read(32)
         f.seek(0)
         if not head:
@@ -550,6 +604,10 @@ def _icc_fits(icc: bytes | None, channels: int) -> bool:
 
 
 def _encode(picture: Picture, fmt: str, quality: int) -> bytes:
+    side = _MAX_SIDE.get(fmt)
+    if side is not None and max(picture.pixels.shape[:2]) > side:
+        h, w = picture.pixels.shape[:2]
+        raise ArgumentError(f"cannot write a {w} x {h} {fmt}: it holds at most {side} pixels a side; use PNG or TIFF")
     pixels, alpha = picture.pixels, picture.alpha if fmt in _HOLDS_ALPHA else None
     if pixels.dtype == np.uint16 and fmt not in _HOLDS_16BIT:
         pixels, alpha = _to_depth(pixels, np.uint8), None if alpha is None else _to_depth(alpha, np.uint8)
@@ -558,6 +616,8 @@ def _encode(picture: Picture, fmt: str, quality: int) -> bytes:
     exif = picture.exif if fmt in _HOLDS_METADATA else None
     if exif and not exif.startswith(_EXIF_HEAD):
         exif = _EXIF_HEAD + exif  # JPEG's APP1 needs the head; PNG's and WebP's writers take it off again
+    if fmt == "JPEG" and exif and len(exif) > _JPEG_MAX_EXIF:
+        exif = None  # e.g. a PNG's eXIf of megabytes: no JPEG can hold it, and the image matters more
     planes = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
     if pixels.dtype == np.uint16 and planes.shape[2] > 1:  # Pillow holds 16-bit grey only
         if fmt == "PNG":
@@ -591,8 +651,17 @@ def _encode(picture: Picture, fmt: str, quality: int) -> bytes:
         options["subsampling"] = 0  # 4:4:4: Pillow's default 4:2:0 smears the colour of fine detail
     if fmt == "TIFF":
         options["compression"] = "tiff_deflate"  # lossless, and read by every TIFF reader
-    buf = io.BytesIO()
-    im.save(buf, fmt, **options)
+    try:
+        buf = io.BytesIO()
+        im.save(buf, fmt, **options)
+    except _DECODE_ERRORS:
+        if "exif" not in options and "icc_profile" not in options:
+            raise
+        # A damaged EXIF block or ICC profile the writer cannot parse (TIFF re-reads EXIF): the image without them.
+        options.pop("exif", None)
+        options.pop("icc_profile", None)
+        buf = io.BytesIO()
+        im.save(buf, fmt, **options)
     return buf.getvalue()
 
 
@@ -617,7 +686,13 @@ def write_image(path, image, *, quality: int = 95) -> Path:
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise ArgumentError(f"quality: expected a whole number in 1-100, got {quality!r}")
     picture = image if isinstance(image, Picture) else to_picture(image)
-    return write_atomic(path, _encode(picture, fmt, int(quality)))
+    try:
+        data = _encode(picture, fmt, int(quality))
+    except ArgumentError as exc:
+        raise ArgumentError(f"{path}: {exc}") from None
+    except _DECODE_ERRORS as exc:  # Pillow's or tifffile's own refusal of these pixels in this format
+        raise ArgumentError(f"{path}: cannot be written as {fmt} ({type(exc).__name__}: {exc})") from None
+    return write_atomic(path, data)
 
 
 def _as_planes(image, name: str) -> np.ndarray:

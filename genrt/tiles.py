@@ -15,6 +15,20 @@ whole-image statistics. What a part leaves for the next waits on disk, so memory
 result then equals the untiled one up to the receptive field that reaches past ``margin`` (a few grey levels at
 most; see the tests), for about the cost of one run of the network.
 
+Instance norms written out in elementary ops (conditional instance norms of multi-style networks, Dumoulin et al.
+2017, and exporters that decompose the op) are recognised by their reductions (:func:`written_norms`): a
+ReduceMean over H and W of a tensor x (keepdims, axes as attribute or, from opset 18, as a constant input; negative
+axes too), paired with one of the same x's second moment, either
+
+- the variance: ReduceMean((x - mean)^2), the square as Pow(d, 2) or Mul(d, d), d = Sub(x, mean) or Sub(mean, x);
+- the mean of squares: ReduceMean(x^2) (x^2 as Pow(x, 2) or Mul(x, x)), the graph forming E[x^2] - E[x]^2.
+
+Those ReduceMeans become graph inputs fed with x's whole-image mean and variance (or mean of squares), and the
+graph is cut before the first node that reads them. What follows stays as written, whatever its form: epsilon inside
+or outside the square root, Sqrt or Pow(v, 0.5), Div, Reciprocal, an affine whose scale and shift come from a style
+vector. A ReduceMean over H, W without such a partner (global average pooling) is still refused, as are reductions
+by ReduceSum and a division by the pixel count, and centring written as Add(x, Neg(mean)).
+
 Networks without instance norms (super-resolution) need no statistics: :func:`stitch` runs the tiles and hands
 each cell to the caller, unblended, and with ``margin`` at least the network's :func:`receptive_field` (read off
 the graph) every cell is exactly what the whole image gives.
@@ -207,9 +221,12 @@ def _walk(model: onnx.ModelProto, needs: list | None = None) -> int | None:
                     return [float(v[2]), float(v[3])]
         return None
 
+    # A written-out instance norm's reductions are pointwise for the reach: their whole-image values come fed in,
+    # so what they feed depends on no pixel's neighbourhood (and on the stats' side needs no op to be local).
+    statistics = {o for norm in written_norms(model) for i in norm.reductions for o in model.graph.node[i].output}
     for node in model.graph.node:
         seen = [reach[i] for i in node.input if i in reach]
-        if not seen:
+        if not seen or node.output[0] in statistics:
             continue
         r, t = max(s[0] for s in seen), seen[0][1]
         op = node.op_type
@@ -302,18 +319,144 @@ def activation_bytes(model: onnx.ModelProto, size: int = 32) -> float | None:
     return sum(sorted(sizes)[-2:]) / (size * size)
 
 
+@dataclass(frozen=True)
+class WrittenNorm:
+    """An instance norm written out in elementary ops (:func:`written_norms`): the tensor it normalizes and the
+    indices, in the graph's node list, of its ReduceMeans over H and W, by what each yields of x."""
+
+    probe: str  # x, the norm's input (N, C, H, W)
+    means: tuple[int, ...]  # ReduceMean(x)
+    variances: tuple[int, ...]  # ReduceMean((x - mean)^2)
+    squares: tuple[int, ...]  # ReduceMean(x^2)
+
+    @property
+    def reductions(self) -> tuple[int, ...]:
+        return tuple(sorted(self.means + self.variances + self.squares))
+
+
+def _constant(name: str, inits: dict, consts: dict) -> np.ndarray | None:
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    node = consts.get(name)
+    if node is None or not node.attribute:
+        return None
+    a = node.attribute[0]
+    if a.name == "value":
+        return numpy_helper.to_array(a.t)
+    if a.name in ("value_float", "value_floats", "value_int", "value_ints"):
+        return np.asarray(helper.get_attribute_value(a))
+    return None
+
+
+def _plain(node) -> bool:
+    return node.domain in ("", "ai.onnx")
+
+
+def _spatial_mean(node, inits: dict, consts: dict, rank) -> bool:
+    """Whether `node` is a ReduceMean over axes 2 and 3 (H, W) that keeps its dims: (N, C, H, W) -> (N, C, 1, 1)."""
+    if node.op_type != "ReduceMean" or not _plain(node) or _attr(node, "keepdims", 1) != 1:
+        return False
+    axes = _attr(node, "axes", None)
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = _constant(node.input[1], inits, consts)
+    if axes is None:
+        return False  # every axis (or, with noop_with_empty_axes, none)
+    axes = [int(a) for a in np.asarray(axes).ravel()]
+    if any(a < 0 for a in axes):  # from the end: only of a 4-D tensor are -2, -1 H and W
+        if rank(node.input[0]) not in (None, 4):
+            return False
+        axes = [a % 4 for a in axes]
+    return sorted(axes) == [2, 3]
+
+
+def _square_of(name: str, producers: dict, inits: dict, consts: dict) -> str | None:
+    """u where `name` is Mul(u, u) or Pow(u, 2); else None."""
+    node = producers.get(name, (None, None))[1]
+    if node is None or not _plain(node):
+        return None
+    if node.op_type == "Mul" and node.input[0] == node.input[1]:
+        return node.input[0]
+    if node.op_type == "Pow":
+        exponent = _constant(node.input[1], inits, consts)
+        if exponent is not None and exponent.size == 1 and float(exponent.ravel()[0]) == 2.0:
+            return node.input[0]
+    return None
+
+
+def written_norms(model: onnx.ModelProto) -> list[WrittenNorm]:
+    """The instance norms written out in elementary ops (the module's docstring lists the forms), in graph order of
+    their first reduction: each pairs ReduceMeans over H, W of one tensor x with one of its variance or its mean of
+    squares. Global average pooling (a mean of x alone) is not one."""
+    graph = model.graph
+    nodes = list(graph.node)
+    if not any(n.op_type == "ReduceMean" for n in nodes):
+        return []
+    inits = {t.name: t for t in graph.initializer}
+    consts = {n.output[0]: n for n in nodes if n.op_type == "Constant"}
+    producers = {o: (i, n) for i, n in enumerate(nodes) for o in n.output}
+    ranks: dict[str, int] | None = None
+
+    def rank(name: str) -> int | None:
+        nonlocal ranks
+        if ranks is None:
+            try:
+                typed = shape_inference.infer_shapes(model, strict_mode=False).graph
+            except Exception:  # an op shape inference does not know: ranks unknown, axes read as (N, C, H, W)'s
+                typed = graph
+            ranks = {
+                v.name: len(v.type.tensor_type.shape.dim)
+                for v in list(typed.value_info) + list(typed.input)
+                if v.type.tensor_type.HasField("shape")
+            }
+        return ranks.get(name)
+
+    means: dict[str, list[int]] = {}  # x -> its ReduceMeans over H, W
+    reductions = [i for i, n in enumerate(nodes) if _spatial_mean(n, inits, consts, rank)]
+    for i in reductions:
+        means.setdefault(nodes[i].input[0], []).append(i)
+    variances: dict[str, list[int]] = {}
+    squares: dict[str, list[int]] = {}
+    for i in reductions:
+        u = _square_of(nodes[i].input[0], producers, inits, consts)
+        if u is None:
+            continue
+        sub = producers.get(u, (None, None))[1]
+        if sub is not None and sub.op_type == "Sub" and _plain(sub):
+            a, b = sub.input
+            x = next((x for x, m in ((a, b), (b, a)) if m in producers and producers[m][0] in means.get(x, ())), None)
+            if x is not None:  # ReduceMean((x - mean(x))^2)
+                variances.setdefault(x, []).append(i)
+                continue
+        if u in means:  # ReduceMean(x^2)
+            squares.setdefault(u, []).append(i)
+    found = [
+        WrittenNorm(x, tuple(means[x]), tuple(variances.get(x, ())), tuple(squares.get(x, ())))
+        for x in set(variances) | set(squares)
+    ]
+    return sorted(found, key=lambda norm: norm.reductions[0])
+
+
 def instance_norm_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if n.op_type == "InstanceNormalization" and n.domain in ("", "ai.onnx")]
+    """One node per instance norm that tiles must give whole-image statistics, in graph order: each
+    InstanceNormalization node, and the first ReduceMean of each norm written out in elementary ops
+    (:func:`written_norms`). Empty: the graph runs in tiles as it is."""
+    nodes = model.graph.node
+    found = [i for i, n in enumerate(nodes) if n.op_type == "InstanceNormalization" and _plain(n)]
+    found += [norm.means[0] for norm in written_norms(model)]
+    return [nodes[i] for i in sorted(found)]
 
 
 def check_tileable(model: onnx.ModelProto) -> None:
     """ArgumentError naming the first op on the image's path that sees more than a neighbourhood (tiles would
-    change its result). Nodes that do not depend on the image (e.g. mixing a multi-style model's style weights)
-    may be anything."""
+    change its result), or when the first output does not depend on the image pixel by pixel. Nodes that do not
+    depend on the image (e.g. mixing a multi-style model's style weights) may be anything, and so may those that
+    depend on it only through an instance norm's statistics, which tiles get whole-image (as the op or written out:
+    :func:`written_norms`)."""
     images = [v.name for v in model.graph.input if len(v.type.tensor_type.shape.dim) == 4][:1]
+    statistics = {o for norm in written_norms(model) for i in norm.reductions for o in model.graph.node[i].output}
     spatial = set(images)
     for node in model.graph.node:
-        if not spatial.intersection(node.input):
+        if not spatial.intersection(node.input) or node.output[0] in statistics:
             continue
         spatial.update(node.output)
         local = node.op_type in LOCAL_OPS or node.op_type == "InstanceNormalization"
@@ -326,26 +469,75 @@ def check_tileable(model: onnx.ModelProto) -> None:
                 f"tile: this model cannot run in tiles: its node {node.name or node.op_type!r} ({node.op_type}) "
                 "is not a local operation; call it without tiles"
             )
+    if images and model.graph.output and model.graph.output[0].name not in spatial:
+        raise ArgumentError(
+            f"tile: this model cannot run in tiles: its output {model.graph.output[0].name!r} is not an image made "
+            "pixel by pixel from its input; call it without tiles"
+        )
 
 
 def stat_names(index: int) -> tuple[str, str]:
+    """The inputs that carry InstanceNormalization node `index`'s statistics: (mean, rstd) (N, C, 1, 1)."""
     return f"{_STAT_PREFIX}_{index}_mean", f"{_STAT_PREFIX}_{index}_rstd"
 
 
 def with_given_statistics(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[dict]]:
-    """The model with every InstanceNormalization replaced by (x - mean) * rstd * scale + bias, mean and rstd
-    (N, C, 1, 1) becoming graph inputs (named by :func:`stat_names`).
+    """The model with each instance norm's statistics as graph inputs (N, C, 1, 1), and where to cut before each.
 
-    Returns the model and, per norm in graph order: {"probe": its input's name, "epsilon": float, "channels": C}.
+    An InstanceNormalization becomes (x - mean) * rstd * scale + bias, with inputs mean and rstd (named by
+    :func:`stat_names`); a norm written out (:func:`written_norms`) loses its ReduceMeans, whose readers read inputs
+    ``genrt_instance_norm_<k>_mean`` and ``..._var`` (the variance) or ``..._meansq`` (the mean of squares)
+    instead. Nodes left without readers (the squares those reductions summed) go too. Norms are numbered in
+    graph order of the op, or of the first reduction.
+
+    Returns the model and, per norm in the order the graph reads them: {"probe": its input's name, "cut": the name
+    of the first node that reads its statistics, "stats": {input name: "mean", "rstd", "var" or "meansq"},
+    "epsilon": float (the op's; None written out: the graph adds its own), "channels": C or None, "dtype": numpy
+    dtype of the inputs}.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
+    written = written_norms(out)
     inits = {t.name: t for t in graph.initializer}
-    layers, nodes = [], []
-    elem = onnx.TensorProto.FLOAT
-    for node in graph.node:
-        if node.op_type != "InstanceNormalization" or node.domain not in ("", "ai.onnx"):
+    typed = {}
+    if written:
+        try:
+            inferred = shape_inference.infer_shapes(out, strict_mode=False).graph
+            typed = {v.name: v.type.tensor_type for v in inferred.value_info}
+        except Exception:  # shapes unknown: inputs of float32 with a named channel axis
+            pass
+    first = {norm.reductions[0]: norm for norm in written}
+    dropped = {i for norm in written for i in norm.reductions}
+    renamed: dict[str, str] = {}  # a dropped reduction's output -> the input that replaces it
+    layers, nodes, inputs = [], [], []
+    for i, node in enumerate(graph.node):
+        if i in first:  # a written-out norm: its statistics become inputs
+            norm, index = first[i], len(layers)
+            base = f"{_STAT_PREFIX}_{index}"
+            stats = {}
+            for kind, found in (("mean", norm.means), ("var", norm.variances), ("meansq", norm.squares)):
+                if not found:
+                    continue
+                stats[f"{base}_{kind}"] = kind
+                renamed.update((graph.node[j].output[0], f"{base}_{kind}") for j in found)
+            t = typed.get(graph.node[norm.means[0]].output[0])
+            dims = [d for d in t.shape.dim] if t is not None and t.HasField("shape") else []
+            known = len(dims) == 4 and dims[1].HasField("dim_value")
+            channels = dims[1].dim_value if known else None
+            elem = t.elem_type if t is not None and t.elem_type else onnx.TensorProto.FLOAT
+            inputs += [
+                helper.make_tensor_value_info(name, elem, ["batch", channels or f"{base}_channels", 1, 1])
+                for name in stats
+            ]
+            dtype = helper.tensor_dtype_to_np_dtype(elem)
+            layers.append({"probe": norm.probe, "stats": stats, "epsilon": None, "channels": channels, "dtype": dtype})
+        if i in dropped:
+            continue
+        if node.op_type != "InstanceNormalization" or not _plain(node):
+            if renamed.keys() & set(node.input):
+                node = onnx.NodeProto.FromString(node.SerializeToString())
+                node.input[:] = [renamed.get(n, n) for n in node.input]
             nodes.append(node)
             continue
         index = len(layers)
@@ -369,11 +561,66 @@ def with_given_statistics(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list
             helper.make_node("Add", [f"{base}_scaled", f"{base}_bias"], [node.output[0]], name=f"{base}_add"),
         ]
         channels = scale.shape[0]
-        graph.input.extend(helper.make_tensor_value_info(n, elem, ["batch", channels, 1, 1]) for n in (mean, rstd))
-        layers.append({"probe": x, "epsilon": float(eps), "channels": int(channels)})
+        elem = onnx.TensorProto.FLOAT
+        inputs += [helper.make_tensor_value_info(n, elem, ["batch", channels, 1, 1]) for n in (mean, rstd)]
+        layers.append(
+            {
+                "probe": x,
+                "stats": {mean: "mean", rstd: "rstd"},
+                "epsilon": float(eps),
+                "channels": int(channels),
+                "dtype": np.dtype(np.float32),
+            }
+        )
+    for o in graph.output:  # a reduction that is itself an output (hardly ever): the input passed through
+        if o.name in renamed:
+            nodes.append(helper.make_node("Identity", [renamed[o.name]], [o.name], name=f"{o.name}_given"))
+    nodes = _live(nodes, {o.name for o in graph.output})
+    # Where to cut: before the first node reading a norm's statistics; those of later norms read later.
+    taken = [n.name for n in nodes]
+    for layer in layers:
+        k = next((j for j, n in enumerate(nodes) if layer["stats"].keys() & set(n.input)), None)
+        layer["position"] = k
+        if k is None:
+            continue
+        if not nodes[k].name or taken.count(nodes[k].name) > 1:
+            nodes[k] = onnx.NodeProto.FromString(nodes[k].SerializeToString())
+            nodes[k].name = f"{next(iter(layer['stats']))}_cut"
+            taken[k] = nodes[k].name
+        layer["cut"] = nodes[k].name
+    used = [layer for layer in layers if layer["position"] is not None]  # a norm whose result nothing reads
+    used.sort(key=lambda layer: layer["position"])
+    if len({layer["position"] for layer in used}) < len(used):
+        raise ArgumentError("tile: this model cannot run in tiles: one node reads two instance norms' statistics")
+    wanted = {name for layer in used for name in layer["stats"]}
+    for layer in used:
+        del layer["position"]
     del graph.node[:]
     graph.node.extend(nodes)
-    return out, layers
+    graph.input.extend(v for v in inputs if v.name in wanted)
+    return out, used
+
+
+def _live(nodes: list, outputs: set) -> list:
+    """The nodes that the graph's outputs need, in their order."""
+    needed, keep = set(outputs), []
+    for node in reversed(nodes):
+        if needed.intersection(node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+            needed.update(_inner_reads(node))
+    return keep[::-1]
+
+
+def _inner_reads(node) -> set:
+    """The names a node's subgraphs (If, Loop, Scan) read: outer tensors among them must stay."""
+    reads = set()
+    for a in node.attribute:
+        for g in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
+            for inner in g.node:
+                reads.update(inner.input)
+                reads |= _inner_reads(inner)
+    return reads
 
 
 def segments(model: onnx.ModelProto, cuts: list[str]) -> list[tuple[onnx.ModelProto, list[str], list[str]]]:
@@ -461,12 +708,13 @@ class _Moments:
         self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
         self.count = total
 
-    def result(self, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    def given(self, layer: dict) -> dict[str, np.ndarray]:
+        """The inputs that carry a norm's statistics (:func:`with_given_statistics`'s layer), each (N, C, 1, 1)."""
         var = self.m2 / self.count
         shape = self.mean.shape + (1, 1)
-        return self.mean.reshape(shape).astype(np.float32), (1.0 / np.sqrt(var + eps)).reshape(shape).astype(
-            np.float32
-        )
+        values = {"mean": lambda: self.mean, "var": lambda: var, "meansq": lambda: var + self.mean**2}
+        values["rstd"] = lambda: 1.0 / np.sqrt(var + layer["epsilon"])
+        return {name: values[kind]().reshape(shape).astype(layer["dtype"]) for name, kind in layer["stats"].items()}
 
 
 class Tiler:
@@ -475,7 +723,8 @@ class Tiler:
     Built once per model (its sessions are kept): ``Tiler(model)(feeds, "input", tile=512, margin=64)``.
     Inputs other than the image (e.g. a style-weights vector) go to every tile unchanged.
 
-    With instance norms, the graph is cut before each of them into parts (:func:`segments`). Part k runs on every
+    With instance norms (the op, or written out: :func:`written_norms`), the graph is cut before each of them into
+    parts (:func:`segments`, :func:`with_given_statistics`). Part k runs on every
     tile, from what part k-1 left for that tile, with the statistics of norms before k known; it accumulates the
     mean and variance of norm k's input over the tiles' cells, and leaves its own results for the tile in a
     scratch folder (genrt.workspace.scratch: under genrt's cache, named by this process, removed at the end and,
@@ -494,9 +743,10 @@ class Tiler:
         self._runner = runner
         self._layers: list[dict] = []
         self._parts: list[tuple] = []
-        if instance_norm_nodes(graph):
+        if instance_norm_nodes(graph):  # InstanceNormalization nodes, or norms written out (written_norms)
             fed, self._layers = with_given_statistics(graph)
-            cuts = [f"{_STAT_PREFIX}_{k}_sub" for k in range(len(self._layers))]
+        if self._layers:
+            cuts = [layer["cut"] for layer in self._layers]
             # One arena for all parts: a dozen sessions each keeping its own peak would hold many tiles' worth.
             self._parts = [
                 (runner.derived(part, f"part {k}", arena="shared"), outputs, keep)
@@ -512,7 +762,8 @@ class Tiler:
         return self.run(feeds, image, tile=tile, margin=margin, feather=feather)[0]
 
     def run(self, feeds: dict, image: str, *, tile: int, margin: int, feather: int | None = None):
-        """(the first output, {mean/rstd input name: (N, C, 1, 1) whole-image statistic of each instance norm})."""
+        """(the first output, {statistic input name: (N, C, 1, 1) whole-image statistic of each instance norm}): mean
+        and rstd for an InstanceNormalization node, mean and var or meansq for one written out."""
         x = feeds[image]
         kwargs = dict(tile=tile, margin=margin, multiple=self.multiple, feather=feather)
         if not self._layers:
@@ -531,9 +782,9 @@ class Tiler:
                     if k == 0:
                         tile_feeds[image] = _c(x[:, :, r.tile0 : r.tile1, c.tile0 : c.tile1])
                     made = dict(zip(outputs, part.run(_only(part, tile_feeds)), strict=True))
-                    moments.add(_cell(made[self._layers[k]["probe"]], r, c))
+                    moments.add(_cell({**tile_feeds, **made}[self._layers[k]["probe"]], r, c))
                     _save(store, t, {**{n: earlier[n] for n in keep}, **made})
-                stats[stat_names(k)[0]], stats[stat_names(k)[1]] = moments.result(self._layers[k]["epsilon"])
+                stats.update(moments.given(self._layers[k]))
             last = self._parts[-1][0]
             index = {(r.tile0, r.tile1, c.tile0, c.tile1): t for t, (r, c) in enumerate(boxes)}
 

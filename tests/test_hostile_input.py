@@ -212,7 +212,7 @@ def test_the_cli_turns_an_unexpected_exception_into_one_line(tmp_path, monkeypat
         ["stylize", "style-retina", "--strength", "inf"],
         ["stylize", "style-retina", "--strength", "-0.5"],
         ["stylize", "style-retina", "--tile", "1"],
-        ["stylize", "style-retina", "--tile", "131"],
+        ["stylize", "style-retina", "--tile", "155"],  # 2 * margin 76 + multiple 4 = 156 at least
         ["stylize", "style-retina", "--tile", "-3"],
         ["stylize", "style-retina", "--threads", "0"],
         ["upscale", "sr-x4", "--tile", "3"],
@@ -280,7 +280,7 @@ def test_tile_scratch_of_a_killed_run_is_removed_by_the_next(tmp_path):
         import genrt, numpy as np
         from genrt.image import read_image
         m = genrt.load("style-retina")
-        m.stylize(read_image({str(src)!r}), tile=140)
+        m.stylize(read_image({str(src)!r}), tile=160)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     scratch = cache / "scratch"
@@ -296,7 +296,7 @@ def test_tile_scratch_of_a_killed_run_is_removed_by_the_next(tmp_path):
     left = [p.name for p in scratch.iterdir()]
     assert left and all(f"-{proc.pid}-" in name for name in left)
     # The next run (any process) sweeps the dead process's folder before it makes its own, and removes its own.
-    subprocess.run([sys.executable, "-c", code.replace("tile=140", "tile=512")], env=env, check=True)
+    subprocess.run([sys.executable, "-c", code.replace("tile=160", "tile=512")], env=env, check=True)
     assert list(scratch.iterdir()) == []
 
 

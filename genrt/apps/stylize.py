@@ -11,6 +11,7 @@ statistics, so tiles change nothing you can see).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from genrt.runtime.models import Model, register_kind
 # Images up to this many pixels run whole by default (a 2048x2048 photo); larger ones in tiles of _TILE.
 _UNTILED_PIXELS = 2048 * 2048
 _TILE = 1024
-_MARGIN = 64  # pixels each tile sees beyond its cell: Johnson's network reaches about 57 (genrt.tiles)
+_MARGIN = 64  # least pixels each tile sees beyond its cell; more where the network reaches further (Stylizer.margin)
 # BT.601 luma and chroma (JPEG's YCbCr without offsets), for colour preservation.
 _TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
 _FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
@@ -102,7 +103,7 @@ class Stylizer(Model):
             y = self(feeds)
             y = y[0] if isinstance(y, tuple) else y
         else:
-            y = self._tiler(feeds, self.image_input, tile=tile, margin=_MARGIN)
+            y = self._tiler(feeds, self.image_input, tile=tile, margin=self.margin)
         if y.ndim != 4 or y.shape[1] != 3 or y.shape[2:] != padded.shape[1:]:
             raise ShapeError(f"{self.path}: a stylizer must return (1, 3, H, W) like its input, got {y.shape}")
         y = _images.from_model(y[:, :, :h, :w], self.metadata)[0]
@@ -120,10 +121,19 @@ class Stylizer(Model):
         graph = getattr(self._runner, "graph", None)
         return 1 if graph is None else tiles.min_side(graph)
 
+    @functools.cached_property
+    def margin(self) -> int:
+        """Pixels each tile sees beyond its cell: enough that every pixel, cross-fade band included (a quarter of
+        the margin), comes from a tile that saw its whole receptive field (genrt.tiles.receptive_field: 57 for
+        Johnson's network, 65 for Magenta's); at least 64."""
+        graph = getattr(self._runner, "graph", None)
+        reach = None if graph is None else tiles.receptive_field(graph)
+        return max(_MARGIN, math.ceil(reach * 4 / 3) if reach else 0)
+
     def check_tile(self, tile) -> None:
         """ArgumentError unless ``tile`` is None (the default), 0 (whole image) or at least the smallest tile that
-        leaves a cell inside the margin every tile sees (2 * 64 pixels + the network's multiple)."""
-        least = 2 * _MARGIN + self.multiple
+        leaves a cell inside the margin every tile sees (2 * margin + the network's multiple)."""
+        least = 2 * self.margin + self.multiple
         if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or (tile != 0 and tile < least)):
             raise ArgumentError(f"tile: expected 0 (whole image) or a tile size >= {least} pixels, got {tile!r}")
 

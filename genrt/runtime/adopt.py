@@ -197,15 +197,13 @@ class _Probe:
     def __init__(self, model: onnx.ModelProto, path, image: str):
         import onnxruntime as ort
 
-        from genrt.runtime.onnx_session import _log_severity
+        from genrt.runtime.onnx_session import Session, _log_severity
 
         options = ort.SessionOptions()
         options.log_severity_level = _log_severity()
         options.intra_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(
-                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = Session(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             from genrt.runtime.onnx_session import describe_ort_error
 

@@ -240,14 +240,14 @@ def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype, opset: int) -> b
 
 def _time(model: bytes, x: np.ndarray, threads: int, library: str | None, device: str = "cpu") -> float:
     """Median seconds of one run on `device`; on a GPU the input is bound there once, so only the layer is timed."""
-    from genrt.runtime.onnx_session import _log_severity, _providers  # onnx_session imports this module's users
+    from genrt.runtime.onnx_session import Session, _log_severity, _providers  # onnx_session imports its users
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = _log_severity()  # a layer that fails here is kept as ORT's, silently
     if library:
         options.register_custom_ops_library(library)
-    session = ort.InferenceSession(model, options, providers=_providers(device, None))
+    session = Session(model, options, providers=_providers(device, None))
     if device != "cpu":
         return _time_bound(session, x, device)
     name = session.get_inputs()[0].name

@@ -67,11 +67,16 @@ def decode(props: dict[str, str]) -> dict[str, Any]:
     """The inverse of :func:`encode`; keys without the genrt prefix are ignored, non-JSON values kept as text."""
     out = {}
     for key, text in props.items():
-        if not key.startswith(PREFIX):
+        if not isinstance(key, str) or not key.startswith(PREFIX):  # protobuf gives bytes for invalid UTF-8
             continue
+        if isinstance(text, bytes | bytearray):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidModelError(f"metadata {key!r} is not UTF-8 text") from None
         try:
             out[key[len(PREFIX) :]] = json.loads(text)
-        except (json.JSONDecodeError, TypeError):
+        except (ValueError, TypeError):  # not JSON (or an integer of more digits than Python converts): text
             out[key[len(PREFIX) :]] = text
     return out
 
@@ -141,8 +146,10 @@ def decode_checked(props: dict[str, str], source) -> dict[str, Any]:
     """
     total = 0
     for key, text in props.items():
-        if not isinstance(key, str) or not isinstance(text, str) or not key.startswith(PREFIX):
+        if not isinstance(key, str) or not key.startswith(PREFIX):
             continue
+        if not isinstance(text, str):
+            raise InvalidModelError(f"{source}: metadata {key!r} is not UTF-8 text")
         total += len(text)
         check_json_text(text, f"{source}: metadata {key!r}")
     if total > MAX_TOTAL_CHARS:

@@ -7,6 +7,7 @@ thread-safe for Run).
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 
 import numpy as np
@@ -136,7 +137,13 @@ class Model:
             )
 
     def __getattr__(self, name: str):
-        # Only reached for attributes the class lacks: say which kind of model has them.
+        # Reached for attributes the class lacks (say which kind of model has them), and when a property raised an
+        # AttributeError such as ModelKindError: raise that again rather than a bare "no attribute".
+        found = inspect.getattr_static(type(self), name, None)
+        if isinstance(found, property) and found.fget is not None:
+            return found.fget(self)
+        if isinstance(found, functools.cached_property):
+            return found.func(self)
         kind = METHOD_KINDS.get(name)
         if kind is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

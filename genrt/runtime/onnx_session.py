@@ -217,6 +217,16 @@ def _register_shared_arena() -> None:
             _shared_arena = True
 
 
+class Session(ort.InferenceSession):
+    """onnxruntime's InferenceSession without its provider fallback: where a session cannot be made, onnxruntime
+    prints an "EP Error" banner to stdout and retries with other providers; genrt chooses the providers itself and
+    turns the failure into an error of its own, so nothing reaches the terminal."""
+
+    def _create_inference_session(self, *args, **kwargs):
+        self._enable_fallback = False
+        return super()._create_inference_session(*args, **kwargs)
+
+
 def new_session(model: onnx.ModelProto, path: Path, *, device: str, threads: int, providers, native: bool, arena=True):
     """An InferenceSession for `model` with genrt's thread, logging and library settings.
 
@@ -243,7 +253,7 @@ def new_session(model: onnx.ModelProto, path: Path, *, device: str, threads: int
         del node.attribute[:]
         node.attribute.extend(kept + [onnx.helper.make_attribute("threads", threads)])
     try:
-        return ort.InferenceSession(model.SerializeToString(), options, providers=_providers(device, providers))
+        return Session(model.SerializeToString(), options, providers=_providers(device, providers))
     except GenrtError:
         raise
     except Exception as exc:

@@ -458,3 +458,64 @@ def test_info_with_a_huge_input_shape_answers_fast(monkeypatch, capsys):
     estimate = float(err.split("need at least ")[1].split(" GiB")[0])
     assert math.isclose(estimate, (3 + 2 * 32) * 30000**2 * 4 / 2**30, rel_tol=0.3)  # input + two 32-channel maps
     assert genrt.cli.main(["info", "style-retina", "--input-shape", "1,3,64,64"]) == 0
+
+
+# --- found by tests/fuzz (each a reproducer of what the fuzzer hit) ---------------------------------------------
+
+
+def _relu_model(path, props: dict[str, str]) -> bytes:
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+    )  # fmt: skip
+    model = helper.make_model(g)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("props", "swap", "error"),
+    [
+        ({"genrt.kind": '"upscaler"', "genrt.scale": "9" * 5000}, None, "genrt.scale must be a whole number"),
+        ({"genrt.kind": '"vae"', "genrt.note": '"abcd"'}, (b'"abcd"', b'"\xf9bcd"'), "not UTF-8"),
+        ({"genrt.kind": '"vae"', "genrt.zzzz": "1"}, (b"genrt.zzzz", b"genr\xab.zzzz"), None),  # a key: ignored
+    ],
+)
+def test_metadata_that_is_not_text_or_has_huge_numbers(tmp_path, props, swap, error):
+    data = _relu_model(tmp_path, props)
+    if swap:
+        data = data.replace(*swap)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    if error is None:
+        assert genrt.load(path).kind == "vae"
+    else:
+        with pytest.raises(InvalidModelError, match=error):
+            genrt.load(path)
+
+
+def test_a_property_of_a_missing_key_says_so(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_relu_model(tmp_path, {"genrt.kind": '"inpainter"'}))  # no genrt.size
+    with pytest.raises(genrt.ModelKindError, match="needs metadata 'size'"):
+        genrt.load(path).size  # noqa: B018
+
+
+def test_a_model_onnxruntime_refuses_prints_nothing(tmp_path, capfd):
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("NoSuchOpZ", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )  # fmt: skip
+    # Invalid UTF-8 in ORT's error message: onnxruntime's own session would print an "EP Error" banner and retry.
+    (tmp_path / "m.onnx").write_bytes(helper.make_model(g).SerializeToString().replace(b"OpZ", b"Op\xc3"))
+    with pytest.raises(InvalidModelError, match="onnxruntime cannot load this model"):
+        genrt.load(tmp_path / "m.onnx")
+    out, err = capfd.readouterr()
+    assert "EP Error" not in out + err and out == ""
