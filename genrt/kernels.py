@@ -21,6 +21,7 @@ __all__ = [
     "cuda_available",
     "cuda_device_count",
     "get_num_threads",
+    "instance_norm",
     "minibatch_discrimination",
     "minibatch_discrimination_backward",
     "set_num_threads",
@@ -136,6 +137,48 @@ def minibatch_discrimination_backward(
         with ``e_ij = exp(-||M[i, b] - M[j, b]||_1)`` and sign(0) = 0.
     """
     return _C.minibatch_discrimination_backward(M, grad_out, _check_threads(threads))
+
+
+def instance_norm(
+    x: np.ndarray,
+    scale: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    *,
+    residual: np.ndarray | None = None,
+    epsilon: float = 1e-5,
+    activation: str | None = "none",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Instance normalization (Ulyanov et al. 2016) with its affine, a residual and a relu in one pass per plane.
+
+    ``y[n, c] = act((x[n, c] - mean[n, c]) / sqrt(var[n, c] + epsilon) * scale[n, c] + bias[n, c] + residual[n, c])``,
+    mean and (population) variance over each H x W plane, as ONNX InstanceNormalization or torch's InstanceNorm2d.
+
+    Args:
+        x: ``ndarray[N, C, H, W]``, float32 or float64, any strides.
+        scale: None (1), ``ndarray[C]`` per channel, or ``ndarray[N, C]`` per sample and channel (a conditional
+            instance norm's, from a style vector); ``(1 | N, C, 1, 1)`` is accepted too. x's dtype.
+        bias: like scale; None is 0.
+        residual: None or ``ndarray[N, C, H, W]`` (x's shape and dtype, any strides: ``np.broadcast_to`` views
+            too), added before the activation, as a residual block's skip connection.
+        epsilon: added to the variance, >= 0.
+        activation: None/"none" or "relu".
+        threads: threads to use (they share the N x C planes); default :func:`get_num_threads`.
+
+    Returns:
+        A fresh C-contiguous ``ndarray[N, C, H, W]`` of x's dtype.
+
+    Raises:
+        ShapeError: x is not 4-D, scale or bias has neither C nor N x C values, or residual is not x's shape.
+        ArgumentError: a negative or non-finite epsilon, a bad activation or threads.
+        DTypeError: x, scale, bias or residual is not a float32/float64 ndarray, or the dtypes differ.
+    """
+    act = "none" if activation is None else activation
+    if not isinstance(act, str) or act not in ("none", "relu"):
+        raise ArgumentError(f"activation: expected None, 'none' or 'relu', got {activation!r}")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float | np.floating | np.integer):
+        raise ArgumentError(f"epsilon: expected a float >= 0, got {epsilon!r}")
+    return _C.instance_norm_forward(x, scale, bias, float(epsilon), act, _check_threads(threads), residual)
 
 
 _ACTIVATIONS = ("none", "relu", "leaky_relu", "tanh", "sigmoid")

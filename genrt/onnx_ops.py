@@ -66,6 +66,27 @@ def register_schemas() -> None:
                 ],
             ),
             defs.OpSchema(
+                "InstanceNorm",
+                DOMAIN,
+                VERSION,
+                doc="act((X - mean) / sqrt(var + epsilon) * scale + bias + residual), mean and var per (n, c) plane.",
+                inputs=[
+                    param("X", "T", "(N, C, H, W)"),
+                    param("scale", "T", "C or N x C values: (C,), (N, C), (1 | N, C, 1, 1)", param_option=optional),
+                    param("bias", "T", "like scale", param_option=optional),
+                    param("residual", "T", "X's shape, or one that broadcasts to it", param_option=optional),
+                ],
+                outputs=[param("Y", "T", "(N, C, H, W)")],
+                type_constraints=[T],
+                attributes=[
+                    attr(
+                        "epsilon", defs.OpSchema.AttrType.FLOAT, "added to the variance; default 1e-5", required=False
+                    ),
+                    attr("activation", defs.OpSchema.AttrType.STRING, "none|relu", required=False),
+                    attr("threads", INT, "kernel threads; set by genrt.load", required=False),
+                ],
+            ),
+            defs.OpSchema(
                 "ConvTranspose",
                 DOMAIN,
                 VERSION,

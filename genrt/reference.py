@@ -32,6 +32,26 @@ def reference_minibatch_discrimination_backward(M: np.ndarray, grad_out: np.ndar
     return grad
 
 
+def reference_instance_norm(
+    x: np.ndarray, scale=None, bias=None, *, residual=None, epsilon: float = 1e-5, activation: str | None = "none"
+) -> np.ndarray:
+    """Instance normalization in float64: each (n, c) plane of x (N, C, H, W) less its mean, over the square root of
+    its population variance plus epsilon, times scale plus bias (None, (C,) or (N, C) values), plus residual (None
+    or x's shape), then an optional relu."""
+    x = np.asarray(x, dtype=np.float64)
+    N, C = x.shape[:2]
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=(2, 3), keepdims=True)
+    y = (x - mean) / np.sqrt(var + epsilon)
+    for value, apply in ((scale, np.multiply), (bias, np.add)):
+        if value is not None:
+            value = np.asarray(value, dtype=np.float64).reshape(-1, C)  # (1 | N, C)
+            y = apply(y, value.reshape(value.shape[0], C, 1, 1))
+    if residual is not None:
+        y = y + np.asarray(residual, dtype=np.float64)
+    return np.maximum(y, 0.0) if activation == "relu" else y
+
+
 def reference_conv2d(
     x: np.ndarray,
     w: np.ndarray,

@@ -189,11 +189,13 @@ def receptive_field(model: onnx.ModelProto) -> int | None:
 
 def min_side(model: onnx.ModelProto) -> int:
     """The smallest height and width an image model's input may have: what its reflection pads and unpadded
-    kernels need at the scale they see (a reflect pad of p needs p + 1 pixels; ONNX Runtime refuses fewer), with
-    one pixel of the deepest such layer to spare. 1 where nothing limits it (or the graph is not followed that far:
-    the needs found up to that point still count)."""
+    kernels need at the scale they see (a reflect pad of p needs p + 1 pixels; ONNX Runtime refuses fewer; a layer
+    behind a stride s needs s times as many input pixels). 1 where nothing limits it (or the graph is not followed
+    that far: the needs found up to that point still count)."""
+    from genrt.runtime.fuse_norms import fold_constants  # pads a constant subgraph computes become readable
+
     needs: list[float] = []
-    _walk(model, needs)
+    _walk(fold_constants(model), needs)
     return max([1] + [math.ceil(n - 1e-9) for n in needs])
 
 
@@ -205,6 +207,7 @@ def _walk(model: onnx.ModelProto, needs: list | None = None) -> int | None:
     if not images:
         return None
     reach: dict[str, tuple[float, float]] = {images[0]: (0.0, 1.0)}  # tensor -> (radius, input pixels per pixel)
+    padded = {n.output[0] for n in model.graph.node if n.op_type == "Pad"}  # tensors a Pad made
 
     def kernel(node) -> list[int] | None:
         k = _attr(node, "kernel_shape", None)
@@ -231,7 +234,7 @@ def _walk(model: onnx.ModelProto, needs: list | None = None) -> int | None:
         r, t = max(s[0] for s in seen), seen[0][1]
         op = node.op_type
         if needs is not None:
-            needs.extend((length + 1) * t for length in _needed(node, inits, consts, kernel))
+            needs.extend(length * t for length in _needed(node, inits, consts, kernel, padded))
         if op in ("Conv", "MaxPool", "AveragePool", "ConvTranspose"):
             k = kernel(node)
             if k is None:
@@ -262,9 +265,9 @@ def _walk(model: onnx.ModelProto, needs: list | None = None) -> int | None:
     return math.ceil(reach[out][0] - 1e-9) if out in reach else None
 
 
-def _needed(node, inits: dict, consts: dict, kernel) -> list[int]:
+def _needed(node, inits: dict, consts: dict, kernel, padded: set) -> list[int]:
     """The axis lengths (H, W) a node needs of its input: a reflect Pad of p needs p + 1, a convolution or pooling its
-    dilated kernel less its padding."""
+    dilated kernel less its padding (nothing where a Pad made its input: that Pad's own need covers it)."""
     if node.op_type == "Pad" and _attr(node, "mode", b"constant") == b"reflect":
         pads = _attr(node, "pads", None)
         if pads is None and len(node.input) > 1:
@@ -273,7 +276,7 @@ def _needed(node, inits: dict, consts: dict, kernel) -> list[int]:
         if pads is None or len(pads) != 8:
             return []
         return [max(pads[2], pads[6]) + 1, max(pads[3], pads[7]) + 1]
-    if node.op_type in ("Conv", "MaxPool", "AveragePool"):
+    if node.op_type in ("Conv", "MaxPool", "AveragePool") and node.input[0] not in padded:
         k = kernel(node)
         if not k or len(k) != 2:
             return []

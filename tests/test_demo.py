@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 
 import genrt  # noqa: E402
-from genrt import demo  # noqa: E402
+from genrt import demo, demo_apps  # noqa: E402
 from genrt.cli import main  # noqa: E402
 from genrt.runtime import files  # noqa: E402
 from tests.tiny_models import make  # noqa: E402
@@ -20,6 +20,7 @@ def bundled(tmp_path, monkeypatch):
     genrt.export(g, models / "tiny-gen.onnx", torch.randn(2, 16), kind="generator", metadata={"description": "tiny"})
     genrt.export(d, models / "tiny-disc.onnx", torch.randn(4, 1, 8, 8), kind="discriminator")
     monkeypatch.setattr(files, "MODELS_DIR", models)
+    monkeypatch.setattr(demo_apps, "installed_models", lambda: [])  # third-party models installed here: not these
     return models
 
 
@@ -44,5 +45,6 @@ def test_demo_writes_pictures_and_index(bundled, tmp_path):
 
 def test_demo_without_generators_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(demo_apps, "installed_models", lambda: [])
     with pytest.raises(genrt.ArgumentError, match="no bundled models"):
         demo.run(tmp_path / "out")

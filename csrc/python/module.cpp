@@ -14,6 +14,7 @@
 #include "../core/conv2d.h"
 #include "../core/conv_transpose2d.h"
 #include "../core/cpu_isa.h"
+#include "../core/instance_norm.h"
 #include "../core/minibatch_discrimination.h"
 #include "../core/parallel.h"
 
@@ -174,6 +175,30 @@ py::array conv2d_forward(py::handle x_obj, py::handle w_obj, py::handle bias_obj
   return out.array;
 }
 
+py::array instance_norm_forward(py::handle x_obj, py::handle scale_obj, py::handle bias_obj, double epsilon,
+                                const std::string& activation, int threads, py::handle residual_obj) {
+  Arg x("x", x_obj);
+  genrt::check_ndim(x.ref, 4, "x of shape (N, C, H, W)");
+  std::unique_ptr<Arg> affine[3];
+  genrt::TensorRef refs[3] = {{"scale", nullptr, x.ref.dtype, 0, nullptr, nullptr},
+                              {"bias", nullptr, x.ref.dtype, 0, nullptr, nullptr},
+                              {"residual", nullptr, x.ref.dtype, 0, nullptr, nullptr}};
+  py::handle objs[3] = {scale_obj, bias_obj, residual_obj};
+  const char* names[3] = {"scale", "bias", "residual"};
+  for (int i = 0; i < 3; ++i)
+    if (!objs[i].is_none()) {
+      affine[i] = std::make_unique<Arg>(names[i], objs[i]);
+      refs[i] = affine[i]->ref;
+    }
+  const genrt::Activation act = genrt::parse_activation(activation);
+  Out out("out", x.ref.dtype, x.sizes);
+  {
+    py::gil_scoped_release nogil;
+    genrt::instance_norm_forward(x.ref, refs[0], refs[1], refs[2], out.ref, epsilon, act, resolve_threads(threads));
+  }
+  return out.array;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, mod) {
@@ -220,6 +245,11 @@ PYBIND11_MODULE(_C, mod) {
           "in-kernel padding (top, left, bottom, right; zeros/reflect/edge), fused bias and relu; x (N, C_in, H, W), "
           "weight (C_out, C_in, kH, kW), stride (sh, sw) -> (N, C_out, (H + top + bottom - kH) / sh + 1, "
           "(W + left + right - kW) / sw + 1). cache: a WeightCache that keeps the transformed or packed weights.");
+  mod.def("instance_norm_forward", &instance_norm_forward, py::arg("x"), py::arg("scale") = py::none(),
+          py::arg("bias") = py::none(), py::arg("epsilon") = 1e-5, py::arg("activation") = "none",
+          py::arg("threads") = 0, py::arg("residual") = py::none(),
+          "Instance normalization: x (N, C, H, W) normalized per (n, c) plane over H, W, then * scale + bias "
+          "(each None, C or N x C values), + residual (None or x's shape) and an optional relu -> (N, C, H, W).");
   mod.def("hardware_threads", &genrt::hardware_threads, "Hardware threads usable by this process.");
   mod.def("available_isas", &genrt::available_isas, "Instruction sets compiled in and supported by this CPU.");
   mod.def("active_isa", [] { return std::string(genrt::isa_name(genrt::active_isa())); });

@@ -16,7 +16,7 @@ import threading
 import onnx
 
 from genrt.errors import RunError
-from genrt.runtime import fuse
+from genrt.runtime import fuse, fuse_norms
 from genrt.runtime.onnx_session import (
     base_model,
     has_cuda_kernels,
@@ -54,10 +54,17 @@ class OrtRunner:
         self._base, self._native, self._op_kernels = base_model(model)
         self._how = fuse.modes(how)  # per op; `how` given: for every op, else the environment's, read now
         self._library = ort_ops_library(device)
+        # What the CPU sessions run: the base model with its shape-building constants folded (so the Conv rewrite
+        # sees every Pad's pads) and its instance norms as genrt.InstanceNorm nodes (genrt.runtime.fuse_norms).
+        # self._base, what `graph` returns and genrt.tiles cuts, stays as it is.
+        cpu = self._library is not None and providers is None and device == "cpu"
+        self._prepared = fuse_norms.fold_constants(self._base) if cpu else self._base
+        self._norms = fuse_norms.find(self._prepared) if cpu and fuse_norms.mode() == "genrt" else []
         self._dynamic = dynamic_axes(self._base)
         self._options = run_options()
         self._lock = threading.Lock()
         self._sessions: dict[tuple, object] = {}  # chosen chain indices -> session
+        self._graphs: dict[tuple, onnx.ModelProto] = {}  # chosen chain indices -> the model its session runs
         self._classes: dict[tuple, tuple] = {}  # class key -> (session, [(chain index, label)])
         # Ops that may be rewritten: a node scan; which chains qualify is fuse()'s to say.
         # On a GPU only ConvTranspose has a genrt kernel, and only in a CUDA build.
@@ -65,7 +72,7 @@ class OrtRunner:
         self._ops = tuple(
             op
             for op, how_op in self._how.items()
-            if how_op != "ort" and op in device_ops and fuse.has_candidates(self._base, (op,))
+            if how_op != "ort" and op in device_ops and fuse.has_candidates(self._prepared, (op,))
         )
         rewrite = self._library is not None and providers is None and bool(self._ops)
         base = self._session(())
@@ -92,6 +99,12 @@ class OrtRunner:
         far (an op is absent where no decided class runs a genrt layer of it)."""
         kernels = dict(self._op_kernels)
         decided = sorted(self._classes.items())
+        if self._norms:
+            relu, residual = (sum(bool(getattr(norm, k)) for norm in self._norms) for k in ("relu", "residual"))
+            count = len(self._norms)
+            kernels["InstanceNorm"] = (
+                f"genrt instance_norm kernel for {count} norm(s), {relu} with relu, {residual} with a residual"
+            )
         what = {
             "ConvTranspose": "genrt fused kernel",
             "Conv": "genrt conv2d kernel (Winograd for 3x3 stride 1, direct otherwise)",
@@ -141,16 +154,24 @@ class OrtRunner:
         how = {op: (self._how[op] if op in self._ops else "ort") for op in self._how}
         device = self._settings["device"]
         ready, chosen = fuse.fuse(
-            self._base, threads=self._threads, library=self._library, input_shapes=shapes, how=how, device=device
+            self._prepared, threads=self._threads, library=self._library, input_shapes=shapes, how=how, device=device
         )
         return self._session(tuple(index for index, _, _ in chosen), ready), chosen
 
+    def session_graph(self, shapes: dict[str, tuple]) -> onnx.ModelProto:
+        """The model genrt runs for inputs of these shapes (their class's session): the base model after genrt's
+        rewrites; do not modify it."""
+        session = self._single or self._for_class(self._class_key(shapes))
+        return next(model for key, model in self._graphs.items() if self._sessions[key] is session)
+
     def _session(self, chosen: tuple, model: onnx.ModelProto | None = None):
         if chosen not in self._sessions:
-            native = self._native or bool(chosen)
+            model = fuse_norms.apply(model or self._prepared, self._norms)
+            native = self._native or bool(chosen) or bool(self._norms)
             device, threads, providers = (self._settings[k] for k in ("device", "threads", "providers"))
             self._sessions[chosen] = new_session(
-                model or self._base, self._path, device=device, threads=threads, providers=providers, native=native,
+                model, self._path, device=device, threads=threads, providers=providers, native=native,
                 arena=self._arena,
             )  # fmt: skip
+            self._graphs[chosen] = model
         return self._sessions[chosen]

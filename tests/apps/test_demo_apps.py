@@ -73,6 +73,7 @@ def test_style_section_pictures(bundled, tmp_path):
 
 def test_no_section_without_stylizers(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(demo_apps, "installed_models", lambda: [])  # nor third-party ones installed
     assert demo_apps.sections() == []
 
 
