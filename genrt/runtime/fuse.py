@@ -335,13 +335,19 @@ def fuse(
     if not replaced:
         return model, []
     nodes = [replaced.get(id(n), n) for n in out.graph.node if id(n) not in drop]
+    return with_nodes(out, nodes), chosen
+
+
+def with_nodes(out: onnx.ModelProto, nodes: list) -> onnx.ModelProto:
+    """`out` (changed in place) running `nodes`, genrt's nodes among them: what they left unused dropped, the genrt
+    opset declared."""
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     _drop_unused_constants(out)
     _drop_unused_initializers(out)
     if not any(o.domain == onnx_ops.DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.VERSION))
-    return out, chosen
+    return out
 
 
 def _key(chain: Chain, inits: dict, threads: int, device: str = "cpu") -> str | None:
@@ -403,6 +409,8 @@ def _drop_unused_constants(model: onnx.ModelProto) -> None:
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     used = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
+    used |= {v.name for v in model.graph.input}  # an initializer that is also an input stays overridable
     keep = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
+    if len(keep) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)

@@ -44,6 +44,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from genrt import onnx_ops
+from genrt.runtime.fuse import _drop_unused_initializers, with_nodes
 
 STANDARD = ("", "ai.onnx")
 ENV = "GENRT_INSTANCE_NORM"
@@ -152,15 +153,6 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     out.graph.initializer.extend(new)
     _drop_unused_initializers(out)
     return out
-
-
-def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
-    used |= {v.name for v in model.graph.input}  # an initializer that is also an input stays overridable
-    keep = [t for t in model.graph.initializer if t.name in used]
-    if len(keep) != len(model.graph.initializer):
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
 
 
 # --- finding instance norms ---------------------------------------------------------------------------------------
@@ -519,18 +511,4 @@ def apply(model: onnx.ModelProto, norms: list[Norm], threads: int = 0) -> onnx.M
             kept.append(at[n.output[0]])
         elif n.output[0] not in replaced:
             kept.append(n)
-    del out.graph.node[:]
-    out.graph.node.extend(kept)
-    _drop_unused_constants(out)
-    _drop_unused_initializers(out)
-    if not any(o.domain == onnx_ops.DOMAIN for o in out.opset_import):
-        out.opset_import.append(helper.make_opsetid(onnx_ops.DOMAIN, onnx_ops.VERSION))
-    return out
-
-
-def _drop_unused_constants(model: onnx.ModelProto) -> None:
-    used = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
-    keep = [n for n in model.graph.node if n.op_type != "Constant" or any(o in used for o in n.output)]
-    if len(keep) != len(model.graph.node):
-        del model.graph.node[:]
-        model.graph.node.extend(keep)
+    return with_nodes(out, kept)

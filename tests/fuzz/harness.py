@@ -17,10 +17,12 @@ shrunk by hypothesis, which prints the falsifying example; the harness adds the 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import random
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,6 +108,26 @@ def run_rounds(
     elapsed = time.monotonic() - start
     print(f"{name}: {rounds} rounds of up to {examples} examples in {elapsed:.0f} s, seed {seed}")
     return rounds
+
+
+class ExampleTimeout(Exception):
+    """An example ran past its alarm: a read, a load or a command that hangs."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int, what: str):
+    """Raises ExampleTimeout in the block after `seconds` (SIGALRM: the main thread of the fuzzer's process)."""
+
+    def ring(signum, frame):
+        raise ExampleTimeout(f"the alarm went off after {seconds} s: {what} hangs")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run_fuzzer(target: str, *, seconds: float | None = None, seed: int | None = None) -> None:

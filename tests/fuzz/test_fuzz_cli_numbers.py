@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import signal
 import tempfile
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import pytest
 from hypothesis import strategies as st
 
 import genrt
-from tests.fuzz.harness import run_fuzzer, run_rounds
+from tests.fuzz.harness import run_fuzzer, run_rounds, time_limit
 
 EXAMPLE_SECONDS = 120
 
@@ -116,14 +115,6 @@ def cli_case(draw) -> tuple[str, list[str]]:
 # --- the contract -------------------------------------------------------------------------------------------------
 
 
-class ExampleTimeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise ExampleTimeout("the alarm went off: a command hangs")
-
-
 _loaded: dict = {}
 
 
@@ -149,9 +140,7 @@ def check_case(case, root: Path, served: list) -> None:
     argv = [a.replace("{input}", str(root / "in.png")).replace("{out}", str(out)) for a in template]
     stderr, stdout = io.StringIO(), io.StringIO()
     served.clear()
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(EXAMPLE_SECONDS)
-    try:
+    with time_limit(EXAMPLE_SECONDS, "a command"):
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
             try:
                 status = main(argv)
@@ -159,8 +148,6 @@ def check_case(case, root: Path, served: list) -> None:
                 assert exc.code == 2, f"SystemExit({exc.code!r}) for {argv}"
                 assert "error:" in stderr.getvalue(), stderr.getvalue()
                 status = "usage"
-    finally:
-        signal.alarm(0)
     lines = stderr.getvalue().splitlines()
     if status == 0:
         return

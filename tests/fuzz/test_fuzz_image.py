@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import signal
 import socket
 import struct
 import tempfile
@@ -31,7 +30,7 @@ from hypothesis import strategies as st
 
 from genrt.errors import GenrtError, ImageTooLargeError, InvalidImageError
 from genrt.image import Picture, encode_png, read_image, write_image
-from tests.fuzz.harness import run_fuzzer, run_rounds
+from tests.fuzz.harness import run_fuzzer, run_rounds, time_limit
 
 FUZZ_MAX_PIXELS = 1 << 22  # read limit of the fuzzed reads: a forged size within it costs at most ~100 MB
 EXAMPLE_SECONDS = 30  # one read and three writes of a <= 64x64 image: a hang if longer
@@ -236,21 +235,11 @@ def check_picture(picture: Picture, path: Path) -> None:
     assert picture.source == str(path) and picture.format in ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 
 
-class ExampleTimeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise ExampleTimeout("the alarm went off: a read or write hangs")
-
-
 def check_case(case, folder: Path) -> None:
     name, data, suffix = case
     path = folder / f"input{suffix}"
     path.write_bytes(data)
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(EXAMPLE_SECONDS)
-    try:
+    with time_limit(EXAMPLE_SECONDS, "a read or write"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning, tifffile's notes on odd files
             try:
@@ -265,8 +254,6 @@ def check_case(case, folder: Path) -> None:
                 except GenrtError:
                     continue
                 assert target.stat().st_size > 0
-    finally:
-        signal.alarm(0)
 
 
 def fuzz_image(seconds: float, seed: int) -> None:
@@ -310,13 +297,9 @@ def test_png_bomb_is_too_large(tmp_path):
 def test_fifo_is_refused_without_opening_it(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(10)  # opening a FIFO with no writer blocks forever
-    try:
+    with time_limit(10, "a read or write"):  # opening a FIFO with no writer blocks forever
         with pytest.raises(InvalidImageError, match="pipe.png.*not a regular file"):
             read_image(fifo)
-    finally:
-        signal.alarm(0)
 
 
 def test_socket_is_refused(tmp_path):

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import signal
 import struct
 import tempfile
 import zipfile
@@ -32,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import genrt
 from genrt.errors import GenrtError
-from tests.fuzz.harness import run_fuzzer, run_rounds
+from tests.fuzz.harness import run_fuzzer, run_rounds, time_limit
 
 EXAMPLE_SECONDS = 60
 BOMB_BYTES = 1 << 30  # the zip bomb's member: 1 GiB of zeros, about 1 MB deflated
@@ -289,21 +288,11 @@ CASES = file_case() | metadata_case() | manifest_case()
 # --- the contract -------------------------------------------------------------------------------------------------
 
 
-class ExampleTimeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise ExampleTimeout("the alarm went off: a load hangs")
-
-
 def check_case(case, folder: Path) -> None:
     name, data, suffix = case
     path = folder / f"model{suffix}"
     path.write_bytes(data)
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(EXAMPLE_SECONDS)
-    try:
+    with time_limit(EXAMPLE_SECONDS, "a load"):
         try:
             model = genrt.load(path, threads=1)
         except GenrtError:
@@ -316,8 +305,6 @@ def check_case(case, folder: Path) -> None:
                 getattr(model, prop)
             except GenrtError:  # ModelKindError (an AttributeError too) for another kind's property
                 pass
-    finally:
-        signal.alarm(0)
 
 
 def fuzz_models(seconds: float, seed: int) -> None:
