@@ -209,7 +209,9 @@ class _Probe:
 
             raise InvalidModelError(f"{path}: onnxruntime cannot load this model: {describe_ort_error(exc)}") from None
         self._path, self._image = path, image
-        self._inputs = {i.name: i for i in self._session.get_inputs()}
+        from genrt.runtime.onnx_session import io_specs
+
+        self._inputs = {spec.name: spec for spec in io_specs(self._session.get_inputs(), path)}
 
     def _feeds(self, meta: dict, h: int, w: int) -> dict:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -296,11 +296,16 @@ def run_error(exc: BaseException, path) -> RunError:
     return RunError(f"{path}: onnxruntime failed to run the model: {text}", reason=text)
 
 
-def io_specs(args) -> list[IOSpec]:
-    return [
-        IOSpec(a.name, tuple(d if d is not None else "?" for d in a.shape), _NP_TYPES.get(a.type, object))
-        for a in args
-    ]
+def io_specs(args, path=None) -> list[IOSpec]:
+    """IOSpecs of a session's get_inputs() or get_outputs(); InvalidModelError where a name or a dimension's name is
+    not UTF-8 (onnxruntime keeps the file's bytes, and decodes them only here)."""
+    try:
+        return [
+            IOSpec(a.name, tuple(d if d is not None else "?" for d in a.shape), _NP_TYPES.get(a.type, object))
+            for a in args
+        ]
+    except UnicodeDecodeError:
+        raise InvalidModelError(f"{path}: a graph input's or output's name is not UTF-8 text") from None
 
 
 def onnx_metadata(model: onnx.ModelProto, path=None) -> dict:

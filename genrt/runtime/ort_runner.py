@@ -76,8 +76,8 @@ class OrtRunner:
         )
         rewrite = self._library is not None and providers is None and bool(self._ops)
         base = self._session(())
-        self.inputs = io_specs(base.get_inputs())
-        self.outputs = io_specs(base.get_outputs())
+        self.inputs = io_specs(base.get_inputs(), path)
+        self.outputs = io_specs(base.get_outputs(), path)
         self._single = None if rewrite else base
         self._eligible = rewrite
         if rewrite and all(axis == 0 for _, axis in self._dynamic):

@@ -116,11 +116,14 @@ def cli_case(draw) -> tuple[str, list[str]]:
 
 
 _loaded: dict = {}
+_MAX_LOADED = 4  # models kept loaded at once
 
 
 def _cached_load(real_load):
     def load(path_or_name, **kwargs):
         key = (str(path_or_name), repr(sorted(kwargs.items())))  # repr: app commands pass a dict (adopt=...)
+        if key not in _loaded and len(_loaded) >= _MAX_LOADED:
+            _loaded.clear()  # many (model, threads) pairs held at once would pass the fuzzer's memory bound
         if key not in _loaded:
             _loaded[key] = real_load(path_or_name, **kwargs)
         return _loaded[key]

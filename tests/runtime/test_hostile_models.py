@@ -498,6 +498,19 @@ def test_metadata_that_is_not_text_or_has_huge_numbers(tmp_path, props, swap, er
             genrt.load(path)
 
 
+def test_an_input_dimension_named_in_bytes_that_are_not_utf8(tmp_path):
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "QQ"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "QQ"])],
+    )  # fmt: skip
+    (tmp_path / "m.onnx").write_bytes(helper.make_model(g).SerializeToString().replace(b"QQ", b"\x80Q"))
+    with pytest.raises(InvalidModelError, match="not UTF-8"):
+        genrt.load(tmp_path / "m.onnx")
+
+
 def test_a_property_of_a_missing_key_says_so(tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(_relu_model(tmp_path, {"genrt.kind": '"inpainter"'}))  # no genrt.size
