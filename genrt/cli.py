@@ -97,7 +97,15 @@ def _indices(text: str, name: str) -> list[int]:
     return values
 
 
+_MAX_FRAMES = 4096  # images in one grid from `genrt walk`: points x steps grows as a product
+
+
 def _cmd_walk(args) -> None:
+    frames = (args.points - 1) * (args.steps - 1) + 1
+    if frames > _MAX_FRAMES:
+        raise ArgumentError(
+            f"--points {args.points} --steps {args.steps}: {frames} frames, over {_MAX_FRAMES} in one picture"
+        )
     model, write = _load_generator(args)
     frames = model.walk(model.latents(args.points, seed=args.seed), args.steps, method=args.method)
     write(frames, args.steps - 1)

@@ -402,3 +402,9 @@ def test_names_cannot_split_or_forge_report_lines(tmp_path, capsys):
     assert len(lines) == 4 and all(line.startswith("failed ") for line in lines[:3])
     assert lines[-1] == "1 done, 0 skipped (already there), 3 failed"
     assert any("\\n0 done" in line for line in lines)
+
+
+def test_a_walk_of_millions_of_frames_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "walk.png"
+    assert main(["walk", "dcgan-digits", "--points", "4096", "--steps", "4096", "-o", str(out)]) == 2  # 16 GB
+    assert "16769026 frames" in capsys.readouterr().err and not out.exists()

@@ -10,6 +10,8 @@ also runs under an address-space limit (ADDRESS_LIMIT_BYTES), so an allocation d
 (MemoryError, reported as a finding) instead of swapping the CI machine.
 
 Budget: GENRT_FUZZ_SECONDS per fuzzer; default 60 when CI=true, else 10 (a developer's ``pytest`` stays fast).
+Seed: GENRT_FUZZ_SEED; on CI the fixed CI_SEED (a submission's run is reproducible), else a fresh one (a nightly
+job explores).
 Inside the child, hypothesis runs in rounds of ROUND_EXAMPLES examples, each with its own derived seed and no
 example database (database=None: a CI run depends on the seed alone), until the budget is spent. A failure is
 shrunk by hypothesis, which prints the falsifying example; the harness adds the seed and the command to rerun.
@@ -47,18 +49,28 @@ ADDRESS_LIMIT_BYTES = 64 * 2**30
 ROUND_EXAMPLES = 100
 
 
+CI_SEED = 20261206  # CI's seed: a submission's run is reproducible; nightly and local runs draw fresh seeds
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
 def fuzz_seconds() -> float:
     """GENRT_FUZZ_SECONDS, else 60 on CI (CI=true), else 10."""
     text = os.environ.get("GENRT_FUZZ_SECONDS", "").strip()
     if text:
         return float(text)
-    return 60.0 if os.environ.get("CI", "").lower() in ("true", "1", "yes") else 10.0
+    return 60.0 if _on_ci() else 10.0
 
 
 def fuzz_seed() -> int:
-    """GENRT_FUZZ_SEED, else a fresh random seed (printed, so a failure can be rerun)."""
+    """GENRT_FUZZ_SEED, else CI_SEED on CI (the same examples every run), else a fresh random seed (printed, so a
+    failure can be rerun)."""
     text = os.environ.get("GENRT_FUZZ_SEED", "").strip()
-    return int(text) if text else random.SystemRandom().randrange(2**32)
+    if text:
+        return int(text)
+    return CI_SEED if _on_ci() else random.SystemRandom().randrange(2**32)
 
 
 def run_rounds(
