@@ -44,6 +44,7 @@ from genrt.errors import ArgumentError, GenrtError, printable
 from genrt.image import PARTIAL_SUFFIX
 from genrt.image import READ_SUFFIXES as IMAGE_SUFFIXES  # folders and globs yield only these
 from genrt.image import WRITE_SUFFIXES as WRITABLE_SUFFIXES  # an input in another (GIF) gets .png by default
+from genrt.video import VIDEO_SUFFIXES  # with video=True, clips too: each keeps its container
 
 _DEFAULT_EXT = ".png"
 
@@ -97,6 +98,7 @@ def plan(
     suffix: str = "",
     ext: str | None = None,
     protect: Sequence[str | Path] = (),
+    video: bool = False,
 ) -> list[Job]:
     """The jobs for these inputs: one per image, in input order (files of a folder or glob sorted by path).
 
@@ -110,6 +112,9 @@ def plan(
     (default: the input's own suffix; .png for a GIF).
 
     protect: the command's other input files (a mask, the masks of --masks, the model): no target may be one.
+
+    video: video files (genrt.video.VIDEO_SUFFIXES) are inputs too; each one's output keeps its suffix whatever
+    ``ext`` says (which then applies to the images), and a single clip's output file must be a video file.
 
     A file found in a folder or glob whose path is the target of another input is taken as an earlier output of
     this same command (output folder = input folder with a suffix), not as an input, only where MADE_LIST says
@@ -132,14 +137,15 @@ def plan(
     if any(sep in suffix for sep in (os.sep, os.altsep) if sep):
         raise ArgumentError(f"suffix: expected a name part such as '-styled', got {suffix!r} (a path)")
     ext = _normalize_ext(ext)
+    suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
 
     found: list[tuple[Path, Path, bool]] = []  # (source, path relative to the output, named explicitly)
     for item in inputs:
-        found.extend(_expand(item, recursive, skip=_key(Path(output))))
+        found.extend(_expand(item, recursive, skip=_key(Path(output)), suffixes=suffixes))
     if not found:
         names = ", ".join(str(i) for i in inputs)
         hint = "" if recursive else "; use -r for sub-folders"
-        raise ArgumentError(f"no images in {names} (looked for {' '.join(IMAGE_SUFFIXES)}{hint})")
+        raise ArgumentError(f"no images in {names} (looked for {' '.join(suffixes)}{hint})")
 
     out = Path(output)
     out_text = str(output)
@@ -147,7 +153,7 @@ def plan(
     to_file = (
         not out.is_dir()
         and not out_text.endswith(tuple(s for s in (os.sep, os.altsep) if s))
-        and (out.suffix.lower() in IMAGE_SUFFIXES or out.is_file())
+        and (out.suffix.lower() in suffixes or out.is_file())
     )
     if out.exists() and not out.is_dir() and not (to_file and single):
         raise ArgumentError(f"output {out} exists and is not a folder")
@@ -155,9 +161,12 @@ def plan(
         raise ArgumentError(f"output {out} is a file path; with folders, globs or several inputs it must be a folder")
 
     if to_file:
-        if out.suffix.lower() not in WRITABLE_SUFFIXES:
-            raise ArgumentError(f"output {out}: cannot write {out.suffix} (writable: {' '.join(WRITABLE_SUFFIXES)})")
-        if ext is not None and ext.lower() != out.suffix.lower():
+        clip = video and found[0][0].suffix.lower() in VIDEO_SUFFIXES
+        writable = VIDEO_SUFFIXES if clip else WRITABLE_SUFFIXES
+        if out.suffix.lower() not in writable:
+            what = "a video" if clip else "an image"
+            raise ArgumentError(f"output {out}: cannot write {what} as {out.suffix} (writable: {' '.join(writable)})")
+        if ext is not None and ext.lower() != out.suffix.lower() and not clip:
             raise ArgumentError(f"output {out} and ext {ext} disagree: give one of them")
         candidates = [Job(found[0][0], out)]
         explicit = [True]
@@ -165,7 +174,8 @@ def plan(
         candidates, explicit = [], []
         for source, rel, named in found:
             own = source.suffix if source.suffix.lower() in WRITABLE_SUFFIXES else _DEFAULT_EXT
-            name = source.stem + suffix + (ext if ext is not None else own)
+            clip = video and source.suffix.lower() in VIDEO_SUFFIXES
+            name = source.stem + suffix + (source.suffix if clip else ext if ext is not None else own)
             candidates.append(Job(source, out / rel.parent / name))
             explicit.append(named)
 
@@ -181,21 +191,23 @@ def _normalize_ext(ext: str | None) -> str | None:
     return ext
 
 
-def _is_image_name(name: str) -> bool:
+def _is_image_name(name: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> bool:
     hidden_or_partial = name.startswith(".") or name.endswith(PARTIAL_SUFFIX)
-    return not hidden_or_partial and Path(name).suffix.lower() in IMAGE_SUFFIXES
+    return not hidden_or_partial and Path(name).suffix.lower() in suffixes
 
 
-def _expand(item: str | Path, recursive: bool, skip: str = "") -> list[tuple[Path, Path, bool]]:
+def _expand(
+    item: str | Path, recursive: bool, skip: str = "", suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+) -> list[tuple[Path, Path, bool]]:
     """(source, relative output path, named explicitly) for one input argument; a recursive scan does not enter the
     folder ``skip`` (the output folder, when it lies inside an input folder: its outputs are not inputs)."""
     path = Path(item)
     if path.is_file() or (os.path.lexists(path) and not path.is_dir()):  # a FIFO or a broken link fails on reading
-        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.endswith(PARTIAL_SUFFIX):
-            raise ArgumentError(f"input {printable(path)} is not an image file (expected {' '.join(IMAGE_SUFFIXES)})")
+        if path.suffix.lower() not in suffixes or path.name.endswith(PARTIAL_SUFFIX):
+            raise ArgumentError(f"input {printable(path)} is not an image file (expected {' '.join(suffixes)})")
         return [(path, Path(path.name), True)]
     if path.is_dir():
-        return [(path / rel, rel, False) for rel in _scan(path, recursive, skip)]
+        return [(path / rel, rel, False) for rel in _scan(path, recursive, skip, suffixes)]
     text = os.fspath(item)
     if not glob.has_magic(text):
         raise ArgumentError(f"input {printable(text)} not found")
@@ -208,7 +220,7 @@ def _expand(item: str | Path, recursive: bool, skip: str = "") -> list[tuple[Pat
         inside = skip and (_key(p.parent) + os.sep).startswith(skip + os.sep)  # in the output folder
         if (
             not p.is_dir()
-            and _is_image_name(p.name)
+            and _is_image_name(p.name, suffixes)
             and not inside
             and not any(x.startswith(".") for x in rel.parts[:-1])
         ):
@@ -216,19 +228,19 @@ def _expand(item: str | Path, recursive: bool, skip: str = "") -> list[tuple[Pat
     return sorted(matches, key=lambda m: m[1].parts)
 
 
-def _scan(folder: Path, recursive: bool, skip: str = "") -> list[Path]:
+def _scan(folder: Path, recursive: bool, skip: str = "", suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
     """Image paths relative to folder, sorted; hidden folders are not entered, symlinked folders not followed.
 
     Every entry with an image name that is not a folder is taken, so that what cannot be read (a broken or looping
     link, a FIFO, a file without read permission) fails on its own line instead of vanishing or stopping the run.
     """
     if not recursive:
-        return sorted(Path(e.name) for e in os.scandir(folder) if _is_image_name(e.name) and not _is_dir(e))
+        return sorted(Path(e.name) for e in os.scandir(folder) if _is_image_name(e.name, suffixes) and not _is_dir(e))
     found = []
     for root, dirs, files in os.walk(folder):  # a link looping to itself is listed among the files
         dirs[:] = [d for d in dirs if not d.startswith(".") and _key(Path(root) / d) != skip]
         rel = Path(root).relative_to(folder)
-        found.extend(rel / f for f in files if _is_image_name(f))
+        found.extend(rel / f for f in files if _is_image_name(f, suffixes))
     return sorted(found, key=lambda p: p.parts)
 
 
@@ -562,7 +574,8 @@ def remove_partials(jobs: Sequence[Job]) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, suffix: str = "") -> None:
-    """Adds the folder engine's arguments: INPUT... -o/--output -r/--recursive --suffix --ext --overwrite -j/--jobs.
+    """Adds the folder engine's arguments: INPUT... -o/--output -r/--recursive --suffix --ext/--format --overwrite
+    -j/--jobs. ``-`` as the input or the output is a pipe, which genrt.pipes runs (one image, not this engine).
 
     suffix: this command's default for --suffix (e.g. "-styled").
 
@@ -572,10 +585,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, suffix: str = "") -> None:
         add_arguments(p, suffix="-styled")
         args = p.parse_args(["photos", "-o", "styled", "-r", "--jobs", "4"])
     """
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs (quote globs)")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders or globs (quote globs); - for one from stdin"
+    )
     parser.add_argument(
         "-o", "--output", required=True,
-        help="output folder (created if missing); with one input file, an output file path also works",
+        help="output folder (created if missing); with one input file (or -), an output file path also works; "
+        "- writes the one image to stdout",
     )  # fmt: skip
     parser.add_argument(
         "-r", "--recursive", action="store_true",
@@ -586,8 +602,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, suffix: str = "") -> None:
         help=f"added to each output's name before its extension (default {suffix!r})",
     )  # fmt: skip
     parser.add_argument(
-        "--ext", default=None, type=lambda s: s.lower().lstrip("."), choices=[s[1:] for s in WRITABLE_SUFFIXES],
-        help="output format (default: the input's own; png for gif)",
+        "--ext", "--format", dest="ext", default=None, type=lambda s: s.lower().lstrip("."),
+        choices=[s[1:] for s in WRITABLE_SUFFIXES],
+        help="output format (default: the input's own; png for gif or when stdin's cannot be written); --format is "
+        "the same flag",
     )  # fmt: skip
     parser.add_argument(
         "--overwrite", action="store_true", help="redo outputs that exist (default: skip them, so a rerun resumes)"
@@ -608,9 +626,15 @@ def _positive_int(text: str) -> int:
 
 
 def run_cli(
-    args: argparse.Namespace, work: Callable[[Job], object], *, progress: bool = True, protect: Sequence = ()
+    args: argparse.Namespace,
+    work: Callable[[Job], object],
+    *,
+    progress: bool = True,
+    protect: Sequence = (),
+    video: bool = False,
 ) -> int:
     """Plans and runs from arguments parsed by a parser given :func:`add_arguments`; returns the exit status.
+    ``video``: clips are inputs too (see :func:`plan`); ``work`` then gets their jobs as well.
 
     Bad arguments raise ArgumentError (genrt's CLI prints it and exits 2) before any work.
 
@@ -620,5 +644,8 @@ def run_cli(
             model = genrt.load(args.model)
             return batch.run_cli(args, lambda job: save_png(job.target, model.stylize(read_image(job.source))))
     """
-    jobs = plan(args.inputs, args.output, recursive=args.recursive, suffix=args.suffix, ext=args.ext, protect=protect)
+    jobs = plan(
+        args.inputs, args.output, recursive=args.recursive, suffix=args.suffix, ext=args.ext, protect=protect,
+        video=video,
+    )  # fmt: skip
     return run(jobs, work, overwrite=args.overwrite, workers=args.jobs, progress=progress).exit_code

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import genrt
-from genrt import batch, importers
+from genrt import batch, importers, pipes
 from genrt.errors import ArgumentError, GenrtError, printable
 
 
@@ -123,7 +123,7 @@ def _cmd_arithmetic(args) -> None:
 
 
 def _style_weights(text: str | None):
-    """--style hubble  or  --style hubble=0.7,retina=0.3 (weights finite and >= 0; the model checks the names)"""
+    """--style retina  or  --style brick=0.7,retina=0.3 (weights finite and >= 0; the model checks the names)"""
     if text is None or "=" not in text:
         return text
     weights = {}
@@ -238,8 +238,43 @@ def _cmd_adopt(args) -> None:
     print(f"wrote {out}: kind {model.kind}{extra}; `genrt info {out}` shows its metadata")
 
 
+def _add_video_flags(p, *, temporal: bool = False) -> None:
+    """The flags for clips among the inputs (genrt.video), spelt the same in every app command that takes them."""
+    p.add_argument("--codec", default=None, metavar="NAME",
+                   help="video: the encoder (default libx264; libvpx-vp9 for .webm)")  # fmt: skip
+    p.add_argument("--crf", type=_number(int, 0, 63), default=None,
+                   help="video: constant quality, lower is better (default 18 for libx264)")  # fmt: skip
+    p.add_argument("--pix-fmt", default=None, metavar="FMT",
+                   help="video: pixel format (default yuv420p; yuv420p10le for a 10-bit source)")  # fmt: skip
+    if temporal:
+        p.add_argument("--no-temporal", action="store_true",
+                       help="video: stylize each frame alone (default: follow the motion, no flicker)")  # fmt: skip
+
+
+def _video(args, model, options: dict, make_transform):
+    """The batch work for a clip (genrt.video.process): frames through ``make_transform()``'s callable, encoded
+    with the video flags; a bad flag fails now, before any work."""
+    from genrt import video
+
+    encode = video.EncodeOptions(codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt)
+    if encode != video.EncodeOptions():
+        video.check_options(encode, "clip.mp4")
+    st = os.stat(model.path)
+    key = json.dumps(
+        {"model": os.path.realpath(model.path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "options": options,
+         "temporal": not getattr(args, "no_temporal", False)},
+        sort_keys=True, default=str,
+    )  # fmt: skip
+
+    def work(job):
+        video.process(job.source, job.target, make_transform(), options=encode, key=key)
+
+    return work
+
+
 def _cmd_stylize(args) -> int:
-    from genrt.apps.stylize import Stylizer
+    from genrt import video
+    from genrt.apps.stylize import Stylizer, TemporalStylizer
     from genrt.image import read_image, write_image
 
     model = _load_app(args, Stylizer, "a stylizer")
@@ -248,14 +283,20 @@ def _cmd_stylize(args) -> int:
     )
     model.style_weights(options["style"])  # a bad --style or --tile fails before any work
     model.check_tile(args.tile)
+    clip = _video(args, model, options, lambda: TemporalStylizer(model, **options, temporal=not args.no_temporal))
 
     def work(job):
+        if video.is_video(job.source):
+            return clip(job)
         write_image(job.target, model.stylize_picture(read_image(job.source), **options))
 
-    return batch.run_cli(args, work, protect=_other_inputs(args, model))
+    if pipes.is_pipe(args):  # - as the input or the output: one image through stdin / stdout
+        return pipes.run(args, lambda picture: model.stylize_picture(picture, **options), protect=[model.path])
+    return batch.run_cli(args, work, protect=_other_inputs(args, model), video=True)
 
 
 def _cmd_upscale(args) -> int:
+    from genrt import video
     from genrt.apps.upscale import Upscaler
     from genrt.image import read_image, write_image
 
@@ -266,11 +307,16 @@ def _cmd_upscale(args) -> int:
     )  # fmt: skip
     model._engine(args.device, options["precision"])  # a bad --device, --tile or --tile-pad fails before any work
     model.check_tile(args.tile, args.tile_pad)
+    clip = _video(args, model, options, lambda: lambda frame: model.upscale(frame, **options))
 
     def work(job):
+        if video.is_video(job.source):
+            return clip(job)
         write_image(job.target, model.upscale_picture(read_image(job.source), **options))
 
-    return batch.run_cli(args, work, protect=_other_inputs(args, model))
+    if pipes.is_pipe(args):  # - as the input or the output: one image through stdin / stdout
+        return pipes.run(args, lambda picture: model.upscale_picture(picture, **options), protect=[model.path])
+    return batch.run_cli(args, work, protect=_other_inputs(args, model), video=True)
 
 
 def _rect(text: str) -> tuple[int, int, int, int]:
@@ -312,10 +358,17 @@ def _cmd_inpaint(args) -> int:
         raise ArgumentError(f"--mask: {args.mask} is not a file")
     fixed = _rect(args.rect) if args.rect is not None else read_image(args.mask) if args.mask is not None else None
 
-    def work(job):
-        mask = fixed if masks is None else read_image(_mask_for(job.source, masks))
-        write_image(job.target, model.inpaint_picture(read_image(job.source), mask, blend=args.blend))
+    def fill(picture):  # picture.source: the input file read_image read it from
+        mask = fixed if masks is None else read_image(_mask_for(Path(picture.source), masks))
+        return model.inpaint_picture(picture, mask, blend=args.blend)
 
+    def work(job):
+        write_image(job.target, fill(read_image(job.source)))
+
+    if pipes.is_pipe(args):  # - as the input or the output: one image through stdin / stdout
+        if masks is not None and pipes.PIPE in args.inputs:
+            raise ArgumentError("--masks: masks are matched by input file name, and stdin has none; give --mask")
+        return pipes.run(args, fill, protect=_other_inputs(args, model))
     return batch.run_cli(args, work, protect=_other_inputs(args, model))
 
 
@@ -413,11 +466,13 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_arithmetic)
 
     p = sub.add_parser(
-        "stylize", help="stylize images, folders or globs with a style-transfer model",
+        "stylize", help="stylize images, videos, folders or globs with a style-transfer model",
         epilog="examples:\n"
-        "  genrt stylize style-hubble photo.jpg -o photo-hubble.jpg\n"
-        "  genrt stylize style-hubble photos/ -r -o styled/ --strength 0.8 --jobs 2   # a rerun resumes\n"
-        "  genrt stylize style-multi photos/ -o mixed/ --style hubble=0.7,retina=0.3 --preserve-color",
+        "  genrt stylize style-gravel photo.jpg -o photo-gravel.jpg\n"
+        "  genrt stylize style-brick photos/ -r -o styled/ --strength 0.8 --jobs 2   # a rerun resumes\n"
+        "  genrt stylize style-multi photos/ -o mixed/ --style brick=0.7,retina=0.3 --preserve-color\n"
+        "  cat photo.jpg | genrt stylize style-gravel - -o - > photo-gravel.png   # - : stdin / stdout (--format)\n"
+        "  genrt stylize style-gravel clip.mp4 -o clip-gravel.mp4   # video: sound and timing kept, no flicker",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("model", help="a stylizer file (.onnx) or a bundled style model's name")
@@ -434,15 +489,17 @@ def _parser() -> argparse.ArgumentParser:
         help="tile size in pixels (default: tiles of 1024 above 2048x2048; 0: never)",
     )
     p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads per image (default: all CPUs)")
+    _add_video_flags(p, temporal=True)
     _add_describe_flags(p, "stylizer")
     p.set_defaults(func=_cmd_stylize)
 
     p = sub.add_parser(
-        "upscale", help="super-resolve images, folders or globs with an upscaler (x4, x8)",
+        "upscale", help="super-resolve images, videos, folders or globs with an upscaler (x4, x8)",
         epilog="examples:\n"
         "  genrt upscale sr-x4 photo.png -o photo-x4.png\n"
         "  genrt upscale sr-x4-perceptual photos/ -r -o big/ --tile 256 --jobs 2   # a rerun resumes\n"
-        "  genrt upscale sr-x8-perceptual small.png -o out/ -s 6 --device cuda     # x8 network, resized to x6",
+        "  genrt upscale sr-x8-perceptual small.png -o out/ -s 6 --device cuda     # x8 network, resized to x6\n"
+        "  genrt upscale sr-x4 clip.mp4 -o clip-x4.mp4 --crf 20                     # video: sound and timing kept",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("model", help="an upscaler file (.onnx) or a bundled upscaler's name (sr-x4, ...)")
@@ -463,6 +520,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu (default) or cuda[:N] (needs genrt[gpu])")
     p.add_argument("--fp32", action="store_true", help="on a GPU, compute in float32 (default there: float16)")
     p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads per image (default: all CPUs)")
+    _add_video_flags(p)
     _add_describe_flags(p, "upscaler")
     p.set_defaults(func=_cmd_upscale)
 

@@ -69,6 +69,11 @@ class ImageTooLargeError(InvalidImageError):
     """
 
 
+class InvalidVideoError(GenrtError, ValueError):
+    """The file is not a video genrt can process: no video stream, truncated, corrupt, zero frames, a codec PyAV
+    cannot decode, or frames smaller than genrt.video.MIN_SIDE. The message names the file."""
+
+
 class ModelKindError(GenrtError, AttributeError):
     """A kind-specific method was used on a model whose metadata does not declare that kind.
 

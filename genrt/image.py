@@ -4,6 +4,7 @@ The IO layer of genrt's applications: :func:`read_image` and :func:`write_image`
 GIF read only) move :class:`Picture` objects (pixels, alpha, ICC profile, EXIF) through Pillow, except where
 Pillow would lose bits: it keeps only the top 8 bits of each sample of a 16-bit colour or grey+alpha image, so
 those PNGs are decoded by pypng and written by :func:`encode_png`, and those TIFFs go through tifffile.
+:func:`decode_image` and :func:`encode_image` do the same with bytes in memory (pipes: ``genrt stylize M - -o -``).
 :func:`to_picture` / :func:`from_picture` take and give back the kind an app was called with (numpy or PIL), and
 :func:`picture_to_float` / :func:`float_to_pixels` convert to and from a model's (C, H, W) floats in [0, 1].
 Files are written atomically. Pillow, pypng and tifffile are imported on first use: ``import genrt`` stays light.
@@ -568,23 +569,52 @@ def read_image(path, *, max_pixels: int | None = None) -> Picture:
         os.close(fd)
         raise
     with f:
-        head = f.read(32)
-        f.seek(0)
-        if not head:
+        if not f.read(1):
             raise InvalidImageError(f"{path}: empty file (0 bytes), not an image")
-        try:
-            if head[:4] in _TIFF_MAGIC and _tiff_is_deep(f):
-                pixels, alpha, icc, exif, orientation = _read_tifffile(f, path, limit)
-                fmt = "TIFF"
-            else:
-                pixels, alpha, icc, exif, orientation, fmt = _read_pillow(f, path, head, limit)
-        except GenrtError:
-            raise
-        except _DECODE_ERRORS as exc:  # OSError here is the decoder's (truncated data), the file opened fine
-            raise InvalidImageError(f"{path}: truncated or corrupt {_signature(head) or 'image'} ({exc})") from None
+        f.seek(0)
+        return _decode(f, path, limit, source=str(path))
+
+
+def decode_image(data, *, max_pixels: int | None = None, name: str = "image bytes") -> Picture:
+    """Reads an image from bytes in memory (stdin, a network reply), as :func:`read_image` reads a file.
+
+    The format is taken from the bytes (PNG, JPEG, WebP, TIFF, BMP, or the first frame of a GIF); the limits,
+    orientation and 16-bit handling are read_image's. ``name`` stands for the file in error messages ("stdin").
+    The Picture's ``source`` is None and its ``format`` the one found.
+
+    Raises InvalidImageError (empty, not an image, truncated, corrupt, unsupported), ImageTooLargeError, and
+    DTypeError when ``data`` is not bytes.
+
+    Example::
+
+        picture = decode_image(sys.stdin.buffer.read(), name="stdin")
+        sys.stdout.buffer.write(encode_image(picture, "png"))
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DTypeError(f"data: expected bytes, got {type(data).__name__}")
+    limit = _pixel_limit(max_pixels)
+    if not len(data):
+        raise InvalidImageError(f"{name}: empty (0 bytes), not an image")
+    return _decode(io.BytesIO(data), name, limit, source=None)
+
+
+def _decode(f, path, limit: int, *, source: str | None) -> Picture:
+    """The Picture in an open, seekable binary file f (at its start, not empty); ``path`` names it in errors."""
+    head = f.read(32)
+    f.seek(0)
+    try:
+        if head[:4] in _TIFF_MAGIC and _tiff_is_deep(f):
+            pixels, alpha, icc, exif, orientation = _read_tifffile(f, path, limit)
+            fmt = "TIFF"
+        else:
+            pixels, alpha, icc, exif, orientation, fmt = _read_pillow(f, path, head, limit)
+    except GenrtError:
+        raise
+    except _DECODE_ERRORS as exc:  # OSError here is the decoder's (truncated data), the file opened fine
+        raise InvalidImageError(f"{path}: truncated or corrupt {_signature(head) or 'image'} ({exc})") from None
     pixels = np.ascontiguousarray(_orient(pixels, orientation))
     alpha = None if alpha is None else np.ascontiguousarray(_orient(alpha, orientation))
-    return Picture(pixels, alpha, icc, exif, source=str(path), format=fmt)
+    return Picture(pixels, alpha, icc, exif, source=source, format=fmt)
 
 
 def _to_depth(x: np.ndarray, dtype) -> np.ndarray:
@@ -683,16 +713,44 @@ def write_image(path, image, *, quality: int = 95) -> Path:
         raise ArgumentError(
             f"{path}: cannot write {path.suffix or 'a name without a suffix'} (writable: {' '.join(_WRITE_FORMATS)})"
         )
+    return write_atomic(path, _encode_checked(image, fmt, quality, path))
+
+
+def encode_image(image, format: str, *, quality: int = 95) -> bytes:
+    """The bytes of an image file in ``format``, as :func:`write_image` writes them (what each format keeps: there).
+
+    format: png, jpg, jpeg, webp, tif, tiff or bmp, any case, with or without a dot; a Picture's own ``format``
+    (PNG, JPEG, WEBP, TIFF, BMP) works too. Another (gif) raises ArgumentError.
+
+    Example::
+
+        data = encode_image(read_image("photo.jpg"), "webp", quality=90)
+    """
+    fmt = _WRITE_FORMATS.get("." + str(format).lower().lstrip("."))
+    if fmt is None:
+        raise ArgumentError(f"format: cannot write {format!r} (writable: {' '.join(s[1:] for s in _WRITE_FORMATS)})")
+    return _encode_checked(image, fmt, quality, None)
+
+
+def format_suffix(format: str | None) -> str | None:
+    """The suffix write_image gives a format ("JPEG" -> ".jpg", "png" -> ".png"); None for one it cannot write."""
+    fmt = _WRITE_FORMATS.get("." + str(format).lower().lstrip(".")) if format else None
+    return None if fmt is None else next(s for s, f in _WRITE_FORMATS.items() if f == fmt)
+
+
+def _encode_checked(image, fmt: str, quality, path) -> bytes:
+    """_encode with the argument checks and errors of write_image (each prefixed with the path, when there is one)."""
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise ArgumentError(f"quality: expected a whole number in 1-100, got {quality!r}")
     picture = image if isinstance(image, Picture) else to_picture(image)
+    where = "" if path is None else f"{path}: "
     try:
-        data = _encode(picture, fmt, int(quality))
+        return _encode(picture, fmt, int(quality))
     except ArgumentError as exc:
-        raise ArgumentError(f"{path}: {exc}") from None
+        raise ArgumentError(f"{where}{exc}") from None
     except _DECODE_ERRORS as exc:  # Pillow's or tifffile's own refusal of these pixels in this format
-        raise ArgumentError(f"{path}: cannot be written as {fmt} ({type(exc).__name__}: {exc})") from None
-    return write_atomic(path, data)
+        what = f"{where}cannot be written as {fmt}" if path is not None else f"cannot write {fmt}"
+        raise ArgumentError(f"{what} ({type(exc).__name__}: {exc})") from None
 
 
 def _as_planes(image, name: str) -> np.ndarray:

@@ -572,7 +572,8 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
         "fast_neural_style checkpoints become stylizers. Files are read with torch.load(weights_only=True) or "
         "safetensors: nothing in them is run. Needs the train extra (torch, spandrel).",
         epilog="examples:\n"
-        "  genrt import RealESRGAN_x4plus.pth -o realesrgan-x4.onnx && genrt upscale realesrgan-x4.onnx photo.png\n"
+        "  genrt import RealESRGAN_x4plus.pth -o realesrgan-x4.onnx     # then:\n"
+        "  genrt upscale realesrgan-x4.onnx photo.png -o photo-x4.png\n"
         "  genrt import candy.pth -o style-candy.onnx && genrt stylize style-candy.onnx photo.jpg -o candy.jpg\n"
         "  genrt import 4x-model.safetensors --weights float16     # writes 4x-model.onnx beside it",
         formatter_class=argparse.RawDescriptionHelpFormatter,
