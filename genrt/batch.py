@@ -164,8 +164,8 @@ def plan(
         clip = video and found[0][0].suffix.lower() in VIDEO_SUFFIXES
         writable = VIDEO_SUFFIXES if clip else WRITABLE_SUFFIXES
         if out.suffix.lower() not in writable:
-            what = "a video" if clip else "an image"
-            raise ArgumentError(f"output {out}: cannot write {what} as {out.suffix} (writable: {' '.join(writable)})")
+            what = " (a video)" if clip else ""
+            raise ArgumentError(f"output {out}: cannot write {out.suffix}{what} (writable: {' '.join(writable)})")
         if ext is not None and ext.lower() != out.suffix.lower() and not clip:
             raise ArgumentError(f"output {out} and ext {ext} disagree: give one of them")
         candidates = [Job(found[0][0], out)]
