@@ -508,6 +508,7 @@ def process(
         raise ArgumentError(f"refusing to write over input {printable(source)}")
     options = check_options(options or EncodeOptions(), target)
     info = probe(source)
+    _check_audio(source, target.suffix.lower())
     work = work_folder(target)
     suffix = target.suffix.lower()
     start_segment = _done_segments(work, _manifest(source, info, options, key), suffix)
@@ -593,7 +594,11 @@ def process(
     if total == 0:
         shutil.rmtree(work, ignore_errors=True)
         raise InvalidVideoError(f"{printable(source)}: no video frames")
-    _mux(source, target, work, info, total, options, suffix)
+    try:
+        _mux(source, target, work, info, total, options, suffix)
+    except InvalidVideoError:  # the container refuses a stream: a rerun would fail alike
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     shutil.rmtree(work, ignore_errors=True)
     return total
 
@@ -604,25 +609,16 @@ def _mux(source: Path, target: Path, work: Path, info: VideoInfo, total: int, op
     segments = [work / f"seg-{i:06d}{suffix}" for i in range((total - 1) // options.segment_frames + 1)]
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent)
     os.close(fd)
-    fmt = {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".m4v": "mp4"}.get(suffix, "mp4")
     try:
         with av.open(segments[0].as_posix()) as first, av.open(source.as_posix(), metadata_errors="ignore") as src:
-            with av.open(tmp, "w", format=fmt) as out:
+            with av.open(tmp, "w", format=_format(suffix)) as out:
                 vstream = out.add_stream_from_template(first.streams.video[0])
                 vstream.time_base = info.time_base
                 if info.rate > 0:
                     vstream.codec_context.framerate = info.rate  # Matroska states it (else guessed from the time base)
                 if info.rotation:
                     vstream.set_display_rotation(info.rotation)
-                audio = {}
-                for s in src.streams.audio:
-                    try:
-                        audio[s.index] = out.add_stream_from_template(s)
-                    except (av.error.FFmpegError, ValueError) as exc:
-                        raise InvalidVideoError(
-                            f"{printable(source)}: its {s.codec_context.name} audio cannot go into {suffix} "
-                            f"({_reason(exc)}); write .mkv instead"
-                        ) from None
+                audio = _add_audio(out, src, source, suffix)
                 # the source's frame durations (the encoder gives its last frame one of the average rate)
                 durations = _durations(source)
                 video = _segment_packets(work, segments, vstream, info.time_base, durations)
@@ -637,9 +633,44 @@ def _mux(source: Path, target: Path, work: Path, info: VideoInfo, total: int, op
         _fsync(Path(tmp))
         os.chmod(tmp, umask_mode())
         os.replace(tmp, target)
+    except av.error.FFmpegError as exc:  # e.g. a stream this container cannot hold
+        Path(tmp).unlink(missing_ok=True)
+        raise InvalidVideoError(f"{printable(target)}: cannot write ({_reason(exc)}); .mkv takes any codec") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _format(suffix: str) -> str:
+    return {".mkv": "matroska", ".webm": "webm", ".mov": "mov"}.get(suffix, "mp4")
+
+
+def _add_audio(out, src, source: Path, suffix: str) -> dict:
+    """{source stream index: output stream} for every audio stream, copied as it is; InvalidVideoError where the
+    target's container cannot hold its codec."""
+    av = _av()
+    audio = {}
+    for s in src.streams.audio:
+        try:
+            audio[s.index] = out.add_stream_from_template(s)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise InvalidVideoError(
+                f"{printable(source)}: its {s.codec_context.name} audio cannot go into {suffix} ({_reason(exc)}); "
+                "write .mkv instead"
+            ) from None
+    return audio
+
+
+def _check_audio(source: Path, suffix: str) -> None:
+    """Before any work: the target's container takes the source's audio as it is (else InvalidVideoError)."""
+    import io
+
+    av = _av()
+    with (
+        av.open(source.as_posix(), metadata_errors="ignore") as src,
+        av.open(io.BytesIO(), "w", format=_format(suffix)) as out,
+    ):
+        _add_audio(out, src, source, suffix)
 
 
 def _durations(source: Path) -> dict[int, int]:

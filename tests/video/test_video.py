@@ -295,3 +295,28 @@ def test_no_partial_output_on_a_transform_error(tmp_path):
     assert not (tmp_path / "o.mp4").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".genrt-partial")]
     assert os.path.isdir(video.work_folder(tmp_path / "o.mp4"))  # finished segments wait for a rerun
+
+
+def test_audio_the_container_cannot_hold_fails_before_work(tmp_path):
+    """PCM audio copied into WebM is refused up front (nothing encoded, nothing left); into MP4 it goes."""
+    src = tmp_path / "pcm.mkv"
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("pcm_s16le", rate=48000)
+        a.layout = "mono"
+        for f in pan(6):
+            for p in s.encode(av.VideoFrame.from_ndarray(f, "rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4800), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        for p in [*a.encode(frame), *a.encode()]:
+            out.mux(p)
+    calls = []
+    with pytest.raises(genrt.InvalidVideoError, match="pcm_s16le audio cannot go into .webm"):
+        video.process(src, tmp_path / "o.webm", lambda x: calls.append(1) or x)
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["pcm.mkv"]
+    assert video.process(src, tmp_path / "o.mkv", lambda x: x) == 6
+    assert [p[2] for p in _packets(tmp_path / "o.mkv", "audio")] == [p[2] for p in _packets(src, "audio")]
