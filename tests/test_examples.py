@@ -38,6 +38,9 @@ SKIPS = [
     ("genrt demo", "renders every bundled model: minutes (tests/test_demo.py covers it)"),
     ("genrt import", "needs a third-party .pth/.safetensors checkpoint and torch (tests/test_importers.py has some)"),
     ("--device cuda", "needs a CUDA GPU"),
+    ("s3://", "needs an object store (tests/test_distributed.py runs URIs through file://)"),
+    ("--ray auto", "needs a Ray cluster started with `ray start` (tests/test_distributed.py starts a local one)"),
+    ("--ray HEAD_IP", "needs a Ray cluster at that address"),
 ]
 
 

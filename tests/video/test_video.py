@@ -245,6 +245,7 @@ def test_changed_options_start_afresh(tmp_path):
     (["--codec", "nope"], "--codec"),
     (["--pix-fmt", "rgb0"], "--pix-fmt"),
     (["--crf", "99"], "--crf"),
+    (["--preset", "warp9"], "--preset"),
 ])  # fmt: skip
 def test_bad_video_flags_fail_before_work(tmp_path, capsys, flags, message):
     src = make_clip(tmp_path / "c.mp4", pan(3))
