@@ -87,6 +87,20 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}"
 
 
+def cpu() -> str:
+    """The CPU's model name, its widest vector unit and the CPU count, from lscpu: the name beside every figure."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        flags = next(line for line in out.splitlines() if line.startswith("Flags"))
+        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+        return f"{name} ({isa}, {os.cpu_count()} CPUs)"
+    except Exception:
+        return platform.processor() or "unknown CPU"
+
+
 def fmt_bytes(n: int | None) -> str:
     if n is None:
         return "n/a"

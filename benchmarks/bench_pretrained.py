@@ -28,7 +28,6 @@ import collections
 import glob
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import cpu  # noqa: E402
 
 SIZES = {"style26": 1024, "transformer": 1024, "rrdb": 128}
 
@@ -154,17 +155,6 @@ def _build(name: str, folder: Path) -> str:
     return str(importers.import_model(pth, folder / f"{name}.onnx"))
 
 
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-        flags = next(line for line in out.splitlines() if line.startswith("Flags"))
-        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
-        return f"{name} ({isa}, {os.cpu_count()} CPUs)"
-    except Exception:
-        return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -183,7 +173,7 @@ def main() -> None:
 
     from genrt.kernels import cpu_isa
 
-    print(f"CPU: {_cpu()}; genrt kernels: {cpu_isa()}; threads {args.threads}")
+    print(f"CPU: {cpu()}; genrt kernels: {cpu_isa()}; threads {args.threads}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         env = dict(os.environ, GENRT_CACHE_DIR=str(tmp / "cache"))

