@@ -13,22 +13,12 @@ from pathlib import Path
 import numpy as np
 
 
-def _photo() -> np.ndarray:
-    from skimage import data
-
-    return data.astronaut()  # (512, 512, 3) uint8
-
-
 def pan(count: int = 24, size: tuple[int, int] = (48, 64), step: tuple[int, int] = (1, 2)) -> list[np.ndarray]:
-    """``count`` frames (H, W, 3) uint8: a window of ``size`` moving ``step`` pixels a frame over the astronaut."""
-    photo = _photo()
-    h, w = size
-    out = []
-    for i in range(count):
-        y = (60 + i * step[0]) % (photo.shape[0] - h)
-        x = (100 + i * step[1]) % (photo.shape[1] - w)
-        out.append(np.ascontiguousarray(photo[y : y + h, x : x + w]))
-    return out
+    """``count`` frames (H, W, 3) uint8: a window of ``size`` moving ``step`` pixels a frame over the astronaut
+    (tests.clips.pan, small and in whole pixels: video tests want many short clips)."""
+    from tests import clips
+
+    return clips.pan(clips.photo("astronaut"), count, size=size, step=step, start=(60, 100))
 
 
 def tone(seconds: float, rate: int = 48000) -> np.ndarray:
