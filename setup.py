@@ -2,9 +2,10 @@
 
 Vector units: every csrc/core/*_kernel.cpp is compiled once per instruction set -- baseline (SSE2 on x86-64,
 NEON on aarch64), AVX2+FMA, and AVX-512 (F, BW, DQ, VL) on x86-64 when the compiler accepts the flags -- into
-separate namespaces. At import, genrt picks the best set the CPU and OS support, so one build runs on any x86-64
-or aarch64 machine and still uses AVX-512 where it exists. GENRT_ISA=baseline|avx2|avx512 overrides the choice
-at run time; GENRT_BUILD_ISAS=baseline,avx2 limits what is built.
+separate namespaces, and the *_bf16_kernel.cpp files once more for AVX512-BF16 (avx512bf16: VDPBF16PS). At import,
+genrt picks the best set the CPU and OS support, so one build runs on any x86-64 or aarch64 machine and still uses
+AVX-512 and AVX512-BF16 where they exist. GENRT_ISA=baseline|avx2|avx512|avx512bf16 overrides the choice at run
+time; GENRT_BUILD_ISAS=baseline,avx2 limits what is built.
 
 ONNX Runtime custom-op library (genrt._ort_ops, domain "genrt"): built from csrc/onnxruntime/ when ORT's C/C++
 headers are found -- in $ORT_INCLUDE_DIR, then ./.ort/usr/include/onnxruntime (what scripts/fetch_ort_headers.sh
@@ -37,15 +38,19 @@ ISA_FLAGS = {
     "baseline": [],
     "avx2": ["-mavx2", "-mfma", "-mf16c"],
     "avx512": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
+    "avx512bf16": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512bf16", "-mavx2", "-mfma", "-mf16c"],
 }
-VEC_BYTES = {"baseline": 16, "avx2": 32, "avx512": 64}
+VEC_BYTES = {"baseline": 16, "avx2": 32, "avx512": 64, "avx512bf16": 64}
+BF16_ONLY_ISAS = ("avx512bf16",)  # levels that compile only the *_bf16_kernel.cpp files
 COMMON_FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=fast"]
 CUDA_SRC = "csrc/cuda"
 ORT_CUDA_PREFIX = "cuda_"  # csrc/onnxruntime/cuda_*.cpp: CUDA EP kernels, only in genrt._ort_ops_cuda
 
 
-def _kernel_sources():
-    return sorted(os.path.join(CORE, f) for f in os.listdir(CORE) if f.endswith("_kernel.cpp"))
+def _kernel_sources(isa=None):
+    """Every per-ISA kernel file, or those compiled for `isa` (only the bf16 ones at a BF16_ONLY_ISAS level)."""
+    found = sorted(os.path.join(CORE, f) for f in os.listdir(CORE) if f.endswith("_kernel.cpp"))
+    return [f for f in found if f.endswith("_bf16_kernel.cpp")] if isa in BF16_ONLY_ISAS else found
 
 
 def _core_sources():
@@ -135,7 +140,9 @@ class build_ext(_build_ext):
         machine = platform.machine().lower()
         isas = ["baseline"]
         if machine in ("x86_64", "amd64") and self.compiler.compiler_type == "unix":
-            isas += [isa for isa in ("avx2", "avx512") if self._flags_work(ISA_FLAGS[isa])]
+            isas += [isa for isa in ("avx2", "avx512", "avx512bf16") if self._flags_work(ISA_FLAGS[isa])]
+            if "avx512" not in isas:  # avx512bf16 runs the AVX-512 float32 kernels
+                isas = [isa for isa in isas if isa not in BF16_ONLY_ISAS]
         limit = os.environ.get("GENRT_BUILD_ISAS")
         if limit:
             isas = [isa for isa in isas if isa in limit.split(",")] or ["baseline"]
@@ -180,7 +187,7 @@ class build_ext(_build_ext):
         objects = []
         for isa in isas:
             objects += self.compiler.compile(
-                _kernel_sources(),
+                _kernel_sources(isa),
                 output_dir=os.path.join(self.build_temp, "isa", isa),
                 macros=[("GENRT_ISA_NS", f"isa_{isa}"), ("GENRT_VEC_BYTES", str(VEC_BYTES[isa]))],
                 include_dirs=ext.include_dirs,

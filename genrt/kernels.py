@@ -100,7 +100,8 @@ def cuda_call(name: str, *args) -> None:
 
 
 def cpu_isa() -> str:
-    """The instruction set the kernels run with: 'avx512', 'avx2' or 'baseline' (SSE2 / NEON)."""
+    """The instruction set the kernels run with: 'avx512bf16' (AVX-512 and AVX512-BF16), 'avx512', 'avx2' or
+    'baseline' (SSE2 / NEON)."""
     return _C.active_isa()
 
 
@@ -211,10 +212,14 @@ def conv2d(
     padding_mode: str = "zeros",
     activation: str | None = "none",
     threads: int | None = None,
+    precision: str = "f32",
 ) -> np.ndarray:
     """2-D convolution with the padding done in the kernel, as ONNX Pad(mode) + Conv or ``torch`` F.pad +
     F.conv2d, followed by ``+ bias`` and an optional relu. 3x3 stride 1 is computed with Winograd's F(4x4, 3x3),
-    every other kernel size and stride as a direct implicit GEMM.
+    every other kernel size and stride as a direct implicit GEMM; ``precision="bf16"`` computes every shape as a
+    direct implicit GEMM on bfloat16 operands (x and w rounded to nearest even) with float32 sums, with
+    VDPBF16PS where the CPU has AVX512-BF16 (:func:`cpu_isa` ``"avx512bf16"``) and the same rounding emulated
+    in float32 elsewhere.
 
     ``H_out = (H + top + bottom - kH) // sh + 1``, ``W_out = (W + left + right - kW) // sw + 1``.
 
@@ -230,6 +235,7 @@ def conv2d(
             or "edge" (replicate; torch's "replicate" is accepted too).
         activation: None/"none" or "relu", applied after the bias.
         threads: threads to use; default :func:`get_num_threads`.
+        precision: "f32" (exact float32; float64 input stays float64) or "bf16" (float32 input only).
 
     Returns:
         A fresh C-contiguous ``ndarray[N, C_out, H_out, W_out]`` of x's dtype.
@@ -237,11 +243,22 @@ def conv2d(
     Raises:
         ShapeError: wrong ranks, a kernel larger than 16x16, mismatched channels, a bias of the wrong length, an
             empty output.
-        ArgumentError: bad stride, padding, padding_mode, activation or threads.
+        ArgumentError: bad stride, padding, padding_mode, activation, threads or precision.
         DTypeError: x or w is not a float32/float64 ndarray, or the dtypes differ.
     """
     pads, mode, act = _conv2d_args(padding, padding_mode, activation)
-    return _C.conv2d_forward(x, w, bias, pads, mode, act, _check_threads(threads), None, _conv2d_stride(stride))
+    return _C.conv2d_forward(
+        x, w, bias, pads, mode, act, _check_threads(threads), None, _conv2d_stride(stride), _precision(precision)
+    )
+
+
+PRECISIONS = ("f32", "bf16")
+
+
+def _precision(precision) -> str:
+    if precision not in PRECISIONS:
+        raise ArgumentError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
 
 
 def _conv2d_stride(stride) -> list[int]:

@@ -62,6 +62,12 @@ def register_schemas() -> None:
                     attr("strides", INTS, "[sh, sw], each 1..8; default [1, 1]", required=False),
                     attr("padding_mode", defs.OpSchema.AttrType.STRING, "zeros|reflect|edge", required=False),
                     attr("activation", defs.OpSchema.AttrType.STRING, "none|relu", required=False),
+                    attr(
+                        "precision",
+                        defs.OpSchema.AttrType.STRING,
+                        "f32 (default) | bf16: X and W rounded to bfloat16, float32 sums",
+                        required=False,
+                    ),
                     attr("threads", INT, "kernel threads; set by genrt.load", required=False),
                 ],
             ),

@@ -52,6 +52,16 @@ def reference_instance_norm(
     return np.maximum(y, 0.0) if activation == "relu" else y
 
 
+def round_bf16(a: np.ndarray) -> np.ndarray:
+    """float32 values rounded to bfloat16 (8 significant bits) to nearest, ties to even, as float32: the upper 16
+    bits of each float32 after adding 0x7fff plus the lowest kept bit; a NaN stays a NaN."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    rounded = np.where(nan, (u | 0x400000) >> 16 << 16, rounded)
+    return rounded.astype(np.uint32).view(np.float32).reshape(np.shape(a))
+
+
 def reference_conv2d(
     x: np.ndarray,
     w: np.ndarray,
@@ -61,10 +71,13 @@ def reference_conv2d(
     padding=(0, 0, 0, 0),
     padding_mode: str = "zeros",
     activation: str = "none",
+    precision: str = "f32",
 ) -> np.ndarray:
     """:func:`genrt.kernels.conv2d` in float64: numpy's pad (its "reflect" and "edge" are ONNX Pad's), then the
     kH x kW correlation as kH kW shifted (strided) matrix products. padding is (top, left, bottom, right), stride an
-    int or (sh, sw)."""
+    int or (sh, sw). precision "bf16" rounds x and w with :func:`round_bf16` first (the products are then exact)."""
+    if precision == "bf16":
+        x, w = round_bf16(x), round_bf16(w)
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     sh, sw = (stride, stride) if np.isscalar(stride) else stride

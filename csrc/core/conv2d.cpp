@@ -1,7 +1,9 @@
 // Checked entry point of conv2d; the kernel bodies are in conv2d_kernel.cpp (Winograd, 3x3 stride 1) and
-// conv2d_direct_kernel.cpp (direct implicit GEMM, every other kernel size and stride).
+// conv2d_direct_kernel.cpp (direct implicit GEMM, every other kernel size and stride), and
+// conv2d_bf16_kernel.cpp (every shape in bfloat16).
 #include "conv2d.h"
 
+#include <type_traits>
 #include <vector>
 
 #include "cpu_isa.h"
@@ -16,6 +18,10 @@
   void conv2d_direct_kernel(const ::genrt::Conv2dProblem& P, const double* x, const double* w,                \
                             const double* bias, double* y, int threads);
 GENRT_DECLARE_ISA_KERNELS(GENRT_CONV2D_DECLS)
+#define GENRT_CONV2D_BF16_DECLS                                                                                 \
+  void conv2d_bf16_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w, const float* bias, \
+                          float* y, int threads);
+GENRT_DECLARE_ISA_BF16_KERNELS(GENRT_CONV2D_BF16_DECLS)
 
 namespace genrt {
 namespace {
@@ -49,6 +55,9 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   const T* xd = contiguous<T>(x, xs);
   const T* wd = contiguous<T>(w, ws);
   const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
+  if constexpr (std::is_same_v<T, float>)
+    if (p.precision == Precision::bf16)
+      GENRT_DISPATCH_BF16(conv2d_bf16_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
   if (P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1)
     GENRT_DISPATCH(conv2d_forward_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
   else
@@ -62,6 +71,12 @@ PaddingMode parse_padding_mode(const std::string& name) {
   if (name == "reflect") return PaddingMode::reflect;
   if (name == "edge" || name == "replicate") return PaddingMode::edge;
   throw_value("padding_mode: expected one of zeros, reflect, edge, got '" + name + "'");
+}
+
+Precision parse_precision(const std::string& name) {
+  if (name == "f32" || name == "float32" || name.empty()) return Precision::f32;
+  if (name == "bf16" || name == "bfloat16") return Precision::bf16;
+  throw_value("precision: expected 'f32' or 'bf16', got '" + name + "'");
 }
 
 void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dParams& p, int64_t out_shape[4]) {
@@ -100,6 +115,8 @@ void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dPar
     }
   if (p.activation != Activation::none && p.activation != Activation::relu)
     throw_value("activation: conv2d supports none or relu");
+  if (p.precision == Precision::bf16 && x.dtype != DType::f32)
+    throw_value("precision: bf16 takes float32 operands, got " + std::string(dtype_name(x.dtype)));
   const int64_t hp = x.size(2) + p.padding[0] + p.padding[2], wp = x.size(3) + p.padding[1] + p.padding[3];
   if (hp < kh || wp < kw)
     throw_shape("padding: output size must be positive, but x " + x.shape_str() + " padded by " +

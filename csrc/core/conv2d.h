@@ -7,10 +7,14 @@
 //   H_out = (H + top + bottom - kH) / sh + 1, W_out = (W + left + right - kW) / sw + 1
 //
 // exactly as ONNX Pad(mode) followed by Conv(pads 0, strides), or torch F.pad(mode) + F.conv2d (NCHW; weight
-// (C_out, C_in, kH, kW); groups 1, dilation 1). act is none or relu. Two algorithms, chosen by shape:
+// (C_out, C_in, kH, kW); groups 1, dilation 1). act is none or relu. Two algorithms in float32 (and float64),
+// chosen by shape:
 // - 3x3 stride 1: Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray 2016, conv2d_kernel.cpp): 36
 //   multiplications per 4x4 output tile and input channel instead of 144;
 // - everything else: a direct implicit GEMM (conv2d_direct_kernel.cpp).
+// With precision bf16 (float32 operands only), every shape takes a direct implicit GEMM on bfloat16-rounded inputs
+// and weights with float32 sums (conv2d_bf16_kernel.cpp): VDPBF16PS on AVX512-BF16, the same rounding emulated in
+// float32 elsewhere. Winograd's transforms would multiply bfloat16's rounding error, so it is not used there.
 #pragma once
 
 #include <string>
@@ -22,9 +26,13 @@
 namespace genrt {
 
 enum class PaddingMode { zeros = 0, reflect = 1, edge = 2 };
+enum class Precision { f32 = 0, bf16 = 1 };
 
 // Parses "zeros"/"constant", "reflect", "edge"/"replicate"; throws genrt::Error naming `padding_mode` otherwise.
 PaddingMode parse_padding_mode(const std::string& name);
+
+// Parses "f32"/"float32" (or empty) and "bf16"/"bfloat16"; throws genrt::Error naming `precision` otherwise.
+Precision parse_precision(const std::string& name);
 
 constexpr int64_t kMaxKernel = 16;  // kH, kW up to this
 constexpr int64_t kMaxStride = 8;   // sh, sw up to this
@@ -34,6 +42,7 @@ struct Conv2dParams {
   int64_t stride[2] = {1, 1};         // sh, sw
   PaddingMode padding_mode = PaddingMode::zeros;
   Activation activation = Activation::none;  // none or relu
+  Precision precision = Precision::f32;      // bf16: float32 operands rounded to bfloat16, float32 sums
 };
 
 // Output shape (N, C_out, H_out, W_out) after validating x, w and params (bias is checked by the forward call).

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "conv2d.h"
+#include "conv2d_common.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -30,6 +31,9 @@
 namespace genrt {
 namespace GENRT_ISA_NS {
 namespace {
+
+using conv2d_detail::Scratch;
+using conv2d_detail::source_index;
 
 // Register tiles: MR output channels x NV vectors of pixels. AVX-512 (32 registers): 8 x 3 = 24 accumulators and 3
 // pixel vectors; for C_out = MR = 1..4 as many vectors as fit. AVX2 and SSE/NEON have 16 registers.
@@ -41,28 +45,6 @@ constexpr int kMR = 6, kNV = 2;
 constexpr int kNVFew[5] = {0, 6, 4, 3, 3};
 #endif
 constexpr int64_t kBufferBytes = 512 << 10;  // a task's input rows: about one core's share of L2
-
-// 64-byte aligned scratch, freed on scope exit.
-template <typename T>
-struct Scratch {
-  T* p;
-  explicit Scratch(size_t n)
-      : p(n ? static_cast<T*>(std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64)) : nullptr) {
-    if (n && !p) throw std::bad_alloc();
-  }
-  ~Scratch() { std::free(p); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
-// The index in [0, n) that padded position i (an index into the unpadded axis, possibly outside it) reads, or -1
-// for a zero.
-inline int64_t source_index(int64_t i, int64_t n, int mode) {
-  if (i >= 0 && i < n) return i;
-  if (mode == int(PaddingMode::zeros)) return -1;
-  if (mode == int(PaddingMode::reflect)) return i < 0 ? -i : 2 * (n - 1) - i;
-  return i < 0 ? 0 : n - 1;
-}
 
 // a0 a2 .. b0 b2 .. (GCC >= 12 and clang)
 template <typename V, size_t... I>

@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "conv2d.h"
+#include "conv2d_common.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -31,6 +32,9 @@
 namespace genrt {
 namespace GENRT_ISA_NS {
 namespace {
+
+using conv2d_detail::Scratch;
+using conv2d_detail::source_index;
 
 // Register tile of the micro-kernel: MR output channels x NV vectors of tiles. AVX-512 has 32 vector registers:
 // 8 x 3 = 24 accumulators, 3 tile vectors, broadcasts as memory operands; AVX2 and SSE/NEON have 16 (6 x 2 = 12).
@@ -46,19 +50,6 @@ namespace {
 constexpr int MR = GENRT_CONV2D_MR, NV = GENRT_CONV2D_NV;
 constexpr int kPoints = 36;      // 6x6 transformed positions per tile
 constexpr int64_t kTargetKC = 48;  // output channels per chunk: M (36, KC, TB) stays small next to V
-
-// 64-byte aligned scratch, freed on scope exit.
-template <typename T>
-struct Scratch {
-  T* p;
-  explicit Scratch(size_t n)
-      : p(n ? static_cast<T*>(std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64)) : nullptr) {
-    if (n && !p) throw std::bad_alloc();
-  }
-  ~Scratch() { std::free(p); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
 
 // U = G g G^T for every (k, c), in float64, packed as [xi][k / MR][c][k % MR] (rows k >= K zero), so that the
 // micro-kernel's MR broadcasts per input channel are adjacent.
@@ -104,15 +95,6 @@ inline void at6(const V m[6], V o[4]) {
   o[1] = d12 + d34 * 2;
   o[2] = s12 + s34 * 4;
   o[3] = d12 + d34 * 8 + m[5];
-}
-
-// The index in [0, n) that padded position i (an index into the unpadded axis, possibly outside it) reads, or -1
-// for a zero.
-inline int64_t source_index(int64_t i, int64_t n, int mode) {
-  if (i >= 0 && i < n) return i;
-  if (mode == int(PaddingMode::zeros)) return -1;
-  if (mode == int(PaddingMode::reflect)) return i < 0 ? -i : 2 * (n - 1) - i;
-  return i < 0 ? 0 : n - 1;
 }
 
 // dst[0..n / L * L) = src[..]: the whole vectors of a short copy, n <= N, in a loop of fixed length with a

@@ -20,6 +20,8 @@ bool cpu_has(Isa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("fma");
+    case Isa::avx512bf16:
+      return cpu_has(Isa::avx512) && __builtin_cpu_supports("avx512bf16");
   }
   return false;
 #else
@@ -32,13 +34,14 @@ Isa parse(const std::string& name, bool* ok) {
   if (name == "baseline") return Isa::baseline;
   if (name == "avx2") return Isa::avx2;
   if (name == "avx512") return Isa::avx512;
+  if (name == "avx512bf16") return Isa::avx512bf16;
   *ok = false;
   return Isa::baseline;
 }
 
 Isa best() {
   Isa chosen = Isa::baseline;
-  for (Isa isa : {Isa::avx2, Isa::avx512})
+  for (Isa isa : {Isa::avx2, Isa::avx512, Isa::avx512bf16})
     if (isa_supported(isa)) chosen = isa;
   if (const char* env = std::getenv("GENRT_ISA")) {
     bool ok;
@@ -62,6 +65,8 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::avx512:
       return "avx512";
+    case Isa::avx512bf16:
+      return "avx512bf16";
     default:
       return "baseline";
   }
@@ -75,6 +80,8 @@ bool isa_compiled(Isa isa) {
       return GENRT_WITH_AVX2 != 0;
     case Isa::avx512:
       return GENRT_WITH_AVX512 != 0;
+    case Isa::avx512bf16:
+      return GENRT_WITH_AVX512BF16 != 0;
   }
   return false;
 }
@@ -83,7 +90,7 @@ bool isa_supported(Isa isa) { return isa_compiled(isa) && cpu_has(isa); }
 
 std::vector<std::string> available_isas() {
   std::vector<std::string> out;
-  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512})
+  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512, Isa::avx512bf16})
     if (isa_supported(isa)) out.push_back(isa_name(isa));
   return out;
 }
@@ -93,7 +100,7 @@ Isa active_isa() { return Isa(current().load(std::memory_order_relaxed)); }
 void set_isa(const std::string& name) {
   bool ok;
   const Isa isa = parse(name, &ok);
-  if (!ok) throw_value("isa: expected one of 'baseline', 'avx2', 'avx512', got '" + name + "'");
+  if (!ok) throw_value("isa: expected one of 'baseline', 'avx2', 'avx512', 'avx512bf16', got '" + name + "'");
   if (!isa_supported(isa))
     throw_value("isa: '" + name + "' is not " + (isa_compiled(isa) ? "supported by this CPU" : "compiled into this build"));
   current().store(int(isa));

@@ -2,9 +2,10 @@
 //
 // setup.py compiles every *_kernel.cpp once per instruction set it can target (baseline always; AVX2+FMA and
 // AVX-512 on x86-64 when the compiler accepts the flags) and defines GENRT_WITH_AVX2 / GENRT_WITH_AVX512 for the
-// other files. At run time the best set that is both compiled in and supported by the CPU and OS is used;
-// GENRT_ISA=baseline|avx2|avx512 in the environment, or set_isa(), picks a lower one (tests use it to check
-// that every variant agrees).
+// other files. avx512bf16 is AVX-512 plus AVX512-BF16 (VDPBF16PS): only the *_bf16_kernel.cpp files are compiled
+// for it (GENRT_WITH_AVX512BF16); every float32 kernel runs its AVX-512 code at that level. At run time the best
+// set that is both compiled in and supported by the CPU and OS is used; GENRT_ISA=baseline|avx2|avx512|avx512bf16
+// in the environment, or set_isa(), picks a lower one (tests use it to check that every variant agrees).
 #pragma once
 
 #ifndef GENRT_WITH_AVX2
@@ -13,13 +14,16 @@
 #ifndef GENRT_WITH_AVX512
 #define GENRT_WITH_AVX512 0
 #endif
+#ifndef GENRT_WITH_AVX512BF16
+#define GENRT_WITH_AVX512BF16 0
+#endif
 
 #include <string>
 #include <vector>
 
 namespace genrt {
 
-enum class Isa { baseline = 0, avx2 = 1, avx512 = 2 };
+enum class Isa { baseline = 0, avx2 = 1, avx512 = 2, avx512bf16 = 3 };
 
 const char* isa_name(Isa isa);
 bool isa_compiled(Isa isa);
@@ -30,13 +34,18 @@ void set_isa(const std::string& name);  // throws genrt::Error on an unknown or 
 
 }  // namespace genrt
 
-// GENRT_DISPATCH(fn, args...) calls isa_<active>::fn(args...).
+// GENRT_DISPATCH(fn, args...) calls isa_<active>::fn(args...), the AVX-512 one at avx512bf16;
+// GENRT_DISPATCH_BF16 calls isa_avx512bf16::fn at that level (for the *_bf16_kernel.cpp functions).
 #if GENRT_WITH_AVX512
 #define GENRT_CASE_AVX512(fn, ...) \
   case ::genrt::Isa::avx512:       \
     return ::genrt::isa_avx512::fn(__VA_ARGS__);
+#define GENRT_CASE_AVX512_FOR_BF16(fn, ...) \
+  case ::genrt::Isa::avx512bf16:            \
+    return ::genrt::isa_avx512::fn(__VA_ARGS__);
 #else
 #define GENRT_CASE_AVX512(fn, ...)
+#define GENRT_CASE_AVX512_FOR_BF16(fn, ...)
 #endif
 #if GENRT_WITH_AVX2
 #define GENRT_CASE_AVX2(fn, ...) \
@@ -45,9 +54,27 @@ void set_isa(const std::string& name);  // throws genrt::Error on an unknown or 
 #else
 #define GENRT_CASE_AVX2(fn, ...)
 #endif
+#if GENRT_WITH_AVX512BF16
+#define GENRT_CASE_AVX512BF16(fn, ...) \
+  case ::genrt::Isa::avx512bf16:       \
+    return ::genrt::isa_avx512bf16::fn(__VA_ARGS__);
+#else
+#define GENRT_CASE_AVX512BF16(fn, ...)
+#endif
+#define GENRT_DISPATCH_BF16(fn, ...)                   \
+  do {                                                 \
+    switch (::genrt::active_isa()) {                   \
+      GENRT_CASE_AVX512BF16(fn, __VA_ARGS__)           \
+      GENRT_CASE_AVX512(fn, __VA_ARGS__)               \
+      GENRT_CASE_AVX2(fn, __VA_ARGS__)                 \
+      default:                                         \
+        return ::genrt::isa_baseline::fn(__VA_ARGS__); \
+    }                                                  \
+  } while (0)
 #define GENRT_DISPATCH(fn, ...)                      \
   do {                                               \
     switch (::genrt::active_isa()) {                 \
+      GENRT_CASE_AVX512_FOR_BF16(fn, __VA_ARGS__)    \
       GENRT_CASE_AVX512(fn, __VA_ARGS__)             \
       GENRT_CASE_AVX2(fn, __VA_ARGS__)               \
       default:                                       \
@@ -86,3 +113,15 @@ void set_isa(const std::string& name);  // throws genrt::Error on an unknown or 
   GENRT_DECLARE_ISA_BASELINE(DECLS)      \
   GENRT_DECLARE_ISA_AVX2(DECLS)          \
   GENRT_DECLARE_ISA_AVX512(DECLS)
+// The same for the *_bf16_kernel.cpp functions, which also have an avx512bf16 variant.
+#if GENRT_WITH_AVX512BF16
+#define GENRT_DECLARE_ISA_BF16_KERNELS(DECLS) \
+  GENRT_DECLARE_ISA_KERNELS(DECLS)            \
+  namespace genrt {                           \
+  namespace isa_avx512bf16 {                  \
+  DECLS                                       \
+  }                                           \
+  }
+#else
+#define GENRT_DECLARE_ISA_BF16_KERNELS(DECLS) GENRT_DECLARE_ISA_KERNELS(DECLS)
+#endif

@@ -148,9 +148,11 @@ py::array conv_transpose2d_forward(py::handle x_obj, py::handle w_obj, py::handl
 
 py::array conv2d_forward(py::handle x_obj, py::handle w_obj, py::handle bias_obj, const std::vector<int64_t>& padding,
                          const std::string& padding_mode, const std::string& activation, int threads,
-                         genrt::WeightCache* cache, const std::vector<int64_t>& stride) {
+                         genrt::WeightCache* cache, const std::vector<int64_t>& stride,
+                         const std::string& precision) {
   Arg x("x", x_obj), w("weight", w_obj);
   genrt::Conv2dParams p;
+  p.precision = genrt::parse_precision(precision);
   if (stride.size() != 2)
     throw genrt::Error(genrt::Error::Kind::value,
                        "stride: expected 2 values (sh, sw), got " + std::to_string(stride.size()));
@@ -240,8 +242,9 @@ PYBIND11_MODULE(_C, mod) {
   mod.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
           py::arg("padding") = std::vector<int64_t>{0, 0, 0, 0}, py::arg("padding_mode") = "zeros",
           py::arg("activation") = "none", py::arg("threads") = 0, py::arg("cache") = nullptr,
-          py::arg("stride") = std::vector<int64_t>{1, 1},
-          "2-D convolution (3x3 stride 1: Winograd F(4x4, 3x3); other kernel sizes and strides: direct) with "
+          py::arg("stride") = std::vector<int64_t>{1, 1}, py::arg("precision") = "f32",
+          "2-D convolution (3x3 stride 1: Winograd F(4x4, 3x3); other kernel sizes and strides, and precision "
+          "'bf16': direct) with "
           "in-kernel padding (top, left, bottom, right; zeros/reflect/edge), fused bias and relu; x (N, C_in, H, W), "
           "weight (C_out, C_in, kH, kW), stride (sh, sw) -> (N, C_out, (H + top + bottom - kH) / sh + 1, "
           "(W + left + right - kW) / sw + 1). cache: a WeightCache that keeps the transformed or packed weights.");

@@ -54,7 +54,9 @@ class Chain:
     def label(self) -> str:
         return f"{self.main.name or self.op} {tuple(self.x_shape[1:])} -> {'+'.join(n.op_type for n in self.nodes)}"
 
-    def genrt_node(self, threads: int) -> onnx.NodeProto:
+    def genrt_node(self, threads: int, precision: str = "f32") -> onnx.NodeProto:
+        """The genrt node in the chain's place; precision "bf16" (genrt.Conv only) rounds its operands to bfloat16."""
+        extra = {"precision": precision} if precision != "f32" else {}
         return helper.make_node(
             self.op,
             self.inputs,
@@ -63,6 +65,7 @@ class Chain:
             domain=onnx_ops.DOMAIN,
             threads=threads,
             **self.attrs,
+            **extra,
         )
 
 

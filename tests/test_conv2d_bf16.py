@@ -1,0 +1,165 @@
+"""genrt.kernels.conv2d(precision="bf16"): float32 operands rounded to bfloat16 (nearest, ties to even), products
+summed in float32, on every instruction set this machine has (the VDPBF16PS path at ``avx512bf16``, the emulated
+one elsewhere), against plain references:
+
+- numpy's :func:`genrt.reference.round_bf16`, checked against torch's own float32 -> bfloat16 conversion;
+- :func:`genrt.reference.reference_conv2d` in float64, once on the rounded operands (then only the float32 sums
+  differ: at most R 2^-24 sum|x w| for a reduction of length R = C_in kH kW), and once on the float32 operands
+  (bfloat16's 8-bit significand: each operand within 2^-8 of itself, so each product within about 2^-7).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genrt import kernels
+from genrt._native import _C
+from genrt.errors import ArgumentError
+from genrt.reference import reference_conv2d, round_bf16
+
+torch = pytest.importorskip("torch")
+MODES = ["zeros", "reflect", "edge"]
+U32 = 2.0**-24  # float32's unit roundoff
+U16 = 2.0**-8  # bfloat16's (8 significant bits: rounding moves a value by at most 2^-8 of itself)
+
+
+def _bounds(x, w, **kw):
+    """sum |x| |w| per output (the scale every error bound multiplies) and the reduction length R."""
+    scale = reference_conv2d(np.abs(round_bf16(x)), np.abs(round_bf16(w)), **kw)
+    return scale, w.shape[1] * w.shape[2] * w.shape[3]
+
+
+def check(x, w, b, **kw):
+    y = kernels.conv2d(x, w, b, precision="bf16", **kw)
+    act = kw.pop("activation", "none")
+    scale, R = _bounds(x, w, **kw)
+    rounded = reference_conv2d(x, w, b, precision="bf16", activation=act, **kw)
+    exact = reference_conv2d(x, w, b, activation=act, **kw)
+    assert y.dtype == np.float32 and y.shape == exact.shape
+    # the float32 sums of exact products: R u32 sum|xw| (plus the bias, and the output's own rounding)
+    tol_sum = (R + 2) * U32 * scale + 2 * U32 * np.abs(rounded) + 1e-30
+    assert np.all(np.abs(y - rounded) <= tol_sum), float(np.max(np.abs(y - rounded) - tol_sum))
+    # against exact float32 operands: both operands rounded, each within u16 of itself
+    tol_exact = (2 * U16 + U16**2) * scale + tol_sum
+    assert np.all(np.abs(y - exact) <= tol_exact), float(np.max(np.abs(y - exact) - tol_exact))
+    return y
+
+
+def test_round_bf16_is_torchs_rounding():
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [
+            (rng.standard_normal(10000) * 10.0 ** rng.integers(-30, 30, 10000)).astype(np.float32),
+            np.array(
+                [0.0, -0.0, 1.0, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-9, np.inf, -np.inf, 3.4e38, 1e-40], np.float32
+            ),
+            (np.arange(1 << 16, dtype=np.uint32) << 16 | 0x8000).view(np.float32),  # every tie
+        ]
+    )
+    want = torch.from_numpy(values).to(torch.bfloat16).to(torch.float32).numpy()
+    got = round_bf16(values)
+    same = (got.view(np.uint32) == want.view(np.uint32)) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), values[~same][:5]
+    assert np.isnan(round_bf16(np.array([np.nan], np.float32)))[0]
+
+
+@st.composite
+def configs(draw):
+    kh, kw = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    mode = draw(st.sampled_from(MODES))
+    pads = [draw(st.integers(0, k - 1)) for k in (kh, kw, kh, kw)]
+    lo_h = max(1, kh - pads[0] - pads[2], max(pads[0], pads[2]) + 1 if mode == "reflect" else 1)
+    lo_w = max(1, kw - pads[1] - pads[3], max(pads[1], pads[3]) + 1 if mode == "reflect" else 1)
+    return dict(
+        n=draw(st.integers(1, 2)), cin=draw(st.integers(1, 19)), cout=draw(st.integers(1, 19)),
+        h=draw(st.integers(lo_h, lo_h + 20)), w=draw(st.integers(lo_w, lo_w + 40)), k=(kh, kw), stride=(sh, sw),
+        pads=tuple(pads), mode=mode, relu=draw(st.booleans()), bias=draw(st.booleans()), seed=draw(st.integers(0, 99)),
+    )  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(c=configs())
+def test_matches_reference_on_many_shapes(isa, c):
+    rng = np.random.default_rng(c["seed"])
+    x = rng.standard_normal((c["n"], c["cin"], c["h"], c["w"])).astype(np.float32)
+    w = rng.standard_normal((c["cout"], c["cin"], *c["k"])).astype(np.float32)
+    b = rng.standard_normal(c["cout"]).astype(np.float32) if c["bias"] else None
+    check(
+        x, w, b, stride=c["stride"], padding=c["pads"], padding_mode=c["mode"],
+        activation="relu" if c["relu"] else "none",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "shape, k, stride, pads",
+    [
+        ((1, 1, 1, 1), (1, 1), 1, (0, 0, 0, 0)),  # size 1 everywhere
+        ((1, 3, 1, 1), (3, 3), 1, (1, 1, 1, 1)),  # a 1x1 image, all padding
+        ((1, 1, 5, 300), (3, 3), 1, (1, 1, 1, 1)),  # one input channel (an odd one, paired with zeros)
+        ((3, 5, 17, 17), (3, 3), 2, (1, 1, 1, 1)),  # odd channels, stride 2
+        ((1, 3, 64, 64), (9, 9), 1, (4, 4, 4, 4)),  # a style network's first layer
+        ((1, 128, 24, 40), (3, 3), 1, (1, 1, 1, 1)),  # its residual layers
+    ],
+)
+@pytest.mark.parametrize("cout", [1, 3, 8, 13])
+def test_edge_shapes(isa, shape, k, stride, pads, cout):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((cout, shape[1], *k)).astype(np.float32)
+    check(x, w, rng.standard_normal(cout).astype(np.float32), stride=stride, padding=pads, padding_mode="reflect"
+          if min(shape[2:]) > max(pads) else "zeros")  # fmt: skip
+
+
+def test_empty_batch_and_bad_arguments():
+    w = np.ones((4, 3, 3, 3), np.float32)
+    assert kernels.conv2d(np.ones((0, 3, 8, 8), np.float32), w, padding=1, precision="bf16").shape == (0, 4, 8, 8)
+    with pytest.raises(ArgumentError, match="precision"):
+        kernels.conv2d(np.ones((1, 3, 8, 8), np.float32), w, precision="fp8")
+    with pytest.raises(ArgumentError, match="bf16 takes float32"):
+        kernels.conv2d(np.ones((1, 3, 8, 8)), w.astype(np.float64), precision="bf16")
+
+
+def test_nan_and_inf_propagate(isa):
+    x = np.ones((1, 2, 6, 6), np.float32)
+    x[0, 1, 2, 3] = np.nan
+    x[0, 0, 5, 5] = np.inf
+    y = kernels.conv2d(x, np.ones((2, 2, 3, 3), np.float32), padding=1, precision="bf16")
+    assert np.isnan(y[0, :, 1:4, 2:5]).all() and np.isinf(y[0, :, 5, 5]).all()
+    assert np.isfinite(y[0, :, :1, :]).all()
+
+
+def test_every_isa_gives_the_same_rounding():
+    """The packing and rounding are shared code: every instruction set gives the reference's rounded result up to
+    float32 summation order, and the VDPBF16PS path is checked where the CPU has it."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 7, 19, 37)).astype(np.float32)
+    w = rng.standard_normal((11, 7, 3, 3)).astype(np.float32)
+    before = _C.active_isa()
+    outs = {}
+    try:
+        for isa in _C.available_isas():
+            _C.set_isa(isa)
+            outs[isa] = check(x, w, None, padding=(1, 1, 1, 1), padding_mode="reflect")
+    finally:
+        _C.set_isa(before)
+    scale, R = _bounds(x, w, padding=(1, 1, 1, 1), padding_mode="reflect")
+    for isa, y in outs.items():
+        assert np.all(np.abs(y - outs["baseline"]) <= 2 * (R + 2) * U32 * scale + 1e-30), isa
+    if "avx512bf16" not in outs:
+        pytest.skip("this CPU has no AVX512-BF16: the VDPBF16PS path did not run here (the emulated path did)")
+
+
+def test_bf16_is_faithful_to_float32_on_a_real_layer():
+    """On a style network's 3x3 residual layer with natural-scale data the relative error is about 2^-9: PSNR far
+    above the 45 dB the runtime's fidelity check asks of a whole network."""
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((1, 64, 32, 32)), 0).astype(np.float32)
+    w = (rng.standard_normal((64, 64, 3, 3)) * np.sqrt(2 / (64 * 9))).astype(np.float32)
+    y = kernels.conv2d(x, w, padding=1, padding_mode="reflect", precision="bf16")
+    ref = reference_conv2d(x, w, padding=(1, 1, 1, 1), padding_mode="reflect")
+    psnr = 10 * np.log10((ref.max() - ref.min()) ** 2 / np.mean((y - ref) ** 2))
+    assert 50 < psnr < 80, psnr  # not float32-exact (it is bfloat16), not far off either
