@@ -88,7 +88,8 @@ class AppSpec:
     the CLI builds them. threads: ONNX Runtime threads per actor (None: genrt's default). adopt: the describe flags
     of a model without genrt metadata (``input_range``, ``scale``, ...). mask: inpaint's one mask for every image
     (a Picture, or (x, y, w, h)); masks: a folder of masks matched by the input's file name (every node must see
-    it). cwd: the folder relative local paths are relative to (the driver's); None: the actor's own.
+    it). cwd: the folder relative local paths are relative to (the driver's); None: the actor's own. precision:
+    genrt.load's ("auto", as the CLI's apps, by default).
 
     Example::
 
@@ -105,6 +106,7 @@ class AppSpec:
     mask: object = None
     masks: str | None = None
     cwd: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self):
         if self.app not in APPS:
@@ -119,7 +121,9 @@ class AppSpec:
 
         module, cls_name, kind, method = APPS[self.app]
         cls = getattr(importlib.import_module(module), cls_name)
-        model = _load(self.model, threads=self.threads, adopt=dict(self.adopt), default_kind=kind)
+        model = _load(
+            self.model, threads=self.threads, adopt=dict(self.adopt), default_kind=kind, precision=self.precision
+        )
         if not isinstance(model, cls):
             raise ArgumentError(f"{self.model}: not a {kind} (its genrt.kind is {model.kind!r})")
         run = getattr(model, method)

@@ -7,6 +7,7 @@ from genrt.runtime import files
 from genrt.runtime.models import CLASSES, Generator, Model
 from genrt.runtime.onnx_session import IOSpec, default_threads, load_onnx, onnx_metadata
 from genrt.runtime.ort_runner import OrtRunner
+from genrt.runtime.precision import check as check_precision
 
 __all__ = ["Generator", "IOSpec", "Model", "list_models", "load"]
 
@@ -24,6 +25,7 @@ def load(
     style_input: str | None = None,
     styles=None,
     scale: int | None = None,
+    precision: str = "f32",
 ) -> Model:
     """Loads an exported model (.onnx, .pt2, .pt) or a bundled one by name.
 
@@ -38,6 +40,10 @@ def load(
             holding a multi-style model's weights and the styles' names; an upscaler's scale, which is read off
             the graph anyway and checked). Given values override the file's; one probe run checks them
             (genrt.runtime.adopt). `genrt adopt` writes them into a copy of the file instead.
+        precision: "f32" (default: exact float32), "bf16" (genrt's convolutions on bfloat16 operands with float32
+            sums, per layer where faster) or "auto" (bf16 where the CPU has bfloat16 instructions and the model's
+            output on a natural photo stays >= 45 dB PSNR from float32, else f32; the applications' default).
+            ``model.kernels["precision"]`` says what was chosen and why (genrt.runtime.precision). CPU, ONNX only.
 
     Returns:
         The class for the model's ``genrt.kind`` (:class:`Generator` for generators), else :class:`Model`.
@@ -54,7 +60,7 @@ def load(
         kind=kind, input_range=input_range, output_range=output_range, channel_order=channel_order,
         style_input=style_input, styles=styles, scale=scale,
     )  # fmt: skip
-    return _load(path_or_name, device=device, threads=threads, providers=providers, adopt=given)
+    return _load(path_or_name, device=device, threads=threads, providers=providers, adopt=given, precision=precision)
 
 
 def _load(
@@ -66,12 +72,16 @@ def _load(
     conv_transpose: str | None = None,
     adopt=None,
     default_kind: str | None = None,
+    precision: str = "f32",
 ) -> Model:
     """load(), plus conv_transpose: "auto" | "genrt" | "ort" overriding GENRT_CONV_TRANSPOSE (the exporter's
     verification uses "ort": it checks the file, and need not time kernels), and default_kind: the kind an ONNX
     file without one is described as (an application command's own: `genrt upscale` takes any ONNX upscaler)."""
+    check_precision(precision)
     path = files.resolve(path_or_name)
     fmt = files.sniff(path)
+    if precision == "bf16" and fmt != "onnx":
+        raise ArgumentError(f"precision: bf16 runs ONNX models through genrt's kernels; {path} is a {fmt} file")
     threads = default_threads(threads)
     adopt = {k: v for k, v in (adopt or {}).items() if v is not None}
     if adopt and fmt != "onnx":
@@ -93,7 +103,10 @@ def _load(
             from genrt.runtime.adopt import describe
 
             metadata = describe(model, path, **adopt)
-        runner = OrtRunner(model, path, device=device, threads=threads, providers=providers, how=conv_transpose)
+        runner = OrtRunner(
+            model, path, device=device, threads=threads, providers=providers, how=conv_transpose, precision=precision,
+            probe_range=metadata.get("input_range"),
+        )  # fmt: skip
     else:
         from genrt.runtime.torch_backend import TorchRunner
 

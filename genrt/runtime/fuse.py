@@ -12,6 +12,14 @@ and benchmarks use it): ``GENRT_CONV_TRANSPOSE=genrt|ort|auto`` for ConvTranspos
 ``GENRT_CONV=genrt|ort|auto`` for Conv chains; the default is ``auto`` (measure), ``genrt`` rewrites every chain,
 ``ort`` none. A caller's explicit ``how`` overrides both.
 
+What a decision costs (benchmarks/bench_first_load.py; it was 6-19 s per network, now 0.7-2.1 s): on the CPU a layer
+is timed on an input of at most 256x256 pixels and 32 x 256 x 256 input elements (:func:`_measure_shape`: the
+class's channels and aspect ratio kept, each side a whole multiple of the stride), not at its class's size. Smaller
+still (128x128) flipped a layer that genrt wins at full size: activations that fit in the caches favour ONNX
+Runtime's separate Pad. The two sides then run in turn after a warm-up run each (genrt's op packs its weights), each
+figured by its fastest run (other work on a shared machine only ever adds time), and timing stops as soon as one
+side is clearly ahead (:func:`_time_pair`). Layers of one shape share one decision (the key below).
+
 Shape classes: a model's dynamic axes (batch, and the height and width of fully convolutional models) take any
 size, so choices are made per class of sizes, not per size. The batch axis falls in one of two buckets (up to
 4, and more); every other dynamic axis in the power of two nearest its size (clamped to 1..2048). Each class is
@@ -52,6 +60,14 @@ KERNEL_REVISION = 2
 
 _MAX_SIZE_CLASS = 2048  # larger sizes share the 2048 class: past it, time per pixel no longer changes
 _MEASURE_ELEMENTS = 1 << 22  # a large-batch measurement shrinks its batch to keep a layer's input under this
+# On the CPU a layer is timed on at most this many pixels and this many input elements (32 channels at 256x256):
+_MEASURE_PIXELS = 256 * 256
+_MEASURE_CPU_ELEMENTS = 32 * 256 * 256
+_MIN_RUNS = 2  # timed rounds (one run of each side) at least, after a warm-up run of each
+_MAX_RUNS = 12  # and at most
+_CLEAR = 1.2  # a side this much faster after _MIN_RUNS rounds decides at once
+_CLEAR_AT_ONCE = 2.0  # and this much faster after the first round
+_TIME_BUDGET = 0.08  # seconds of timed rounds before a closer call is decided
 
 
 def bucket_for(batch: int) -> int:
@@ -112,9 +128,9 @@ _cache_warned: set = set()  # (path, mtime, size) of cache files already warned 
 
 
 def _read_cache() -> dict:
-    """The cached decisions {key: {"genrt": bool, ...}}; a missing file is an empty cache, and a file that is not
-    JSON, or JSON of another shape, is ignored with one warning (the next write replaces it), never a crash.
-    Entries of the wrong shape are dropped, the rest kept."""
+    """The cached decisions {key: {"genrt": bool, ...}} and verdicts ({key: {"value": ...}}, :func:`cached`); a
+    missing file is an empty cache, and a file that is not JSON, or JSON of another shape, is ignored with one
+    warning (the next write replaces it), never a crash. Entries of the wrong shape are dropped, the rest kept."""
     from genrt.runtime import metadata as md
 
     path = _cache_path()
@@ -135,7 +151,9 @@ def _read_cache() -> dict:
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or another shape
         _warn_cache(path, stat, f"not a genrt cache ({exc})")
         return {}
-    good = {k: v for k, v in cache.items() if isinstance(v, dict) and isinstance(v.get("genrt"), bool)}
+    good = {
+        k: v for k, v in cache.items() if isinstance(v, dict) and (isinstance(v.get("genrt"), bool) or "value" in v)
+    }
     if len(good) != len(cache):
         _warn_cache(
             path, stat, f"{len(cache) - len(good)} malformed entr{'y' if len(cache) - len(good) == 1 else 'ies'}"
@@ -163,6 +181,21 @@ def _write_cache(cache: dict) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home only costs re-measuring next time
+
+
+def cached(key: str):
+    """The value kept under `key` in the decision cache (other load-time verdicts than layer choices: e.g.
+    genrt.runtime.precision's), or None."""
+    entry = _read_cache().get(key)
+    return None if entry is None else entry.get("value")
+
+
+def store(key: str, value) -> None:
+    """Keeps `value` (JSON) under `key` in the decision cache."""
+    with _lock:
+        merged = _read_cache()
+        merged[key] = {"value": value}
+        _write_cache(merged)
 
 
 def with_input_shapes(model: onnx.ModelProto, input_shapes: dict) -> onnx.ModelProto:
@@ -238,8 +271,7 @@ def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype, opset: int) -> b
     return helper.make_model(graph, opset_imports=opsets).SerializeToString()
 
 
-def _time(model: bytes, x: np.ndarray, threads: int, library: str | None, device: str = "cpu") -> float:
-    """Median seconds of one run on `device`; on a GPU the input is bound there once, so only the layer is timed."""
+def _session(model: bytes, threads: int, library: str | None, device: str):
     from genrt.runtime.onnx_session import Session, _log_severity, _providers  # onnx_session imports its users
 
     options = ort.SessionOptions()
@@ -247,17 +279,40 @@ def _time(model: bytes, x: np.ndarray, threads: int, library: str | None, device
     options.log_severity_level = _log_severity()  # a layer that fails here is kept as ORT's, silently
     if library:
         options.register_custom_ops_library(library)
-    session = Session(model, options, providers=_providers(device, None))
+    return Session(model, options, providers=_providers(device, None))
+
+
+def _time_pair(ort_model: bytes, genrt_model: bytes, x: np.ndarray, threads: int, library: str, device: str = "cpu"):
+    """(ORT's seconds, genrt's seconds) for one run of the two layer models on `x`.
+
+    On the CPU: after one warm-up run each (genrt's op packs its weights, ORT allocates), the two run in turn, so
+    both see the same load from other work, and each side's figure is its fastest run (other work only ever adds
+    time). Timing stops after one round where one side is ahead by more than `_CLEAR_AT_ONCE`, after `_MIN_RUNS`
+    rounds where it is ahead by more than `_CLEAR`, else once the rounds have taken `_TIME_BUDGET` seconds (or
+    `_MAX_RUNS` rounds). On a GPU, each side's median, one after the
+    other, with the input bound there once so that only the layer is timed.
+    """
+    # both with genrt's library: the first side is ORT's own nodes, or genrt's float32 node against a bfloat16 one
+    sessions = [_session(ort_model, threads, library, device), _session(genrt_model, threads, library, device)]
     if device != "cpu":
-        return _time_bound(session, x, device)
-    name = session.get_inputs()[0].name
-    session.run(None, {name: x})
-    times, start = [], time.perf_counter()
-    while len(times) < 5 or (len(times) < 50 and time.perf_counter() - start < 0.2):
-        t0 = time.perf_counter()
-        session.run(None, {name: x})
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        return tuple(_time_bound(session, x, device) for session in sessions)
+    feeds = [{session.get_inputs()[0].name: x} for session in sessions]
+    for session, feed in zip(sessions, feeds, strict=True):
+        session.run(None, feed)
+    times: list[list[float]] = [[], []]
+    start = time.perf_counter()
+    while len(times[0]) < _MAX_RUNS:
+        for session, feed, ts in zip(sessions, feeds, times, strict=True):
+            t0 = time.perf_counter()
+            session.run(None, feed)
+            ts.append(time.perf_counter() - t0)
+        ratio = min(times[1]) / min(times[0])
+        clear = _CLEAR if len(times[0]) >= _MIN_RUNS else _CLEAR_AT_ONCE
+        if not 1 / clear < ratio < clear or (
+            len(times[0]) >= _MIN_RUNS and time.perf_counter() - start >= _TIME_BUDGET
+        ):
+            break
+    return min(times[0]), min(times[1])
 
 
 def _time_bound(session, x: np.ndarray, device: str) -> float:
@@ -272,6 +327,25 @@ def _time_bound(session, x: np.ndarray, device: str) -> float:
         session.run_with_iobinding(binding)  # returns once the device's work is done
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _measure_shape(chain: Chain, kernel, device: str = "cpu") -> list:
+    """The input a chain is timed on: the class's batch (:func:`_measure_batch`); on the CPU, its height and width
+    shrunk in proportion to at most `_MEASURE_PIXELS` pixels and `_MEASURE_CPU_ELEMENTS` input elements, each a
+    whole multiple of the stride and no less than
+    the `kernel` (kH, kW) (so every padding mode still applies)."""
+    batch, channels, height, width = chain.x_shape
+    pixels = min(_MEASURE_PIXELS, _MEASURE_CPU_ELEMENTS // channels)
+    if device != "cpu" or height * width <= pixels:
+        return [_measure_batch(chain.x_shape), channels, height, width]
+    scale = (pixels / (height * width)) ** 0.5
+    strides = list(chain.attrs.get("strides", [1, 1])) if chain.op == "Conv" else [1, 1]
+    dims = []
+    for size, stride, k in zip((height, width), strides, list(kernel), strict=True):
+        shrunk = max(stride, int(size * scale) // stride * stride)
+        dims.append(min(size, max(shrunk, k)))
+    shape = [batch, channels, *dims]
+    return [_measure_batch(shape), *shape[1:]]
 
 
 def _measure_batch(x_shape: list) -> int:
@@ -290,11 +364,14 @@ def fuse(
     input_shapes: dict,
     how: str | dict | None = None,
     device: str = "cpu",
+    precision: str = "f32",
 ) -> tuple[onnx.ModelProto, list[tuple[int, str, str]]]:
     """Rewrites the chains where genrt's kernel is faster for graph inputs of `input_shapes` ({name: dims}).
 
     `how` ("auto", "genrt", "ort", or a dict of them per op) applies where given, else each op follows its
-    environment variable.
+    environment variable. precision "bf16": a Conv chain may also become a bfloat16 genrt.Conv; measured ("auto"),
+    it is timed against the float32 winner (ORT's nodes or genrt's float32 node) and kept where faster; "genrt"
+    takes it everywhere. Its label ends in " in bf16".
     Returns the model (the same object where nothing changed) and [(chain index, genrt op, description)] of the
     chains rewritten; the same indices give the same model, so callers can share one session between shape classes.
     """
@@ -314,6 +391,8 @@ def fuse(
     replaced, chosen, drop = {}, [], set()
     for index, chain in enumerate(chains):
         node = chain.genrt_node(threads)
+        bf16 = chain.genrt_node(threads, "bf16") if precision == "bf16" and chain.op == "Conv" else None
+        use = bf16 or node
         if how_of[chain.op] == "auto":
             key = _key(chain, inits, threads, device)
             if key is None:
@@ -321,12 +400,19 @@ def fuse(
             if key not in cache:
                 cache[key] = _measure(chain, node, inits, opset, threads, library, device)
                 cache_dirty = True
-            if not cache[key]["genrt"]:
+            use = node if cache[key]["genrt"] else None
+            if bf16 is not None:  # bfloat16 against the float32 winner (ORT's nodes or genrt's float32 node)
+                key16 = _key(chain, inits, threads, device, precision="bf16")
+                if key16 not in cache:
+                    cache[key16] = _measure(chain, bf16, inits, opset, threads, library, device, against=use)
+                    cache_dirty = True
+                use = bf16 if cache[key16]["genrt"] else use
+            if use is None:
                 continue
-        replaced[id(chain.main)] = node
+        replaced[id(chain.main)] = use
         drop.update(id(n) for n in chain.nodes if n is not chain.main)
         out.graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in chain.new_inits)
-        chosen.append((index, chain.op, chain.label))
+        chosen.append((index, chain.op, chain.label + (" in bf16" if use is bf16 else "")))
     if cache_dirty:
         with _lock:
             merged = _read_cache()
@@ -350,9 +436,10 @@ def with_nodes(out: onnx.ModelProto, nodes: list) -> onnx.ModelProto:
     return out
 
 
-def _key(chain: Chain, inits: dict, threads: int, device: str = "cpu") -> str | None:
+def _key(chain: Chain, inits: dict, threads: int, device: str = "cpu", precision: str = "f32") -> str | None:
     """The cache key of a chain's decision, or None where there is no concrete shape or constant weight to measure
-    on. Its node types name the genrt op and what it replaces (ConvTranspose keys keep their earlier form)."""
+    on. Its node types name the genrt op and what it replaces (ConvTranspose keys keep their earlier form); a
+    bfloat16 decision's key ends in "bf16"."""
     weight = inits.get(chain.weight)
     if weight is None or any(d is None or d < 1 for d in chain.x_shape):
         return None
@@ -363,7 +450,9 @@ def _key(chain: Chain, inits: dict, threads: int, device: str = "cpu") -> str | 
     layer = [str(weight.dtype), list(weight.shape), chain.x_shape[1:], [n.op_type for n in chain.nodes], attrs]
     batch = _measure_batch(chain.x_shape)
     where = [genrt.kernels.cpu_isa(), threads] if device == "cpu" else [device, _gpu_name(device)]
-    return json.dumps([genrt.__version__, KERNEL_REVISION, *where, batch] + layer)
+    return json.dumps(
+        [genrt.__version__, KERNEL_REVISION, *where, batch] + layer + ([precision] * (precision != "f32"))
+    )
 
 
 @functools.cache
@@ -382,20 +471,28 @@ def _gpu_name(device: str) -> str:
         return "unknown GPU"
 
 
-def _measure(chain: Chain, node, inits: dict, opset: int, threads: int, library: str, device: str = "cpu") -> dict:
-    """The cache entry of a chain: its nodes timed in ORT against the genrt node, on the class's batch."""
+def _measure(
+    chain: Chain, node, inits: dict, opset: int, threads: int, library: str, device: str = "cpu", against="ort"
+) -> dict:
+    """The cache entry of a chain: its nodes timed in ORT (or the genrt node `against`, where given) against the
+    genrt node, on the class's batch and (on the CPU) a smaller height and width (:func:`_measure_shape`, recorded
+    as "measured_hw"). "genrt" says whether `node` was faster; "ort_ms" is the other side's time."""
     weight = inits[chain.weight]
     all_inits = dict(inits, **dict(chain.new_inits))
-    x = np.random.default_rng(0).standard_normal([_measure_batch(chain.x_shape)] + chain.x_shape[1:])
-    x = x.astype(weight.dtype)
-    ort_nodes = _subgraph(chain, chain.consts + chain.nodes, all_inits, x.shape, weight.dtype, opset)
+    x = np.random.default_rng(0).standard_normal(_measure_shape(chain, weight.shape[2:], device)).astype(weight.dtype)
+    base = chain.consts + chain.nodes if against in ("ort", None) else [against]
+    ort_nodes = _subgraph(chain, base, all_inits, x.shape, weight.dtype, opset)
     genrt_node = _subgraph(chain, [node], all_inits, x.shape, weight.dtype, opset)
     try:
-        ms_ort = _time(ort_nodes, x, threads, None, device)
-        ms_genrt = _time(genrt_node, x, threads, library, device)
+        ms_ort, ms_genrt = _time_pair(ort_nodes, genrt_node, x, threads, library, device)
     except Exception as exc:  # a layer ORT or genrt cannot run alone: keep the model's own nodes
         return {"genrt": False, "error": str(exc).splitlines()[0][:200]}
-    return {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
+    entry = {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
+    if against not in ("ort", None):
+        entry["against"] = "genrt f32"
+    if list(x.shape[2:]) != list(chain.x_shape[2:]):
+        entry["measured_hw"] = list(x.shape[2:])
+    return entry
 
 
 def _drop_unused_constants(model: onnx.ModelProto) -> None:

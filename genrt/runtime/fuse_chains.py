@@ -61,7 +61,7 @@ class Chain:
             self.op,
             self.inputs,
             [self.output],
-            name=(self.main.name or self.op.lower()) + "_genrt",
+            name=(self.main.name or self.output) + "_genrt",  # an unnamed node: its output's name is unique
             domain=onnx_ops.DOMAIN,
             threads=threads,
             **self.attrs,

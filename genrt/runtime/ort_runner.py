@@ -15,8 +15,9 @@ import threading
 
 import onnx
 
+import genrt
 from genrt.errors import RunError
-from genrt.runtime import fuse, fuse_norms
+from genrt.runtime import fuse, fuse_norms, precision
 from genrt.runtime.onnx_session import (
     base_model,
     has_cuda_kernels,
@@ -45,10 +46,25 @@ class OrtRunner:
     """``run(feeds)`` picks (or builds, once) the session of the feeds' shape class; thread-safe."""
 
     def __init__(
-        self, model: onnx.ModelProto, path, *, device: str, threads: int, providers, how: str | None, arena=True
+        self,
+        model: onnx.ModelProto,
+        path,
+        *,
+        device: str,
+        threads: int,
+        providers,
+        how: str | None,
+        arena=True,
+        precision: str = "f32",
+        probe_range=None,
     ):
         self._path = path
-        self._settings = dict(device=device, threads=threads, providers=providers, how=how)
+        self._settings = dict(
+            device=device, threads=threads, providers=providers, how=how, precision=precision, probe_range=probe_range
+        )
+        self._precision = precision if device == "cpu" else "f32"  # genrt's bfloat16 kernels are CPU kernels
+        self._notes: dict[tuple, str] = {}  # class key -> the precision chosen and why
+        self._probe_range = probe_range  # [lo, hi] the probe photo of precision="auto" is scaled to
         self._arena = arena
         self._threads = threads
         self._base, self._native, self._op_kernels = base_model(model)
@@ -90,7 +106,8 @@ class OrtRunner:
         return self._base
 
     def derived(self, model: onnx.ModelProto, label: str, *, arena=True) -> OrtRunner:
-        """A runner for another graph (e.g. a part of this one) with the same device, threads and kernel choice."""
+        """A runner for another graph (e.g. a part of this one) with the same device, threads, precision and kernel
+        choice."""
         return OrtRunner(model, f"{self._path} ({label})", arena=arena, **self._settings)
 
     @property
@@ -116,6 +133,11 @@ class OrtRunner:
                 kernels[op] = f"{what[op]} for " + "; ".join(fused)
             elif self._eligible and not decided and op in self._ops:
                 kernels[op] = "chosen per input size class on the first call of each class"
+        notes = [f"{fuse.class_label(self._dynamic, key)}: {note}" for key, note in sorted(self._notes.items())]
+        if notes:
+            kernels["precision"] = "; ".join(notes)
+        elif self._precision != "f32":
+            kernels["precision"] = f"{self._precision}: decided per input size class on the first call of each class"
         return kernels
 
     def prepare(self, shapes: dict[str, tuple]) -> None:
@@ -153,10 +175,46 @@ class OrtRunner:
             shapes[value.name] = [reps.get((value.name, axis), dim.dim_value) for axis, dim in enumerate(dims)]
         how = {op: (self._how[op] if op in self._ops else "ort") for op in self._how}
         device = self._settings["device"]
-        ready, chosen = fuse.fuse(
-            self._prepared, threads=self._threads, library=self._library, input_shapes=shapes, how=how, device=device
-        )
-        return self._session(tuple(index for index, _, _ in chosen), ready), chosen
+
+        def fused(kind: str):
+            ready, chosen = fuse.fuse(
+                self._prepared, threads=self._threads, library=self._library, input_shapes=shapes, how=how,
+                device=device, precision=kind,
+            )  # fmt: skip
+            return self._session(tuple((index, label) for index, _, label in chosen), ready), chosen
+
+        if self._precision != "auto":
+            if self._precision == "bf16":
+                emulated = "" if precision.native_bf16() else " (emulated: this CPU has no bfloat16 instructions)"
+                self._notes[key] = precision.describe("bf16", None, "asked for" + emulated)
+            return fused(self._precision)
+        if not precision.native_bf16():
+            why = f"this CPU has no bfloat16 instructions (cpu isa {genrt.kernels.cpu_isa()})"
+            self._notes[key] = precision.describe("f32", None, why)
+            return fused("f32")
+        if "Conv" not in self._ops:
+            self._notes[key] = precision.describe("f32", None, "no convolution for genrt to run in bfloat16")
+            return fused("f32")
+        f32 = fused("f32")
+        bf16 = fused("bf16")
+        verdict = precision.verdict_key(self._digest(), key, self._threads)
+        db = fuse.cached(verdict)
+        if db is None:
+            feeds = precision.probe_feeds(self._graph_inputs(), shapes, self._probe_range)
+            db = precision.psnr(f32[0].run(None, feeds), bf16[0].run(None, feeds))
+            fuse.store(verdict, db)
+        choice = "bf16" if db >= precision.MIN_PSNR_DB else "f32"
+        self._notes[key] = precision.describe(choice, db)
+        return bf16 if choice == "bf16" else f32
+
+    def _graph_inputs(self) -> list:
+        inits = {t.name for t in self._base.graph.initializer}
+        return [v for v in self._base.graph.input if v.name not in inits]
+
+    def _digest(self) -> str:
+        if getattr(self, "_digest_value", None) is None:
+            self._digest_value = precision.model_digest(self._base)
+        return self._digest_value
 
     def session_graph(self, shapes: dict[str, tuple]) -> onnx.ModelProto:
         """The model genrt runs for inputs of these shapes (their class's session): the base model after genrt's

@@ -169,16 +169,16 @@ def test_auto_measures_conv_once_and_caches(johnson, tmp_path, monkeypatch):
     monkeypatch.setenv("GENRT_CONV", "auto")
     monkeypatch.setenv("GENRT_CONV_TRANSPOSE", "ort")
     timed = []
-    real = fuse_mod._time
-    monkeypatch.setattr(fuse_mod, "_time", lambda *a: timed.append(a[1].shape) or real(*a))
+    real = fuse_mod._time_pair
+    monkeypatch.setattr(fuse_mod, "_time_pair", lambda *a: timed.append(a[2].shape) or real(*a))
     model = genrt.load(path)
     assert model.kernels.get("Conv") == "chosen per input size class on the first call of each class"
     x = np.random.default_rng(3).standard_normal((1, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         np.testing.assert_allclose(model(x), net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-4)
     # five layer shapes (the 9x9 input and output layers, two stride-2 layers, the residual 3x3 layers, four of one
-    # shape): one decision each, timed in ORT and in genrt's op
-    assert len(timed) == 10
+    # shape): one decision each, ORT's nodes timed against genrt's op
+    assert len(timed) == 5
     entries = json.loads((tmp_path / "cache" / "conv_transpose_choice.json").read_text())
     assert len(entries) == 5
     for key, entry in entries.items():
@@ -186,8 +186,50 @@ def test_auto_measures_conv_once_and_caches(johnson, tmp_path, monkeypatch):
         assert {"genrt", "ort_ms", "genrt_ms"} <= set(entry)
     again = genrt.load(path)
     again(x)
-    assert len(timed) == 10 and again.kernels == model.kernels
+    assert len(timed) == 5 and again.kernels == model.kernels
     # kernels says what was chosen: the residual shape counts four layers, every other shape one
     chosen = sum((4 if "[32, 32, 3, 3]" in key else 1) for key, entry in entries.items() if entry["genrt"])
     label = model.kernels.get("Conv", "")
     assert (f"{chosen} layer(s)" in label) == bool(chosen)
+
+
+def _chain(x_shape, op="Conv", strides=(1, 1)):
+    from genrt.runtime.fuse_chains import Chain
+
+    node = helper.make_node(op, ["X", "W"], ["Y"])
+    attrs = {"strides": list(strides)} if op == "Conv" else {}
+    return Chain(op, node, [node], list(x_shape), ["X", "W"], attrs)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "kernel", "strides", "want"),
+    [
+        ((1, 32, 64, 64), (3, 3), (1, 1), [1, 32, 64, 64]),  # small enough: timed as it is
+        ((1, 3, 1024, 1024), (9, 9), (1, 1), [1, 3, 256, 256]),  # at most 256x256 pixels
+        ((1, 128, 256, 256), (3, 3), (1, 1), [1, 128, 128, 128]),  # and 32 x 256 x 256 input elements
+        ((1, 32, 1024, 512), (3, 3), (2, 2), [1, 32, 362, 180]),  # aspect kept, whole strides
+        ((1, 64, 8000, 8), (9, 9), (1, 1), [1, 64, 5724, 8]),  # no side under the kernel, nor over its size
+    ],
+)
+def test_measure_shape_shrinks_big_layers_on_the_cpu(x_shape, kernel, strides, want):
+    chain = _chain(x_shape, strides=strides)
+    got = fuse_mod._measure_shape(chain, kernel)
+    assert got == want
+    assert fuse_mod._measure_shape(chain, kernel, "cuda:0") == list(x_shape)  # a GPU times the class's size
+
+
+def test_big_layers_are_timed_smaller_and_say_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENRT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GENRT_CONV", "auto")
+    timed = []
+    real = fuse_mod._time_pair
+    monkeypatch.setattr(fuse_mod, "_time_pair", lambda *a: timed.append(a[2].shape) or real(*a))
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 4, 3, 3)).astype(np.float32), "W")
+    conv = helper.make_node("Conv", ["X", "W"], ["Y"], pads=[1, 1, 1, 1])
+    model = genrt.load(_save(tmp_path / "m.onnx", [conv], [w]))
+    x = rng.standard_normal((1, 4, 600, 300)).astype(np.float32)  # the class ~512x256: 131072 pixels
+    model(x)
+    assert timed == [(1, 4, 362, 181)]
+    (entry,) = json.loads((tmp_path / "cache" / "conv_transpose_choice.json").read_text()).values()
+    assert entry["measured_hw"] == [362, 181] and {"genrt", "ort_ms", "genrt_ms"} <= set(entry)
