@@ -1,11 +1,16 @@
-"""genrt.kernels.conv2d(precision="bf16"): float32 operands rounded to bfloat16 (nearest, ties to even), products
-summed in float32, on every instruction set this machine has (the VDPBF16PS path at ``avx512bf16``, the emulated
-one elsewhere), against plain references:
+"""genrt.kernels.conv2d(precision="bf16"): bfloat16 operands (rounded to nearest, ties to even), products summed in
+float32, on every instruction set this machine has (the VDPBF16PS path at ``avx512bf16``, the emulated one
+elsewhere), against plain references:
 
 - numpy's :func:`genrt.reference.round_bf16`, checked against torch's own float32 -> bfloat16 conversion;
-- :func:`genrt.reference.reference_conv2d` in float64, once on the rounded operands (then only the float32 sums
-  differ: at most R 2^-24 sum|x w| for a reduction of length R = C_in kH kW), and once on the float32 operands
-  (bfloat16's 8-bit significand: each operand within 2^-8 of itself, so each product within about 2^-7).
+- direct path (every shape but 3x3 stride 1): :func:`genrt.reference.reference_conv2d` in float64, once on the
+  rounded operands (then only the float32 sums differ: at most R 2^-24 sum|x w| for a reduction of length
+  R = C_in kH kW), and once on the float32 operands (bfloat16's 8-bit significand: each operand within 2^-8 of
+  itself, so each product within about 2^-7);
+- Winograd F(2x2, 3x3) path (3x3 stride 1): :func:`winograd23` below, numpy's transforms in float64 with the
+  transformed input and weights rounded to bfloat16, and the bound that rounding implies
+  ((2u + u^2) |A^T| (sum_c |U| |V|) |A|, u = 2^-8), plus float32's sums; and the exact convolution within that
+  bound plus the transforms' own effect on it.
 """
 
 from __future__ import annotations
@@ -32,8 +37,40 @@ def _bounds(x, w, **kw):
     return scale, w.shape[1] * w.shape[2] * w.shape[3]
 
 
+_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], float)
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], float)
+
+
+def winograd23(x, w, padding, padding_mode):
+    """(y, bound): F(2x2, 3x3) in float64 with V and U rounded to bfloat16, and per output the bound on what that
+    rounding can change, (2u + u^2) |A^T| (sum_c |U| |V|) |A|, plus the float32 sums' (C 16 + 8) 2^-24 of it."""
+    n, c, h, wd = x.shape
+    top, left, bottom, right = padding
+    mode = {"zeros": "constant", "reflect": "reflect", "edge": "edge"}[padding_mode]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)
+    ho, wo = xp.shape[2] - 2, xp.shape[3] - 2
+    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    xp = np.pad(xp, ((0, 0), (0, 0), (0, 2 * th + 2 - xp.shape[2]), (0, 2 * tw + 2 - xp.shape[3])))
+    tiles = np.stack(
+        [np.stack([xp[:, :, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4] for j in range(tw)], 2) for i in range(th)], 2
+    )  # fmt: skip  (n, c, th, tw, 4, 4)
+    v = round_bf16(np.einsum("ab,nctubd,ed->nctuae", _BT, tiles, _BT).astype(np.float32)).astype(np.float64)
+    u = round_bf16(np.einsum("ab,kcbd,ed->kcae", _G, w.astype(np.float64), _G).astype(np.float32))
+    u = u.astype(np.float64)
+    m = np.einsum("kcae,nctuae->nktuae", u, v)
+    m_abs = np.einsum("kcae,nctuae->nktuae", np.abs(u), np.abs(v))
+    y = np.einsum("ra,nktuae,se->nktrus", _AT, m, _AT)
+    scale = np.einsum("ra,nktuae,se->nktrus", np.abs(_AT), m_abs, np.abs(_AT))
+    shape = (n, w.shape[0], 2 * th, 2 * tw)
+    y, scale = y.reshape(shape)[:, :, :ho, :wo], scale.reshape(shape)[:, :, :ho, :wo]
+    return y, (2 * U16 + U16**2 + (16 * c + 8) * U32) * scale
+
+
 def check(x, w, b, **kw):
     y = kernels.conv2d(x, w, b, precision="bf16", **kw)
+    if w.shape[2:] == (3, 3) and kw.get("stride", 1) in (1, (1, 1)):
+        return check_winograd(y, x, w, b, **kw)
     act = kw.pop("activation", "none")
     scale, R = _bounds(x, w, **kw)
     rounded = reference_conv2d(x, w, b, precision="bf16", activation=act, **kw)
@@ -45,6 +82,23 @@ def check(x, w, b, **kw):
     # against exact float32 operands: both operands rounded, each within u16 of itself
     tol_exact = (2 * U16 + U16**2) * scale + tol_sum
     assert np.all(np.abs(y - exact) <= tol_exact), float(np.max(np.abs(y - exact) - tol_exact))
+    return y
+
+
+def check_winograd(y, x, w, b, *, padding, padding_mode="zeros", activation="none", stride=1):
+    pads = (padding,) * 4 if np.isscalar(padding) else tuple(padding)
+    sim, bound = winograd23(x, w, pads, padding_mode)
+    if b is not None:
+        sim = sim + b[None, :, None, None]
+    if activation == "relu":
+        sim = np.maximum(sim, 0)
+    exact = reference_conv2d(x, w, b, padding=pads, padding_mode=padding_mode, activation=activation)
+    assert y.dtype == np.float32 and y.shape == exact.shape
+    # The kernel's float32 transforms may round a transformed value to the neighbouring bfloat16 of the reference's:
+    # both lie within `bound` of the exact result, so within twice it of each other.
+    tol = bound * 1.0001 + 2 * U32 * np.abs(sim) + 1e-30
+    assert np.all(np.abs(y - exact) <= tol), float(np.max(np.abs(y - exact) - tol))
+    assert np.all(np.abs(y - sim) <= 2 * tol), float(np.max(np.abs(y - sim) - 2 * tol))
     return y
 
 
@@ -123,13 +177,14 @@ def test_empty_batch_and_bad_arguments():
         kernels.conv2d(np.ones((1, 3, 8, 8)), w.astype(np.float64), precision="bf16")
 
 
-def test_nan_and_inf_propagate(isa):
-    x = np.ones((1, 2, 6, 6), np.float32)
-    x[0, 1, 2, 3] = np.nan
-    x[0, 0, 5, 5] = np.inf
-    y = kernels.conv2d(x, np.ones((2, 2, 3, 3), np.float32), padding=1, precision="bf16")
-    assert np.isnan(y[0, :, 1:4, 2:5]).all() and np.isinf(y[0, :, 5, 5]).all()
-    assert np.isfinite(y[0, :, :1, :]).all()
+@pytest.mark.parametrize("k", [3, 5])  # Winograd (where inf - inf makes NaN, as in float32's) and direct
+def test_nan_and_inf_propagate(isa, k):
+    x = np.ones((1, 2, 10, 10), np.float32)
+    x[0, 1, 1, 1] = np.nan
+    x[0, 0, 8, 8] = np.inf
+    y = kernels.conv2d(x, np.ones((2, 2, k, k), np.float32), padding=k // 2, precision="bf16")
+    assert np.isnan(y[0, :, 1, 1]).all() and not np.isfinite(y[0, :, 8, 8]).any()
+    assert np.isfinite(y[0, :, :2, 6:]).all()  # far from both
 
 
 def test_every_isa_gives_the_same_rounding():

@@ -20,7 +20,9 @@
 GENRT_DECLARE_ISA_KERNELS(GENRT_CONV2D_DECLS)
 #define GENRT_CONV2D_BF16_DECLS                                                                                 \
   void conv2d_bf16_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w, const float* bias, \
-                          float* y, int threads);
+                          float* y, int threads);                                                          \
+  void conv2d_winograd_bf16_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w,            \
+                                   const float* bias, float* y, int threads);
 GENRT_DECLARE_ISA_BF16_KERNELS(GENRT_CONV2D_BF16_DECLS)
 
 namespace genrt {
@@ -56,8 +58,11 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   const T* wd = contiguous<T>(w, ws);
   const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
   if constexpr (std::is_same_v<T, float>)
-    if (p.precision == Precision::bf16)
+    if (p.precision == Precision::bf16) {
+      if (P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1)
+        GENRT_DISPATCH_BF16(conv2d_winograd_bf16_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
       GENRT_DISPATCH_BF16(conv2d_bf16_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
+    }
   if (P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1)
     GENRT_DISPATCH(conv2d_forward_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
   else

@@ -23,10 +23,6 @@
 #include <string>
 #include <vector>
 
-#if defined(__AVX512BF16__)
-#include <immintrin.h>
-#endif
-
 #include "conv2d.h"
 #include "conv2d_common.h"
 #include "parallel.h"
@@ -41,9 +37,11 @@ namespace {
 
 using conv2d_detail::Scratch;
 using conv2d_detail::source_index;
-
+using conv2d_detail::bf16_bits;
+using conv2d_detail::dot2;
 using F = vec_t<float>;
 using I = ivec_t<float>;
+
 constexpr int L = Vec<float>::size;
 
 #if GENRT_VEC_BYTES >= 64
@@ -54,23 +52,6 @@ constexpr int kMR = 4, kNV = 2;
 constexpr int kNVFew[5] = {0, 4, 3, 2, 2};
 #endif
 constexpr int64_t kBufferBytes = 512 << 10;  // a task's input rows: about one core's share of L2
-
-// bfloat16 bits of v, rounded to nearest even; a NaN stays a (quiet) NaN.
-inline uint32_t bf16_bits(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
-  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-
-// The same on a vector: the low 16 bits of each lane.
-inline I bf16_bits(F v) {
-  const I u = (I)v;
-  const I nan = (u & 0x7fffffff) > 0x7f800000;
-  const I rounded = (I)(((ivec_t<float>)((u + 0x7fff + ((u >> 16) & 1)))) >> 16) & 0xffff;
-  const I quiet = ((u >> 16) | 0x40) & 0xffff;
-  return (nan & quiet) | (~nan & rounded);
-}
 
 struct Plan {
   const Conv2dProblem& P;
@@ -130,28 +111,6 @@ void build_rows(const Plan& pl, int64_t n, int64_t r0, int64_t nrows, uint32_t* 
         std::memcpy(dst + j, &w, sizeof(w));
       }
     }
-}
-
-// acc += the products of the bfloat16 pairs in b (per lane) and the pair `w` (broadcast).
-inline void dot2(F& acc, I b, uint32_t w) {
-#if defined(__AVX512BF16__)
-  acc = (F)_mm512_dpbf16_ps((__m512)acc, (__m512bh)b, (__m512bh)_mm512_set1_epi32(int(w)));
-#else
-  const float wh = [&] {
-    const uint32_t v = w & 0xffff0000u;
-    float f;
-    std::memcpy(&f, &v, 4);
-    return f;
-  }();
-  const float wl = [&] {
-    const uint32_t v = w << 16;
-    float f;
-    std::memcpy(&f, &v, 4);
-    return f;
-  }();
-  acc += (F)(b & int32_t(0xffff0000u)) * wh;
-  acc += (F)(b << 16) * wl;
-#endif
 }
 
 // MR output channels (the first m stored) x NV vectors of pixels of one output row, the first `width` stored.

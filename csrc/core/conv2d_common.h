@@ -4,7 +4,13 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
+#include <utility>
+
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 #include "conv2d.h"
 #include "simd.h"
@@ -33,6 +39,72 @@ inline int64_t source_index(int64_t i, int64_t n, int mode) {
   if (mode == int(PaddingMode::zeros)) return -1;
   if (mode == int(PaddingMode::reflect)) return i < 0 ? -i : 2 * (n - 1) - i;
   return i < 0 ? 0 : n - 1;
+}
+
+// Lane shuffles with indices built at compile time for this vector width (GCC >= 12 and clang).
+template <typename V, size_t... I>
+inline V even_lanes(V a, V b, std::index_sequence<I...>) {  // a0 a2 .. b0 b2 ..
+  return __builtin_shufflevector(a, b, (2 * I)...);
+}
+template <typename V, size_t... I>
+inline V odd_lanes(V a, V b, std::index_sequence<I...>) {  // a1 a3 .. b1 b3 ..
+  return __builtin_shufflevector(a, b, (2 * I + 1)...);
+}
+template <typename V, size_t... I>
+inline V shift_in(V a, V b, std::index_sequence<I...>) {  // a1 a2 .. a(L-1) b0
+  return __builtin_shufflevector(a, b, (I + 1)...);
+}
+template <typename V, size_t... I>
+inline V zip_low(V a, V b, std::index_sequence<I...>) {  // a0 b0 a1 b1 .. (first halves)
+  return __builtin_shufflevector(a, b, (I % 2 * sizeof...(I) + I / 2)...);
+}
+template <typename V, size_t... I>
+inline V zip_high(V a, V b, std::index_sequence<I...>) {  // second halves
+  return __builtin_shufflevector(a, b, (I % 2 * sizeof...(I) + sizeof...(I) / 2 + I / 2)...);
+}
+
+// bfloat16 (conv2d_bf16_kernel.cpp, conv2d_winograd_bf16_kernel.cpp) ------------------------------------------
+
+using F = vec_t<float>;   // float32 lanes
+using I = ivec_t<float>;  // the same lanes as int32: bfloat16 pairs
+
+// bfloat16 bits of v, rounded to nearest even; a NaN stays a (quiet) NaN.
+inline uint32_t bf16_bits(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+// The same on a vector: the low 16 bits of each lane.
+inline I bf16_bits(F v) {
+  const I u = (I)v;
+  const I nan = (u & 0x7fffffff) > 0x7f800000;
+  const I rounded = (I)(((ivec_t<float>)((u + 0x7fff + ((u >> 16) & 1)))) >> 16) & 0xffff;
+  const I quiet = ((u >> 16) | 0x40) & 0xffff;
+  return (nan & quiet) | (~nan & rounded);
+}
+
+// acc += the products of the bfloat16 pairs in b (per lane) and the pair `w` (broadcast).
+inline void dot2(F& acc, I b, uint32_t w) {
+#if defined(__AVX512BF16__)
+  acc = (F)_mm512_dpbf16_ps((__m512)acc, (__m512bh)b, (__m512bh)_mm512_set1_epi32(int(w)));
+#else
+  const float wh = [&] {
+    const uint32_t v = w & 0xffff0000u;
+    float f;
+    std::memcpy(&f, &v, 4);
+    return f;
+  }();
+  const float wl = [&] {
+    const uint32_t v = w << 16;
+    float f;
+    std::memcpy(&f, &v, 4);
+    return f;
+  }();
+  acc += (F)(b & int32_t(0xffff0000u)) * wh;
+  acc += (F)(b << 16) * wl;
+#endif
 }
 
 }  // namespace conv2d_detail

@@ -34,6 +34,7 @@ namespace {
 
 using conv2d_detail::Scratch;
 using conv2d_detail::source_index;
+using conv2d_detail::even_lanes;
 
 // Register tiles: MR output channels x NV vectors of pixels. AVX-512 (32 registers): 8 x 3 = 24 accumulators and 3
 // pixel vectors; for C_out = MR = 1..4 as many vectors as fit. AVX2 and SSE/NEON have 16 registers.
@@ -45,12 +46,6 @@ constexpr int kMR = 6, kNV = 2;
 constexpr int kNVFew[5] = {0, 6, 4, 3, 3};
 #endif
 constexpr int64_t kBufferBytes = 512 << 10;  // a task's input rows: about one core's share of L2
-
-// a0 a2 .. b0 b2 .. (GCC >= 12 and clang)
-template <typename V, size_t... I>
-inline V even_lanes(V a, V b, std::index_sequence<I...>) {
-  return __builtin_shufflevector(a, b, (2 * I)...);
-}
 
 template <typename T>
 struct Plan {

@@ -35,6 +35,11 @@ namespace {
 
 using conv2d_detail::Scratch;
 using conv2d_detail::source_index;
+using conv2d_detail::even_lanes;
+using conv2d_detail::odd_lanes;
+using conv2d_detail::shift_in;
+using conv2d_detail::zip_high;
+using conv2d_detail::zip_low;
 
 // Register tile of the micro-kernel: MR output channels x NV vectors of tiles. AVX-512 has 32 vector registers:
 // 8 x 3 = 24 accumulators, 3 tile vectors, broadcasts as memory operands; AVX2 and SSE/NEON have 16 (6 x 2 = 12).
@@ -104,28 +109,6 @@ inline void copy_short(T* __restrict dst, const T* __restrict src, int64_t n) {
   constexpr int L = Vec<T>::size;
   for (int j = 0; j + L <= N; j += L)
     if (j + L <= n) store(dst + j, load(src + j));
-}
-
-// Lane shuffles with indices built at compile time for this vector width (GCC >= 12 and clang).
-template <typename V, size_t... I>
-inline V even_lanes(V a, V b, std::index_sequence<I...>) {  // a0 a2 .. b0 b2 ..
-  return __builtin_shufflevector(a, b, (2 * I)...);
-}
-template <typename V, size_t... I>
-inline V odd_lanes(V a, V b, std::index_sequence<I...>) {  // a1 a3 .. b1 b3 ..
-  return __builtin_shufflevector(a, b, (2 * I + 1)...);
-}
-template <typename V, size_t... I>
-inline V shift_in(V a, V b, std::index_sequence<I...>) {  // a1 a2 .. a(L-1) b0
-  return __builtin_shufflevector(a, b, (I + 1)...);
-}
-template <typename V, size_t... I>
-inline V zip_low(V a, V b, std::index_sequence<I...>) {  // a0 b0 a1 b1 .. (first halves)
-  return __builtin_shufflevector(a, b, (I % 2 * sizeof...(I) + I / 2)...);
-}
-template <typename V, size_t... I>
-inline V zip_high(V a, V b, std::index_sequence<I...>) {  // second halves
-  return __builtin_shufflevector(a, b, (I % 2 * sizeof...(I) + sizeof...(I) / 2 + I / 2)...);
 }
 
 // The six columns of L horizontally adjacent 6x6 tiles, d[s][l] = x[4 l + s], from v[q] = x[q L .. q L + L) and
