@@ -14,7 +14,9 @@ alternating; a child times load + first call, then `--runs` later calls. Reporte
 first-call cost = load + first call - the median later call; choice = the seconds spent in fuse.fuse() (kernel
 choice: shape inference, measuring, the rewrite) during that first call; steady = the median later call. Configs:
 `auto` (genrt's default: measure), `ort` (GENRT_CONV=ort GENRT_CONV_TRANSPOSE=ort: no choice, ORT's convolutions:
-the cost of a first call that chooses nothing), `genrt` (every chain rewritten, nothing measured). `--trees
+the cost of a first call that chooses nothing), `genrt` (every chain rewritten, nothing measured), `apps`
+(precision="auto", the app commands' default: on a CPU with bfloat16, bfloat16 layers measured too and the
+fidelity check run; its time counts in the first-call cost, not in "choice"). `--trees
 before=DIR,after=DIR` runs every config from each of several source trees (copies of the repository with their
 compiled modules), alternating, to compare a change on the same machine at the same time.
 """
@@ -41,6 +43,7 @@ CONFIGS = {
     "auto": {},
     "ort": {"GENRT_CONV": "ort", "GENRT_CONV_TRANSPOSE": "ort"},
     "genrt": {"GENRT_CONV": "genrt", "GENRT_CONV_TRANSPOSE": "genrt"},
+    "apps": {"BENCH_PRECISION": "auto"},  # the app commands' default: precision="auto" (bf16 layers, probe check)
 }
 
 
@@ -73,7 +76,7 @@ def child(path: str, size: int, threads: int, runs: int) -> None:
     fuse.fuse = timed_fuse  # the runner calls it as fuse.fuse
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model = genrt.load(path, threads=threads)
+    model = genrt.load(path, threads=threads, precision=os.environ.get("BENCH_PRECISION", "f32"))
     feeds = _feeds(model, path, size)
     model(**feeds)
     first = time.perf_counter() - t0

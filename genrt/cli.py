@@ -26,7 +26,7 @@ from genrt.errors import ArgumentError, GenrtError, printable
 def _cmd_info(args) -> None:
     from genrt.runtime.onnx_session import ort_ops_library
 
-    model = genrt.load(args.model, threads=args.threads)
+    model = genrt.load(args.model, threads=args.threads, precision=args.precision)
     for text in args.input_shape or []:
         model.prepare(*[_shape(part) for part in text.split(";")])
     print(f"model:   {model.path}")
@@ -45,7 +45,11 @@ def _cmd_info(args) -> None:
         print(f"window:  {model.size}x{model.size} (each hole gets a context window of twice its width, resized to "
               "this)")  # fmt: skip
     if model.format == "onnx":
-        print(f"genrt kernels: {', '.join(f'{op} ({how})' for op, how in model.kernels.items()) or 'none used'}")
+        kernels = model.kernels
+        chosen = kernels.pop("precision", None)
+        print(f"genrt kernels: {', '.join(f'{op} ({how})' for op, how in kernels.items()) or 'none used'}")
+        if chosen:
+            print(f"precision: {chosen}")
         print(f"genrt ORT library: {ort_ops_library() or 'not built'}; cpu isa: {genrt.kernels.cpu_isa()}")
     print("metadata:")
     for key, value in sorted(model.metadata.items()):
@@ -448,6 +452,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("model", help="a model file (.onnx, .pt2, .pt) or a bundled model's name")
     p.add_argument("--threads", type=_THREADS, default=None, help="intra-op threads (default: all CPUs)")
+    _add_precision_flag(p)
     p.add_argument(
         "--input-shape", action="append", metavar="N,C,H,W",
         help="choose genrt's kernels for inputs of this shape first (repeatable; several inputs: separate their "

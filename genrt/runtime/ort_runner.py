@@ -127,8 +127,19 @@ class OrtRunner:
             "Conv": "genrt conv2d kernel (Winograd for 3x3 stride 1, direct otherwise)",
         }
         for op in fuse.OPS:
-            counts = [(key, sum(1 for _, o, _ in chosen if o == op)) for key, (_, chosen) in decided]
-            fused = [f"{fuse.class_label(self._dynamic, key)}: {n} layer(s)" for key, n in counts if n]
+            counts = [
+                (
+                    key,
+                    sum(1 for _, o, _ in chosen if o == op),
+                    sum(1 for _, o, la in chosen if o == op and la.endswith(" in bf16")),
+                )
+                for key, (_, chosen) in decided
+            ]
+            fused = [
+                f"{fuse.class_label(self._dynamic, key)}: {n} layer(s)" + (f", {b} in bf16" if b else "")
+                for key, n, b in counts
+                if n
+            ]
             if fused:
                 kernels[op] = f"{what[op]} for " + "; ".join(fused)
             elif self._eligible and not decided and op in self._ops:
@@ -195,17 +206,23 @@ class OrtRunner:
         if "Conv" not in self._ops:
             self._notes[key] = precision.describe("f32", None, "no convolution for genrt to run in bfloat16")
             return fused("f32")
-        f32 = fused("f32")
-        bf16 = fused("bf16")
         verdict = precision.verdict_key(self._digest(), key, self._threads)
         db = fuse.cached(verdict)
+        built = {}
         if db is None:
-            feeds = precision.probe_feeds(self._graph_inputs(), shapes, self._probe_range)
-            db = precision.psnr(f32[0].run(None, feeds), bf16[0].run(None, feeds))
+            built = {kind: fused(kind) for kind in ("f32", "bf16")}
+            # at most PROBE_SIDE high and wide where height and width are dynamic: a fully convolutional network's
+            # fidelity does not depend on the size, and two runs at 1024x1024 would double a first call's cost
+            small = {name: list(dims) for name, dims in shapes.items()}
+            for name, axis in self._dynamic:
+                if axis >= 2:
+                    small[name][axis] = min(small[name][axis], precision.PROBE_SIDE)
+            feeds = precision.probe_feeds(self._graph_inputs(), small, self._probe_range)
+            db = precision.psnr(built["f32"][0].run(None, feeds), built["bf16"][0].run(None, feeds))
             fuse.store(verdict, db)
         choice = "bf16" if db >= precision.MIN_PSNR_DB else "f32"
         self._notes[key] = precision.describe(choice, db)
-        return bf16 if choice == "bf16" else f32
+        return built.get(choice) or fused(choice)  # a cached verdict: only the one needed is built
 
     def _graph_inputs(self) -> list:
         inits = {t.name for t in self._base.graph.initializer}

@@ -6,7 +6,8 @@
   run stay float32. Per layer, the faster of ORT's float32, genrt's float32 and genrt's bfloat16 is chosen.
 - ``"auto"`` (the applications' default): bfloat16 where the CPU has bfloat16 instructions **and** the model passes a
   fidelity check when a shape class is first prepared: its output on a natural photo (scikit-image's astronaut,
-  shipped as genrt/runtime/probe.jpg, resized to the class's size and scaled to the model's input range) must be
+  shipped as genrt/runtime/probe.jpg, resized to the class's size, at most 64x64 where height and width are
+  dynamic, and scaled to the model's input range) must be
   within :data:`MIN_PSNR_DB` of the float32 output (PSNR, peak = the float32 output's range). Float32 otherwise.
   The verdict is measured once per model, shape class and CPU, and kept with the kernel decisions (genrt.runtime.fuse's
   cache). ``Model.kernels["precision"]`` (and ``genrt info``) say which was chosen and why.
@@ -26,6 +27,7 @@ from genrt.errors import ArgumentError
 
 CHOICES = ("f32", "bf16", "auto")
 MIN_PSNR_DB = 45.0  # "auto" takes bfloat16 only at or above this PSNR against float32
+PROBE_SIDE = 64  # the check runs at most this high and wide where a model's height and width are dynamic
 NATIVE_ISAS = ("avx512bf16",)  # genrt.kernels.cpu_isa() values with bfloat16 dot-product instructions
 _PROBE = Path(__file__).with_name("probe.jpg")
 
