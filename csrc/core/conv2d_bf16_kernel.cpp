@@ -39,6 +39,7 @@ using conv2d_detail::Scratch;
 using conv2d_detail::source_index;
 using conv2d_detail::bf16_bits;
 using conv2d_detail::dot2;
+using conv2d_detail::pack_pair;
 using F = vec_t<float>;
 using I = ivec_t<float>;
 
@@ -107,7 +108,7 @@ void build_rows(const Plan& pl, int64_t n, int64_t r0, int64_t nrows, uint32_t* 
       phase_row(pl, n, 2 * c2 + 1, r0 + r, b);
       uint32_t* dst = buf + (c2 * pl.rows + r) * width;
       for (int64_t j = 0; j < width; j += L) {
-        const I w = bf16_bits(load(a + j)) | (bf16_bits(load(b + j)) << 16);
+        const I w = pack_pair(load(a + j), load(b + j));
         std::memcpy(dst + j, &w, sizeof(w));
       }
     }

@@ -85,6 +85,19 @@ inline I bf16_bits(F v) {
   return (nan & quiet) | (~nan & rounded);
 }
 
+// Per lane: bf16(lo) in the low half, bf16(hi) in the high half. AVX512-BF16 converts with VCVTNE2PS2BF16 (the
+// same rounding, but denormal inputs become zero) and interleaves with one VPERMW.
+inline I pack_pair(F lo, F hi) {
+#if defined(__AVX512BF16__)
+  const __m512i both = (__m512i)_mm512_cvtne2ps_pbh((__m512)hi, (__m512)lo);  // lo's 16, then hi's 16
+  const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                                         6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return (I)_mm512_permutexvar_epi16(order, both);
+#else
+  return bf16_bits(lo) | (bf16_bits(hi) << 16);
+#endif
+}
+
 // acc += the products of the bfloat16 pairs in b (per lane) and the pair `w` (broadcast).
 inline void dot2(F& acc, I b, uint32_t w) {
 #if defined(__AVX512BF16__)

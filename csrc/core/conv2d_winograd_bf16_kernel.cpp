@@ -36,6 +36,7 @@ namespace {
 
 using conv2d_detail::bf16_bits;
 using conv2d_detail::dot2;
+using conv2d_detail::pack_pair;
 using conv2d_detail::even_lanes;
 using conv2d_detail::F;
 using conv2d_detail::I;
@@ -116,20 +117,28 @@ void transform(const Plan& pl, int64_t n, int64_t c, int64_t ti, int64_t tj0, F 
       for (int s = 0; s < 4; ++s) d[s] = F{};
     } else {
       const float* row = xc + sr * W;
-      alignas(64) float span[S + L];
       const int64_t c0 = 2 * tj0 - P.pad[1];  // the first column's index into the unpadded row
-      if (c0 >= 0 && c0 + S <= W) {
-        std::memcpy(span, row + c0, sizeof(float) * S);
-      } else {
-        for (int j = 0; j < S; ++j) {
+      F a, b, n2{}, n3{};
+      if (c0 >= 0 && c0 + S <= W) {  // inside the row: loads straight from it (no copy to forward)
+        a = load(row + c0);
+        b = load(row + c0 + L);
+        n2[0] = row[c0 + 2 * L];
+        n3[0] = row[c0 + 2 * L + 1];
+      } else {  // padding or the row's end under these tiles: gathered
+        alignas(64) float span[S];
+        const int64_t lo = std::clamp<int64_t>(-c0, 0, S), hi = std::clamp<int64_t>(W - c0, lo, S);
+        std::memcpy(span + lo, row + c0 + lo, size_t(hi - lo) * sizeof(float));
+        auto gather = [&](int64_t j) {
           const int64_t sc = 2 * tj0 + j < Wp ? source_index(c0 + j, W, P.mode) : -1;
           span[j] = sc >= 0 ? row[sc] : 0.0f;
-        }
+        };
+        for (int64_t j = 0; j < lo; ++j) gather(j);
+        for (int64_t j = hi; j < S; ++j) gather(j);
+        a = load(span);
+        b = load(span + L);
+        n2[0] = span[2 * L];
+        n3[0] = span[2 * L + 1];
       }
-      const F a = load(span), b = load(span + L);
-      F n2{}, n3{};
-      n2[0] = span[2 * L];
-      n3[0] = span[2 * L + 1];
       d[0] = even_lanes(a, b, seq);  // x[2 l]
       d[1] = odd_lanes(a, b, seq);   // x[2 l + 1]
       d[2] = shift_in(d[0], n2, seq);
@@ -161,7 +170,7 @@ void input_transform(const Plan& pl, int64_t n, int64_t blk, uint32_t* __restric
       transform(pl, n, 2 * c2 + 1, ti, tj0, hi);
       for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) {
-          const I w = bf16_bits(lo[i][j]) | (bf16_bits(hi[i][j]) << 16);
+          const I w = pack_pair(lo[i][j], hi[i][j]);
           std::memcpy(vq + ((i * 4 + j) * pl.C2 + c2) * TB, &w, sizeof(w));
         }
     }
