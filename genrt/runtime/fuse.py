@@ -65,6 +65,8 @@ _MEASURE_PIXELS = 256 * 256
 _MEASURE_CPU_ELEMENTS = 32 * 256 * 256
 _MIN_RUNS = 2  # timed rounds (one run of each side) at least, after a warm-up run of each
 _MAX_RUNS = 12  # and at most
+BF16_MARGIN = 1.1  # a bfloat16 layer replaces the float32 winner only where this much faster (near-equal timings
+# flipped between runs, and a network of such mixed layers ran slower than all-float32: RRDBNet 0.88x)
 _CLEAR = 1.2  # a side this much faster after _MIN_RUNS rounds decides at once (one round alone decided wrongly:
 # a single slow run of either side, on a machine with other work, can put it 2x behind)
 _TIME_BUDGET = 0.08  # seconds of timed rounds before a closer call is decided
@@ -488,9 +490,15 @@ def _measure(
     entry = {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
     if against not in ("ort", None):
         entry["against"] = "genrt f32"
+    if node_precision(node) == "bf16":  # bfloat16 costs precision: taken only where clearly faster
+        entry["genrt"] = ms_genrt * BF16_MARGIN < ms_ort
     if list(x.shape[2:]) != list(chain.x_shape[2:]):
         entry["measured_hw"] = list(x.shape[2:])
     return entry
+
+
+def node_precision(node) -> str:
+    return next((helper.get_attribute_value(a).decode() for a in node.attribute if a.name == "precision"), "f32")
 
 
 def _drop_unused_constants(model: onnx.ModelProto) -> None:
