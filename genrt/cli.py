@@ -251,9 +251,10 @@ def _cmd_adopt(args) -> None:
 
 def _add_precision_flag(p) -> None:
     p.add_argument(
-        "--precision", choices=["auto", "f32", "bf16"], default="auto",
-        help="convolutions in float32 or bfloat16; auto (default): bfloat16 where the CPU has bfloat16 instructions "
-        "and the model's output stays within 45 dB PSNR of float32 on a test photo (`genrt info` says which)",
+        "--precision", choices=["auto", "f32", "bf16"], default=os.environ.get("GENRT_PRECISION", "auto"),
+        help="convolutions in float32 or bfloat16; auto (default, or $GENRT_PRECISION): bfloat16 where the CPU has "
+        "bfloat16 instructions and the model's output stays within 45 dB PSNR of float32 on a test photo "
+        "(`genrt info` says which)",
     )  # fmt: skip
 
 

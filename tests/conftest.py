@@ -8,6 +8,9 @@ from genrt import _C
 
 # Kernel-choice caches go to a throwaway folder, not the user's ~/.cache/genrt.
 os.environ.setdefault("GENRT_CACHE_DIR", tempfile.mkdtemp(prefix="genrt-test-cache-"))
+# The app commands default to precision="auto": bfloat16 on CPUs that have it. Tests compare the apps' output with
+# float32 references, so they run in float32 everywhere; tests/runtime/test_precision.py tests bfloat16 and "auto".
+os.environ.setdefault("GENRT_PRECISION", "f32")
 
 
 @pytest.fixture(params=_C.available_isas())

@@ -94,3 +94,21 @@ def test_auto_refuses_a_model_that_bfloat16_breaks(tmp_path, monkeypatch):
 def test_bad_precision_values():
     with pytest.raises(ArgumentError, match="precision: expected one of f32, bf16, auto"):
         genrt.load("style-gravel", precision="fp16")
+
+
+def test_cli_info_and_apps_take_precision(tmp_path, capsys, monkeypatch):
+    from genrt import cli
+
+    assert cli.main(["info", "style-gravel", "--precision", "auto", "--input-shape", "1,3,64,64"]) in (0, None)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("precision:"))
+    assert ("bf16: output" in line) if precision.native_bf16() else ("f32: this CPU has no bfloat16" in line), line
+    from PIL import Image
+
+    photo = tmp_path / "p.png"
+    Image.fromarray((precision._photo()[:48, :64] * 255).astype(np.uint8)).save(photo)
+    outs = {}
+    for kind in ("f32", "bf16"):
+        out = tmp_path / f"{kind}.png"
+        assert cli.main(["stylize", "style-gravel", str(photo), "-o", str(out), "--precision", kind]) in (0, None)
+        outs[kind] = np.asarray(Image.open(out), dtype=np.float64)
+    assert _psnr(outs["f32"], outs["bf16"]) >= 40  # 8-bit pictures: the two differ by a few levels at most
