@@ -80,6 +80,8 @@ def _load(
     check_precision(precision)
     path = files.resolve(path_or_name)
     fmt = files.sniff(path)
+    if precision == "bf16" and device != "cpu":
+        raise ArgumentError(f"precision: bf16 is genrt's CPU kernels' option; device {device!r} runs float32")
     if precision == "bf16" and fmt != "onnx":
         raise ArgumentError(f"precision: bf16 runs ONNX models through genrt's kernels; {path} is a {fmt} file")
     threads = default_threads(threads)

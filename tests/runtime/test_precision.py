@@ -94,6 +94,8 @@ def test_auto_refuses_a_model_that_bfloat16_breaks(tmp_path, monkeypatch):
 def test_bad_precision_values():
     with pytest.raises(ArgumentError, match="precision: expected one of f32, bf16, auto"):
         genrt.load("style-gravel", precision="fp16")
+    with pytest.raises(ArgumentError, match="CPU kernels' option"):
+        genrt.load("style-gravel", precision="bf16", device="cuda")
 
 
 def test_cli_info_and_apps_take_precision(tmp_path, capsys, monkeypatch):
