@@ -217,8 +217,12 @@ class OrtRunner:
             for name, axis in self._dynamic:
                 if axis >= 2:
                     small[name][axis] = min(small[name][axis], precision.PROBE_SIDE)
-            feeds = precision.probe_feeds(self._graph_inputs(), small, self._probe_range)
-            db = precision.psnr(built["f32"][0].run(None, feeds), built["bf16"][0].run(None, feeds))
+            try:
+                feeds = precision.probe_feeds(self._graph_inputs(), small, self._probe_range)
+                db = precision.psnr(built["f32"][0].run(None, feeds), built["bf16"][0].run(None, feeds))
+            except Exception as exc:  # a model the probe cannot feed (inputs that must agree, say): float32
+                self._notes[key] = precision.describe("f32", None, f"the fidelity check could not run ({exc})"[:200])
+                return built["f32"]
             fuse.store(verdict, db)
         choice = "bf16" if db >= precision.MIN_PSNR_DB else "f32"
         self._notes[key] = precision.describe(choice, db)

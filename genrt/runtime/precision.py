@@ -89,10 +89,15 @@ def probe_feeds(inputs, shapes: dict, input_range=None) -> dict:
 
 
 def psnr(reference: list, output: list) -> float:
-    """The lowest PSNR in dB over the outputs, peak = each float32 output's range (inf where equal)."""
+    """The lowest PSNR in dB over the outputs, peak = each float32 output's range (inf where equal). Over the
+    float32 output's finite values; a value that is finite there but not in `output` gives -inf."""
     worst = float("inf")
     for ref, out in zip(reference, output, strict=True):
         ref, out = np.asarray(ref, dtype=np.float64), np.asarray(out, dtype=np.float64)
+        finite = np.isfinite(ref)
+        ref, out = ref[finite], out[finite]
+        if not np.isfinite(out).all():
+            return float("-inf")
         mse = float(np.mean((ref - out) ** 2)) if ref.size else 0.0
         peak = float(ref.max() - ref.min()) if ref.size else 0.0
         if mse > 0:
@@ -112,6 +117,6 @@ def describe(choice: str, db: float | None, reason: str = "") -> str:
     """One line for Model.kernels["precision"]."""
     if reason:
         return f"{choice}: {reason}"
-    shown = "identical" if db == float("inf") else f"{db:.1f} dB"
+    shown = "identical" if db == float("inf") else "not finite" if db == float("-inf") else f"{db:.1f} dB"
     verdict = ">=" if choice == "bf16" else "<"
     return f"{choice}: output {shown} PSNR against float32 on the probe photo ({verdict} {MIN_PSNR_DB:g} dB)"

@@ -114,3 +114,23 @@ def test_cli_info_and_apps_take_precision(tmp_path, capsys, monkeypatch):
         assert cli.main(["stylize", "style-gravel", str(photo), "-o", str(out), "--precision", kind]) in (0, None)
         outs[kind] = np.asarray(Image.open(out), dtype=np.float64)
     assert _psnr(outs["f32"], outs["bf16"]) >= 40  # 8-bit pictures: the two differ by a few levels at most
+
+
+def test_psnr_of_non_finite_outputs():
+    ref = np.array([0.0, 1.0, np.nan])
+    assert precision.psnr([ref], [ref.copy()]) == float("inf")  # equal where float32 is finite
+    assert precision.psnr([ref], [np.array([0.0, np.inf, np.nan])]) == float("-inf")
+    assert 39 < precision.psnr([np.array([0.0, 1.0])], [np.array([0.0, 1.01])]) < 44  # 20 log10(1 / 0.01) - 3 dB
+
+
+def test_auto_keeps_float32_when_the_check_cannot_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENRT_CACHE_DIR", str(tmp_path / "cache"))  # no verdict kept by the test above
+    monkeypatch.setenv("GENRT_CONV", "genrt")
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "probe_feeds", lambda *a: (_ for _ in ()).throw(ValueError("no photo for this")))
+    path = tmp_path / "cancel.onnx"
+    path.write_bytes(_cancelling_model())
+    model = genrt.load(path, precision="auto")
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(model(x), 0.003 * x[:, :1], rtol=1e-3, atol=1e-7)
+    assert "f32: the fidelity check could not run (no photo for this)" in model.kernels["precision"]
