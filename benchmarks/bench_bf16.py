@@ -2,7 +2,7 @@
     [--models gravel512,gravel1024,sr-x4,rrdb,style26] [--quick]
 
 Question: on the CPU, how fast is genrt in bfloat16 against genrt in float32, plain ONNX Runtime and OpenVINO at its
-default precision (bfloat16 on CPUs with AMX), and how far is each output from genrt's float32 one?
+default precision (bfloat16 on CPUs with AMX or AVX512-BF16), and how far is each output from genrt's float32 one?
 
 Networks (issue 32):
 - gravel512, gravel1024: the bundled style-gravel stylizer at 512x512 and 1024x1024;
@@ -17,7 +17,7 @@ Engines: plain ONNX Runtime in float32 (intra_op_num_threads), genrt.load(path) 
 precision="bf16"), and OpenVINO (`pip install -e .[bench-openvino]`) at its default precision with
 INFERENCE_NUM_THREADS, the model reshaped to the input's static shape; the table names the precision OpenVINO
 reports it used (INFERENCE_PRECISION_HINT). An engine that is missing or fails is reported as such and the others
-still run (a genrt without the precision= argument gives "n/a").
+still run.
 
 Each engine runs in its own child process (ORT's and OpenVINO's spinning thread pools would slow whatever ran next in
 the same process), `--rounds` times in turn, each process timing `--runs` runs after two warm-up runs; a figure is the
@@ -56,7 +56,6 @@ NETWORKS = {
 }
 ENGINES = ["ort", "genrt", "genrt-bf16", "openvino"]
 LABELS = {"ort": "ONNX Runtime f32", "genrt": "genrt f32", "genrt-bf16": "genrt bf16", "openvino": "OpenVINO default"}
-NO_PRECISION = "n/a (no precision= yet)"
 
 
 def _network_path(name: str, folder: Path) -> str:
@@ -105,8 +104,7 @@ def _session(engine: str, path: str, feeds: dict, threads: int):
         return y[0] if isinstance(y, list | tuple) else y
 
     def facts():
-        precision = getattr(model, "precision", None)  # a genrt with precision= may say what it chose
-        return {"kernels": model.kernels, **({"precision": str(precision)} if precision else {})}
+        return {"kernels": model.kernels}
 
     return run, facts
 
@@ -116,13 +114,7 @@ def child(engine: str, path: str, size: int, threads: int, runs: int, out: str) 
 
     feeds = _feeds(path, size)
     t0 = time.perf_counter()
-    try:
-        run, facts = _session(engine, path, feeds, threads)
-    except TypeError as exc:
-        if engine == "genrt-bf16" and "precision" in str(exc):
-            print(json.dumps({"unavailable": NO_PRECISION}))
-            return
-        raise
+    run, facts = _session(engine, path, feeds, threads)
     y = run()  # genrt: decides its kernels for this size class
     first_s = time.perf_counter() - t0
     run()
@@ -167,7 +159,7 @@ def _table(results: dict, psnrs: dict) -> list[str]:
         r = results[engine]
         label = LABELS[engine] + (f" ({r['precision']})" if r.get("precision") else "")
         if "ms" not in r:
-            rows.append(f"| {label} | {r.get('unavailable') or 'failed: ' + r['failed']} | | | |")
+            rows.append(f"| {label} | failed: {r['failed']} | | | |")
             continue
         ratio = f"{ort_ms / r['ms']:.2f}x" if ort_ms else "n/a"
         psnr = "reference" if engine == "genrt" else psnrs.get(engine, "n/a")
@@ -188,7 +180,7 @@ def _summary(rows: list[tuple[str, dict, dict]]) -> list[str]:
         for engine in ENGINES:
             r = results[engine]
             if "ms" not in r:
-                cells.append("n/a" if "unavailable" in r else "failed")
+                cells.append("failed")
                 continue
             ratio = f" ({ort_ms / r['ms']:.2f}x)" if ort_ms and engine != "ort" else ""
             precision = f" {r['precision']}" if engine == "openvino" and r.get("precision") else ""
@@ -244,7 +236,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for engine in ENGINES:
                     r = results[engine]
-                    if "failed" in r or "unavailable" in r:
+                    if "failed" in r:
                         continue
                     env = dict(os.environ, GENRT_CACHE_DIR=str(tmp / f"cache-{engine}"))
                     spec = [engine, path, str(size), str(args.threads), str(args.runs), str(tmp / f"{engine}.npy")]
