@@ -63,6 +63,7 @@ _MEASURE_ELEMENTS = 1 << 22  # a large-batch measurement shrinks its batch to ke
 # On the CPU a layer is timed on at most this many pixels and this many input elements (32 channels at 256x256):
 _MEASURE_PIXELS = 256 * 256
 _MEASURE_CPU_ELEMENTS = 32 * 256 * 256
+_MEASURE_BF16_ELEMENTS = 256 * 256 * 256  # a bfloat16 layer against the float32 winner: 256x256 up to 256 channels
 _MIN_RUNS = 2  # timed rounds (one run of each side) at least, after a warm-up run of each
 _MAX_RUNS = 12  # and at most
 BF16_MARGIN = 1.1  # a bfloat16 layer replaces the float32 winner only where this much faster (near-equal timings
@@ -329,13 +330,13 @@ def _time_bound(session, x: np.ndarray, device: str) -> float:
     return statistics.median(times)
 
 
-def _measure_shape(chain: Chain, kernel, device: str = "cpu") -> list:
+def _measure_shape(chain: Chain, kernel, device: str = "cpu", elements: int = 0) -> list:
     """The input a chain is timed on: the class's batch (:func:`_measure_batch`); on the CPU, its height and width
-    shrunk in proportion to at most `_MEASURE_PIXELS` pixels and `_MEASURE_CPU_ELEMENTS` input elements, each a
-    whole multiple of the stride and no less than
-    the `kernel` (kH, kW) (so every padding mode still applies)."""
+    shrunk in proportion to at most `_MEASURE_PIXELS` pixels and `elements` (default `_MEASURE_CPU_ELEMENTS`) input
+    elements, each a whole multiple of the stride and no less than the `kernel` (kH, kW) (so every padding mode
+    still applies)."""
     batch, channels, height, width = chain.x_shape
-    pixels = min(_MEASURE_PIXELS, _MEASURE_CPU_ELEMENTS // channels)
+    pixels = min(_MEASURE_PIXELS, (elements or _MEASURE_CPU_ELEMENTS) // channels)
     if device != "cpu" or height * width <= pixels:
         return [_measure_batch(chain.x_shape), channels, height, width]
     scale = (pixels / (height * width)) ** 0.5
@@ -479,7 +480,12 @@ def _measure(
     as "measured_hw"). "genrt" says whether `node` was faster; "ort_ms" is the other side's time."""
     weight = inits[chain.weight]
     all_inits = dict(inits, **dict(chain.new_inits))
-    x = np.random.default_rng(0).standard_normal(_measure_shape(chain, weight.shape[2:], device)).astype(weight.dtype)
+    # bfloat16 against float32 at up to 256x256 whatever the channels: their Winograd kernels' ratio moves with the
+    # size (style-gravel's 128-channel layers at 1024x1024 run at 256x256; timed at 128x128, bf16 won them by 1.1x
+    # and lost at full size)
+    elements = _MEASURE_BF16_ELEMENTS if node_precision(node) == "bf16" else 0
+    shape = _measure_shape(chain, weight.shape[2:], device, elements)
+    x = np.random.default_rng(0).standard_normal(shape).astype(weight.dtype)
     base = chain.consts + chain.nodes if against in ("ort", None) else [against]
     ort_nodes = _subgraph(chain, base, all_inits, x.shape, weight.dtype, opset)
     genrt_node = _subgraph(chain, [node], all_inits, x.shape, weight.dtype, opset)
