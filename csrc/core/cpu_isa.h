@@ -61,26 +61,19 @@ void set_isa(const std::string& name);  // throws genrt::Error on an unknown or 
 #else
 #define GENRT_CASE_AVX512BF16(fn, ...)
 #endif
-#define GENRT_DISPATCH_BF16(fn, ...)                   \
+// TOP is the case for avx512bf16: the AVX-512 float32 kernels (GENRT_DISPATCH) or the AVX512-BF16 ones.
+#define GENRT_DISPATCH_FROM(TOP, fn, ...)              \
   do {                                                 \
     switch (::genrt::active_isa()) {                   \
-      GENRT_CASE_AVX512BF16(fn, __VA_ARGS__)           \
+      TOP(fn, __VA_ARGS__)                             \
       GENRT_CASE_AVX512(fn, __VA_ARGS__)               \
       GENRT_CASE_AVX2(fn, __VA_ARGS__)                 \
       default:                                         \
         return ::genrt::isa_baseline::fn(__VA_ARGS__); \
     }                                                  \
   } while (0)
-#define GENRT_DISPATCH(fn, ...)                      \
-  do {                                               \
-    switch (::genrt::active_isa()) {                 \
-      GENRT_CASE_AVX512_FOR_BF16(fn, __VA_ARGS__)    \
-      GENRT_CASE_AVX512(fn, __VA_ARGS__)             \
-      GENRT_CASE_AVX2(fn, __VA_ARGS__)               \
-      default:                                       \
-        return ::genrt::isa_baseline::fn(__VA_ARGS__); \
-    }                                                \
-  } while (0)
+#define GENRT_DISPATCH(fn, ...) GENRT_DISPATCH_FROM(GENRT_CASE_AVX512_FOR_BF16, fn, __VA_ARGS__)
+#define GENRT_DISPATCH_BF16(fn, ...) GENRT_DISPATCH_FROM(GENRT_CASE_AVX512BF16, fn, __VA_ARGS__)
 
 // GENRT_DECLARE_ISA_KERNELS(DECLS) declares the per-ISA kernel functions listed in DECLS in every ISA namespace.
 #define GENRT_DECLARE_ISA_BASELINE(DECLS) \

@@ -405,7 +405,13 @@ def fuse(
             if bf16 is not None:  # bfloat16 against the float32 winner (ORT's nodes or genrt's float32 node)
                 key16 = _key(chain, inits, threads, device, precision="bf16")
                 if key16 not in cache:
-                    cache[key16] = _measure(chain, bf16, inits, opset, threads, library, device, against=use)
+                    # bfloat16 costs precision: kept only where clearly faster, timed at up to 256x256 whatever the
+                    # channels (the ratio of the two Winograd kernels moves with the size: style-gravel's 128-channel
+                    # layers at 1024x1024 run at 256x256; timed at 128x128, bf16 won them and at full size lost)
+                    cache[key16] = _measure(
+                        chain, bf16, inits, opset, threads, library, device, against=use, margin=BF16_MARGIN,
+                        elements=_MEASURE_BF16_ELEMENTS,
+                    )  # fmt: skip
                     cache_dirty = True
                 use = bf16 if cache[key16]["genrt"] else use
             if use is None:
@@ -473,17 +479,23 @@ def _gpu_name(device: str) -> str:
 
 
 def _measure(
-    chain: Chain, node, inits: dict, opset: int, threads: int, library: str, device: str = "cpu", against="ort"
+    chain: Chain,
+    node,
+    inits: dict,
+    opset: int,
+    threads: int,
+    library: str,
+    device: str = "cpu",
+    against="ort",
+    margin: float = 1.0,
+    elements: int = 0,
 ) -> dict:
     """The cache entry of a chain: its nodes timed in ORT (or the genrt node `against`, where given) against the
-    genrt node, on the class's batch and (on the CPU) a smaller height and width (:func:`_measure_shape`, recorded
-    as "measured_hw"). "genrt" says whether `node` was faster; "ort_ms" is the other side's time."""
+    genrt node, on the class's batch and (on the CPU) a smaller height and width (:func:`_measure_shape` with
+    `elements`, recorded as "measured_hw"). "genrt" says whether `node` was faster by `margin`; "ort_ms" is the
+    other side's time."""
     weight = inits[chain.weight]
     all_inits = dict(inits, **dict(chain.new_inits))
-    # bfloat16 against float32 at up to 256x256 whatever the channels: their Winograd kernels' ratio moves with the
-    # size (style-gravel's 128-channel layers at 1024x1024 run at 256x256; timed at 128x128, bf16 won them by 1.1x
-    # and lost at full size)
-    elements = _MEASURE_BF16_ELEMENTS if node_precision(node) == "bf16" else 0
     shape = _measure_shape(chain, weight.shape[2:], device, elements)
     x = np.random.default_rng(0).standard_normal(shape).astype(weight.dtype)
     base = chain.consts + chain.nodes if against in ("ort", None) else [against]
@@ -493,18 +505,12 @@ def _measure(
         ms_ort, ms_genrt = _time_pair(ort_nodes, genrt_node, x, threads, library, device)
     except Exception as exc:  # a layer ORT or genrt cannot run alone: keep the model's own nodes
         return {"genrt": False, "error": str(exc).splitlines()[0][:200]}
-    entry = {"genrt": ms_genrt < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
+    entry = {"genrt": ms_genrt * margin < ms_ort, "ort_ms": ms_ort * 1e3, "genrt_ms": ms_genrt * 1e3}
     if against not in ("ort", None):
         entry["against"] = "genrt f32"
-    if node_precision(node) == "bf16":  # bfloat16 costs precision: taken only where clearly faster
-        entry["genrt"] = ms_genrt * BF16_MARGIN < ms_ort
     if list(x.shape[2:]) != list(chain.x_shape[2:]):
         entry["measured_hw"] = list(x.shape[2:])
     return entry
-
-
-def node_precision(node) -> str:
-    return next((helper.get_attribute_value(a).decode() for a in node.attribute if a.name == "precision"), "f32")
 
 
 def _drop_unused_constants(model: onnx.ModelProto) -> None:

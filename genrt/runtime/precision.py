@@ -44,24 +44,24 @@ def native_bf16() -> bool:
 
 
 @functools.cache
-def _photo() -> np.ndarray:
+def _photo():
+    """The probe photo (PIL, RGB), read once."""
     from PIL import Image
 
     with Image.open(_PROBE) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        return im.convert("RGB")
 
 
 def _resized(height: int, width: int, channels: int) -> np.ndarray:
     """The probe photo as (channels, height, width) in [0, 1]; grey is its mean, a fourth channel opaque."""
     from PIL import Image
 
-    img = Image.fromarray((_photo() * 255).round().astype(np.uint8)).resize((width, height), Image.BICUBIC)
-    rgb = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    rgb = np.asarray(_photo().resize((width, height), Image.BICUBIC), dtype=np.float32).transpose(2, 0, 1) / 255.0
     if channels == 1:
         return rgb.mean(0, keepdims=True)
     if channels == 4:
         return np.concatenate([rgb, np.ones_like(rgb[:1])])
-    return rgb[:channels] if channels <= 3 else np.concatenate([rgb, np.zeros((channels - 3, height, width))])
+    return rgb[:channels]
 
 
 def probe_feeds(inputs, shapes: dict, input_range=None) -> dict:
