@@ -3,7 +3,9 @@
 How well an inpainter fills holes in images it never trained on, against the classic methods, on the same holes:
 
 - data ``photos``: training/context_encoder.evaluation_crops, 30 windows of 128x128 of scikit-learn's china.jpg and
-  flower.jpg at their own resolution (the evaluation images: no genrt model trains on them); ``faces``: the held-out
+  flower.jpg at their own resolution (the evaluation images: no genrt model trains on them); ``held-out-photos``: 60
+  windows of training.photos.HELD_OUT, the second held-out set (context_encoder.held_out_photo_crops, never tuned on);
+  ``faces``: the held-out
   lfw_subset faces; ``digits``: the held-out digits (both at the model's size).
 - masks: ``centre``, the paper's centre square of half the side (64x64 of 128); ``stroke``: free-form strokes
   (training/context_encoder's, seeded, the same for every method).
@@ -35,7 +37,12 @@ BASELINES = ("mean fill", "Navier-Stokes", "Telea", "biharmonic", "harmonic (no 
 
 def windows(data: str, size: int) -> np.ndarray:
     """The held-out windows, uint8 (N, size, size, 3)."""
-    x = ce.evaluation_crops(size) if data == "photos" else ce.held_out_set(data, size)
+    if data == "photos":
+        x = ce.evaluation_crops(size)
+    elif data == "held-out-photos":
+        x = ce.held_out_photo_crops(size)
+    else:
+        x = ce.held_out_set(data, size)
     return (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
 
 
@@ -124,7 +131,7 @@ def picture(fills: dict, truth: np.ndarray, holes: np.ndarray, models: list[str]
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m training.inpaint_eval", description=__doc__.split("\n\n")[1])
     p.add_argument("models", nargs="*", help="inpainters: files or bundled names")
-    p.add_argument("--data", choices=["photos", "faces", "digits"], default="photos")
+    p.add_argument("--data", choices=["photos", "held-out-photos", "faces", "digits"], default="photos")
     p.add_argument("--mask", choices=["centre", "stroke"], default="centre")
     p.add_argument("--size", type=int, default=None, help="window size without a model (default: the model's)")
     p.add_argument("--out", default=None, help="PNG of the fills side by side")

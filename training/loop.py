@@ -199,6 +199,15 @@ def write_checkpoint(out: Path, modules: dict, optimizers: dict, *, step: int, m
 
 def read_checkpoint(out: Path, modules: dict, optimizers: dict) -> dict:
     """Restores modules and optimizers from out/checkpoint.json (see write_checkpoint); returns its JSON."""
+    return _read_checkpoint(out, modules, optimizers)[0]
+
+
+def checkpoint_modules(out: Path) -> dict[str, dict]:
+    """The modules' state dicts in out/checkpoint.json, by name, without building them (to load into another shape)."""
+    return _read_checkpoint(out, {}, {})[1]["modules"]
+
+
+def _read_checkpoint(out: Path, modules: dict, optimizers: dict) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
     try:
@@ -212,7 +221,7 @@ def read_checkpoint(out: Path, modules: dict, optimizers: dict) -> dict:
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{out / CHECKPOINT}: cannot restore the checkpoint ({why})") from None
-    return meta
+    return meta, state
 
 
 def save_checkpoint(out: Path, parts: Parts, cfg: TrainConfig, *, step: int, epoch: int, batch: int) -> Path:

@@ -118,3 +118,16 @@ class OnnxModule(torch.nn.Module):
             out = _run(node, [env[i] for i in node.input if i], _attrs(node))
             env[node.output[0]] = out
         return env[self.output_name]
+
+
+def state_dict(path, prefix: str = "net.") -> dict[str, torch.Tensor]:
+    """The float32 weights of a genrt export whose initializers keep their torch names (``net.head.1.weight``, or
+    ``...weight__float16`` for a float16 export), ``prefix`` removed: a bundled model's network to train on from."""
+    out = {}
+    for t in onnx.load(str(path)).graph.initializer:
+        name = t.name.removesuffix("__float16")
+        if name.startswith(prefix):
+            out[name[len(prefix) :]] = torch.from_numpy(numpy_helper.to_array(t).astype(np.float32))
+    if not out:
+        raise ExportError(f"{path}: no initializer named {prefix}*: not a genrt export of a torch network")
+    return out

@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,7 +89,7 @@ class StyleConfig:
     (conditional instance norm)."""
 
     style: str = "hubble_deep_field"  # image path or scikit-image sample, NAME=that to name it; a,b,...: multi-style
-    content: str = "skimage"  # content photos: skimage (its photos) or folder:PATH
+    content: str = "skimage"  # content photos: skimage (its photos), photos (training/photos.py) or folder:PATH
     out: str = "runs/style"  # run folder: checkpoints, samples, config.json, stylizer.onnx
     steps: int = 40000  # optimizer steps (the paper: 40k at batch 4, two epochs of COCO)
     batch_size: int = 4  # content crops per step
@@ -322,17 +323,31 @@ def _refuse_evaluation_images(images: list[torch.Tensor], names: list[str], what
                 )
 
 
+def split_styles(text: str) -> list[str]:
+    """``a,b[1:2,3:4],c`` -> the style specs, split at the commas outside a [box]."""
+    return [t.strip() for t in re.split(r",(?![^\[]*\])", text) if t.strip()]
+
+
 def load_style(spec: str, size: int) -> tuple[str, torch.Tensor]:
     """(name, (3, H, W) in [0, 1]) for a path or a scikit-image sample name, shorter side resized to ``size``.
 
     The name is the file's stem or the sample's name, or NAME in ``NAME=SOURCE`` (``hubble=hubble_deep_field``):
-    what a multi-style model's users pass to mix styles.
+    what a multi-style model's users pass to mix styles. ``SOURCE[TOP:BOTTOM,LEFT:RIGHT]`` takes that box of the
+    source's pixels (``retina[276:1130,358:1157]``: the fundus without its optic disc and black surround).
     """
     given, sep, source = spec.partition("=")
     if sep and given.strip() and not Path(spec).expanduser().is_file():
         spec = source.strip()
     else:
         given = ""
+    box = None
+    if spec.endswith("]") and "[" in spec and not Path(spec).expanduser().is_file():
+        spec, _, text = spec[:-1].rpartition("[")
+        try:
+            rows, cols = text.split(",")
+            box = tuple(int(v) for v in (*rows.split(":"), *cols.split(":")))
+        except ValueError:
+            raise data_mod.DataError(f"style: expected SOURCE[TOP:BOTTOM,LEFT:RIGHT], got [{text}]") from None
     path = Path(spec).expanduser()
     if path.is_file():
         x, name = _read_photo(path), path.stem
@@ -342,6 +357,11 @@ def load_style(spec: str, size: int) -> tuple[str, torch.Tensor]:
         raise data_mod.DataError(
             f"style: {spec!r} is neither an image file nor a scikit-image sample ({', '.join(STYLE_SAMPLES)})"
         )
+    if box is not None:
+        top, bottom, left, right = box
+        if not (0 <= top < bottom <= x.shape[-2] and 0 <= left < right <= x.shape[-1]):
+            raise data_mod.DataError(f"style: box {list(box)} is outside {spec}'s {x.shape[-2]}x{x.shape[-1]} pixels")
+        x = x[:, top:bottom, left:right]
     x = _resize_short(x.float().contiguous(), size)
     _refuse_evaluation_images([x], [spec], "style")
     return given.strip() or name, x
@@ -408,10 +428,15 @@ def load_content(spec: str, size: int):
     :class:`FolderImages` for ``folder:PATH``; and their names."""
     if spec == "skimage":
         return [_resize_short(skimage_sample(n), size) for n in CONTENT_SAMPLES], list(CONTENT_SAMPLES)
+    if spec == "photos":
+        from training import photos
+
+        pool = photos.load("train")
+        return [_resize_short(pool[i], size) for i in range(len(pool))], pool.names
     if spec.startswith("folder:"):
         pool = FolderImages(Path(spec[len("folder:") :]).expanduser(), size)
         return pool, [str(p) for p in pool.paths]
-    raise data_mod.DataError(f"content: expected 'skimage' or 'folder:PATH', got {spec!r}")
+    raise data_mod.DataError(f"content: expected 'skimage', 'photos' or 'folder:PATH', got {spec!r}")
 
 
 def random_crops(pool, n: int, crop: int, generator=None) -> torch.Tensor:
@@ -553,7 +578,7 @@ def train(cfg: StyleConfig, *, on_step=None) -> Run:
     style_layers = list(loss_net.check_layers(_layers(cfg.style_layers)))
     all_layers = sorted(set(content_layers) | set(style_layers), key=loss_net.layers.index)
 
-    named = [load_style(s.strip(), cfg.style_size) for s in cfg.style.split(",") if s.strip()]
+    named = [load_style(s, cfg.style_size) for s in split_styles(cfg.style)]
     names = [n for n, _ in named]
     if not names or len(set(names)) != len(names):
         raise ArgumentError(f"style: expected one or more styles with distinct names, got {names}")

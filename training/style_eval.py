@@ -13,6 +13,10 @@ to 256 pixels on the shorter side. Measures, averaged over the two photos:
   X's default style layers, for X = random VGG16 (seed 0) and EfficientNet-Lite0 (ImageNet weights): each model
   is scored by the network it trained with and by the other one.
 
+- **blobs**: the share of pixels painted over by a patch that no global recolouring explains (:func:`blob_fraction`;
+  the worse of the two photos): 0 for a stylization that recolours and textures the photo, several per cent where
+  a model paints saturated or black blobs over it.
+
 ``--out`` writes a picture: per model a row of the two photos stylized, after the style image.
 
 Video (``--clip pan|zoom|pan+cut|zoom+cut``, synthetic clips from tests/clips.py, so run it from a checkout):
@@ -41,7 +45,7 @@ import torch
 import genrt
 from genrt.errors import GenrtError
 from training import perceptual
-from training.style import _center_square, _evaluation_images, _resize_short, load_style
+from training.style import _center_square, _evaluation_images, _resize_short, load_style, split_styles
 
 _SIZE = 256
 _NETS = ("vgg16-random", "efficientnet-lite0")
@@ -89,6 +93,23 @@ def _luma(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
 
 
+def blob_fraction(stylized: np.ndarray, photo: np.ndarray, window: int = 9, delta_e: float = 25.0) -> float:
+    """The share of pixels where the stylization, smoothed over ``window`` pixels in CIELAB, is more than ``delta_e``
+    from the best affine map of the smoothed photo's Lab colours (one map for the whole image, least squares): a
+    style's global palette and tone curve are explained, its fine texture smoothed away, a blob is left over."""
+    from scipy.ndimage import uniform_filter
+    from skimage.color import rgb2lab
+
+    def smooth_lab(x: np.ndarray) -> np.ndarray:
+        lab = rgb2lab(x)
+        return np.stack([uniform_filter(lab[..., c], window) for c in range(3)], -1).reshape(-1, 3)
+
+    y, x = smooth_lab(stylized), smooth_lab(photo)
+    a = np.c_[x, np.ones(len(x))]
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    return float((np.linalg.norm(y - a @ coef, axis=1) > delta_e).mean())
+
+
 def _model_and_style(spec: str):
     """(model or None, style name or None, style image (3, H, W) in [0, 1]) for MODEL[@STYLE] or photo:STYLE."""
     if spec.startswith("photo:"):  # the baseline: the photos themselves, scored against a style image
@@ -96,7 +117,7 @@ def _model_and_style(spec: str):
     path, _, style = spec.partition("@")
     model = genrt.load(path)
     source = model.metadata.get("config", {}).get("style", "")
-    sources = [s.strip() for s in source.split(",") if s.strip()]
+    sources = split_styles(source)
     names = model.styles or [model.metadata.get("style", "")]
     if style and style not in names:
         raise SystemExit(f"{spec}: no style {style!r}; this model has {names}")
@@ -112,18 +133,21 @@ def evaluate(spec: str, nets: dict, photos: list[np.ndarray]) -> tuple[dict, lis
     model, style, s = _model_and_style(spec)
     s_pixels = s.permute(1, 2, 0).reshape(-1, 3).numpy()
     targets = {k: _grams(net, s) for k, net in nets.items()}
-    rows: dict[str, list[float]] = {"content SSIM": [], "colour SWD": []} | {f"Gram error, {k}": [] for k in nets}
+    rows: dict[str, list[float]] = {"content SSIM": [], "colour SWD": [], "blobs": []}
+    rows |= {f"Gram error, {k}": [] for k in nets}
     stylized = []
     for photo in photos:
         y = photo if model is None else model.stylize(photo, style=style if model.styles else None)
         stylized.append(y)
         rows["content SSIM"].append(structural_similarity(_luma(photo), _luma(y), data_range=1.0))
         rows["colour SWD"].append(_swd(y.reshape(-1, 3) / 255.0, s_pixels))
+        rows["blobs"].append(blob_fraction(y, photo))
         yt = torch.from_numpy(y.astype(np.float32) / 255.0).permute(2, 0, 1)
         for k, net in nets.items():
             rows[f"Gram error, {k}"].append(_gram_error(net, yt, targets[k]))
     thumb = (_center_square(s, _SIZE).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return {k: float(np.mean(v)) for k, v in rows.items()}, stylized, thumb
+    means = {k: float(np.max(v) if k == "blobs" else np.mean(v)) for k, v in rows.items()}  # blobs: the worse photo
+    return means, stylized, thumb
 
 
 def _backward_flows(frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -202,13 +226,15 @@ def frame_scores(
 
     s_pixels = style_target.permute(1, 2, 0).reshape(-1, 3).numpy()
     targets = {k: _grams(net, style_target) for k, net in nets.items()}
-    rows: dict[str, list[float]] = {"content SSIM": [], "colour SWD": []} | {f"Gram error, {k}": [] for k in nets}
+    rows: dict[str, list[float]] = {"content SSIM": [], "colour SWD": [], "blobs": []}
+    rows |= {f"Gram error, {k}": [] for k in nets}
     if phases > 1:
         rows |= {f"Gram error, {k}, any phase": [] for k in nets}
     for photo, y in zip(frames_in, frames_out, strict=True):
         photo, y = _as_uint8(photo), _as_uint8(y)
         rows["content SSIM"].append(structural_similarity(_luma(photo), _luma(y), data_range=1.0))
         rows["colour SWD"].append(_swd(y.reshape(-1, 3) / 255.0, s_pixels))
+        rows["blobs"].append(blob_fraction(y, photo))
         yt = torch.from_numpy(y.astype(np.float32) / 255.0).permute(2, 0, 1)
         h, w = yt.shape[-2:]
         for k, net in nets.items():

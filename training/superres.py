@@ -54,8 +54,15 @@ import genrt
 from genrt.errors import ArgumentError, GenrtError
 from genrt.image import make_grid, save_png, write_atomic
 from training import data as data_mod
-from training import perceptual
-from training.loop import parse_config, read_checkpoint, resumed_config, run_steps, write_checkpoint
+from training import onnx_torch, perceptual, photos
+from training.loop import (
+    checkpoint_modules,
+    parse_config,
+    read_checkpoint,
+    resumed_config,
+    run_steps,
+    write_checkpoint,
+)
 from training.style import (
     FolderImages,
     _evaluation_paths,
@@ -93,7 +100,7 @@ class SRConfig:
 
     scale: int = 4  # 4 or 8 (the paper's factors); any power of two >= 2 works
     loss: str = "pixel"  # pixel (MSE), feature (feature reconstruction + TV: the paper's perceptual SR), or mix
-    data: str = "skimage"  # training photos: skimage (SKIMAGE) or folder:PATH
+    data: str = "skimage"  # training photos: skimage (SKIMAGE), photos (training/photos.py) or folder:PATH
     out: str = "runs/sr"  # run folder: checkpoints, samples, config.json, upscaler.onnx
     steps: int = 20000  # optimizer steps (the paper: 200k at batch 4, 288x288 crops of COCO)
     batch_size: int = 16  # crops per step
@@ -114,8 +121,9 @@ class SRConfig:
     ckpt_every: int = 500  # steps between checkpoints (and at the end)
     sample_every: int = 500  # steps between preview grids (and at the end)
     resume: bool = False  # continue from out/checkpoint.json if it exists
-    init: str = ""  # start from the network of another run folder's checkpoint (e.g. a perceptual model from a
-    # per-pixel one, as Ledig et al.'s SRGAN starts from SRResNet); the same architecture; Adam starts afresh
+    init: str = ""  # start from the network of another run folder's checkpoint or of an exported .onnx (e.g. a
+    # perceptual model from a per-pixel one, as Ledig et al.'s SRGAN starts from SRResNet); the same architecture;
+    # Adam starts afresh
     export: bool = True  # export the network to out/upscaler.onnx at the end
     export_weights: str = "float16"  # weights in the export: float16 (half the file) or float32
     description: str = ""  # one line stored in the export's metadata ("": made from scale and loss)
@@ -219,14 +227,19 @@ def load_photos(spec: str):
     """The training photos: a list of (3, H, W) in [0, 1] for ``skimage``, a FolderImages for ``folder:PATH``."""
     if spec == "skimage":
         return [skimage_sample(name) for name in SKIMAGE]
+    if spec == "photos":
+        return photos.load("train")
     if spec.startswith("folder:"):
         return FolderImages(Path(spec[len("folder:") :]).expanduser(), 0)  # 0: at their own size
-    raise data_mod.DataError(f"data: expected 'skimage' or 'folder:PATH', got {spec!r}")
+    raise data_mod.DataError(f"data: expected 'skimage', 'photos' or 'folder:PATH', got {spec!r}")
 
 
 def random_crops(pool, n: int, crop: int) -> torch.Tensor:
     """n crops (n, 3, crop, crop) from photos drawn uniformly (smaller ones upscaled to fit), at uniform positions,
-    each mirrored with probability 1/2 and rotated by a random multiple of 90 degrees (torch's global RNG)."""
+    each mirrored with probability 1/2 and rotated by a random multiple of 90 degrees (torch's global RNG). The
+    ``photos`` pool draws its crops at every scale (training.photos.random_crops)."""
+    if isinstance(pool, photos.Photos):
+        return photos.random_crops(pool, n, crop)
     out = []
     for _ in range(n):
         img = pool[int(torch.randint(len(pool), ()))]
@@ -280,6 +293,38 @@ def make_pairs(hr: torch.Tensor, scale: int, degrade: tuple[str, ...] = ()) -> t
 
 
 # --- config -------------------------------------------------------------------------------------------------------
+
+
+def init_from(net: SRNet, state: dict[str, torch.Tensor]) -> None:
+    """Loads another network's weights into ``net``. A smaller network (fewer x2 layers, e.g. x4 into x8, or fewer
+    residual blocks) fills the layers it has: each missing x2 layer starts as a bilinear x2 upsampling of every
+    channel and each missing residual block as the identity (its last convolution zero), so the larger network
+    starts as the smaller one, its features upsampled (Lim et al.'s EDSR trains x4 from its x2 model)."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if unexpected or any(not k.startswith(("up.", "res.")) for k in missing):
+        raise ArgumentError(f"init: not the same network (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for k, v in state.items():
+        if v.shape != own[k].shape:
+            raise ArgumentError(f"init: {k} has shape {tuple(v.shape)}, this network {tuple(own[k].shape)}")
+    net.load_state_dict(state, strict=False)
+    tent = torch.tensor([0.5, 1.0, 0.5])
+    with torch.no_grad():
+        for i, block in enumerate(net.res):
+            if f"res.{i}.body.1.1.weight" in missing:
+                nn.init.zeros_(block.body[1][1].weight)
+                if block.body[1][1].bias is not None:
+                    nn.init.zeros_(block.body[1][1].bias)
+        for name, module in net.up.named_modules():
+            if f"up.{name}.weight" in missing and isinstance(module, nn.ConvTranspose2d):
+                module.weight.zero_()
+                for c in range(module.in_channels):
+                    module.weight[c, c] = tent[:, None] * tent[None, :]
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif f"up.{name}.weight" in missing:
+                raise ArgumentError("init: a missing x2 layer can start as bilinear only with --upsample deconv")
 
 
 def _check(cfg: SRConfig) -> tuple[str, ...]:
@@ -395,8 +440,10 @@ def train(cfg: SRConfig, *, on_step=None) -> Run:
     step = 0
     if saved is not None:
         step = read_checkpoint(out, {"net": net}, {"opt": opt})["step"]
+    elif cfg.init.endswith(".onnx"):
+        init_from(net, onnx_torch.state_dict(Path(cfg.init).expanduser()))
     elif cfg.init:
-        read_checkpoint(Path(cfg.init).expanduser(), {"net": net}, {})
+        init_from(net, checkpoint_modules(Path(cfg.init).expanduser())["net"])
     write_atomic(out / "config.json", (json.dumps(asdict(cfg), indent=2) + "\n").encode())
     preview = _preview_crops(cfg.scale, 16 * cfg.scale).to(device)
 

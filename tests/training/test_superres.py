@@ -11,6 +11,7 @@ from PIL import Image
 
 import genrt
 from genrt.apps.upscale import Upscaler, psnr_y
+from genrt.errors import ArgumentError
 from training import superres as sr
 from training.data import DataError
 from training.loop import CheckpointError, DivergenceError
@@ -167,5 +168,42 @@ def test_init_starts_from_another_runs_network(tmp_path):
                            init=str(tmp_path / "a" / "run")))  # fmt: skip
     for k, v in first.net.state_dict().items():
         torch.testing.assert_close(second.net.state_dict()[k], v, rtol=0, atol=0, msg=k)
-    with pytest.raises(CheckpointError, match="cannot restore"):
+    with pytest.raises(ArgumentError, match="shape"):
         sr.train(tiny(tmp_path / "c", width=4, norm="none", init=str(tmp_path / "a" / "run")))  # another width
+    with pytest.raises(CheckpointError, match="cannot restore"):
+        sr.train(tiny(tmp_path / "d", norm="none", init=str(tmp_path / "nowhere")))
+
+
+def test_init_from_the_bundled_x4_onnx_grows_blocks_as_identities():
+    """A bundled export's weights into a deeper network: the new residual blocks start as identities, so the
+    network computes what the bundled file computes (its graph run by onnxruntime, the independent reference)."""
+    import onnxruntime as ort
+
+    from genrt.runtime.files import bundled_models
+    from training import onnx_torch
+
+    path = bundled_models()["sr-x4"]
+    net = sr.SRNet(4, 64, 8, "deconv", "bicubic", "none").eval()
+    sr.init_from(net, onnx_torch.state_dict(path))
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        ours = net(x).clamp(0, 1).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ref = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_init_from_x4_into_x8_starts_the_new_layer_as_bilinear():
+    small = sr.SRNet(4, 8, 1, "deconv", "bicubic", "none")
+    big = sr.SRNet(8, 8, 1, "deconv", "bicubic", "none")
+    sr.init_from(big, small.state_dict())
+    layer = big.up[2][0]
+    f = torch.rand(1, 8, 6, 7)
+    with torch.no_grad():
+        up = layer(f)[0].numpy()
+    g = f[0].numpy()
+    np.testing.assert_allclose(up[:, ::2, ::2], g, atol=1e-6)  # even positions: the input
+    np.testing.assert_allclose(up[:, 1:-1:2, ::2], (g[:, :-1] + g[:, 1:]) / 2, atol=1e-6)  # between rows: the mean
+    np.testing.assert_allclose(up[:, ::2, 1:-1:2], (g[:, :, :-1] + g[:, :, 1:]) / 2, atol=1e-6)
+    with pytest.raises(ArgumentError, match="not the same network"):
+        sr.init_from(small, big.state_dict())
