@@ -539,7 +539,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  genrt upscale sr-x4 photo.png -o photo-x4.png\n"
         "  genrt upscale sr-x4-perceptual photos/ -r -o big/ --tile 256 --jobs 2   # a rerun resumes\n"
-        "  genrt upscale sr-x8-perceptual small.png -o out/ -s 6 --device cuda     # x8 network, resized to x6\n"
+        "  genrt upscale sr-x8 small.png -o out/ -s 6 --device cuda                # x8 network, resized to x6\n"
         "  genrt upscale sr-x4 clip.mp4 -o clip-x4.mp4 --crf 20                     # video: sound and timing kept",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip

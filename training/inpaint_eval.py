@@ -10,7 +10,8 @@ How well an inpainter fills holes in images it never trained on, against the cla
 - masks: ``centre``, the paper's centre square of half the side (64x64 of 128); ``stroke``: free-form strokes
   (training/context_encoder's, seeded, the same for every method).
 - methods: a mean fill (the context's mean colour), OpenCV's Navier-Stokes and Telea inpainting (radius 3),
-  scikit-image's biharmonic inpainting, genrt's harmonic fill (the network's starting point, no network) and each
+  scikit-image's biharmonic inpainting (CLASSIC), genrt's harmonic fill and its biharmonic sweeps (the networks'
+  starting points, ``--skip harmonic`` and ``--skip biharmonic``, no network) and each
   model given, run as users run it (genrt.load, then Inpainter.inpaint with blend="none": only the hole replaced).
 - measures on the hole's pixels only: PSNR (dB, per window, then the mean), mean L1 (0-255 levels) and SSIM
   (scikit-image, over the hole's bounding box, channels averaged), each the mean over the windows.
@@ -32,7 +33,9 @@ from genrt.demo_apps import classic_fill
 from genrt.image import make_grid, save_png
 from training import context_encoder as ce
 
-BASELINES = ("mean fill", "Navier-Stokes", "Telea", "biharmonic", "harmonic (no network)")
+CLASSIC = ("mean fill", "Navier-Stokes", "Telea", "biharmonic")  # the methods a bundled inpainter must beat
+# ... and the in-graph fills the networks start from (--skip harmonic, --skip biharmonic), run without a network
+BASELINES = (*CLASSIC, "harmonic (no network)", "biharmonic sweeps (no network)")
 
 
 def windows(data: str, size: int) -> np.ndarray:
@@ -65,10 +68,13 @@ def baseline(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarray:
         out[hole] = f[~hole].mean(0)
     elif method in ("Navier-Stokes", "Telea", "biharmonic"):
         return classic_fill(method, image, hole)
-    elif method == "harmonic (no network)":
+    elif method in ("harmonic (no network)", "biharmonic sweeps (no network)"):
         x = torch.from_numpy(f.transpose(2, 0, 1)).float()[None]
         known = torch.from_numpy(~hole).float()[None, None]
-        out = ce.harmonic_fill(x, known)[0].numpy().transpose(1, 2, 0)
+        if method.startswith("harmonic"):
+            out = ce.harmonic_fill(x, known)[0].numpy().transpose(1, 2, 0)
+        else:
+            out = ce.harmonic_fill(x, known, iterations=8, biharmonic=True)[0].numpy().transpose(1, 2, 0)
     else:
         raise ValueError(method)
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)

@@ -30,7 +30,18 @@ import torch.nn.functional as F
 
 from training import data as data_mod
 
-__all__ = ["HELD_OUT", "PACKAGES", "PHOTOS", "Photos", "cache_dir", "fetch", "load", "random_crops"]
+__all__ = [
+    "HELD_OUT",
+    "PACKAGES",
+    "PAINTINGS",
+    "PHOTOS",
+    "Photos",
+    "cache_dir",
+    "fetch",
+    "load",
+    "painting",
+    "random_crops",
+]
 
 MAX_SIDE = 1440  # shorter side of the prepared photos (the originals are 1050-4000)
 
@@ -80,6 +91,12 @@ PHOTOS: dict[str, tuple[str, str, str, str]] = {
     "summer-1am": (_KDE, "summer_1am", "Risto Saukonpää", "LGPL-3.0"),
 }
 
+# Paintings, for style images only (``--style elephants``), never content or training photos: name -> (package,
+# path inside the package, author, licence).
+PAINTINGS: dict[str, tuple[str, str, str, str]] = {
+    "elephants": (_MATE, "usr/share/backgrounds/mate/abstract/Elephants.jpg", "Wyng Stancikaite", "GPL-2+"),
+}
+
 # Never trained on: the second held-out set (a flower, a mountain landscape, boats at dusk, a dog on a porch).
 HELD_OUT = ("garden", "picosdeeuropa", "eveningglow", "friends")
 
@@ -93,9 +110,18 @@ def cache_dir() -> Path:
 
 
 def _member(name: str) -> str:
-    """The photo's path inside its package."""
+    """The photo's (or painting's) path inside its package."""
+    if name in PAINTINGS:
+        return PAINTINGS[name][1]
     package, file = PHOTOS[name][:2]
     return PACKAGES[package].format(file)
+
+
+def painting(name: str) -> Path:
+    """The file of one of PAINTINGS, fetched the first time."""
+    if not _original(name).is_file():
+        fetch([name], quiet=True)
+    return _original(name)
 
 
 def _original(name: str) -> Path:
@@ -103,13 +129,14 @@ def _original(name: str) -> Path:
 
 
 def fetch(names=None, *, quiet: bool = False) -> Path:
-    """Downloads the wallpaper packages that hold ``names`` (default: all PHOTOS; apt-get download, no root), keeps
-    the photos in the cache's ``original/`` and writes ``LICENSES.md`` beside them. Files already there are kept;
-    the .deb files are deleted."""
+    """Downloads the wallpaper packages that hold ``names`` (default: all PHOTOS and PAINTINGS; apt-get download, no
+    root), keeps the files in the cache's ``original/`` and writes ``LICENSES.md`` beside them. Files already there
+    are kept; the .deb files are deleted."""
     root = cache_dir()
-    missing = [n for n in (PHOTOS if names is None else names) if not _original(n).is_file()]
+    table = PHOTOS | PAINTINGS
+    missing = [n for n in (table if names is None else names) if not _original(n).is_file()]
     if missing:
-        packages = sorted({PHOTOS[n][0] for n in missing})
+        packages = sorted({table[n][0] for n in missing})
         (root / "original").mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=root) as tmp:
             run = dict(cwd=tmp, check=True, capture_output=quiet)
@@ -122,14 +149,15 @@ def fetch(names=None, *, quiet: bool = False) -> Path:
             for name in missing:
                 src = Path(tmp) / "x" / _member(name)
                 if not src.is_file():
-                    raise data_mod.DataError(f"photos: {PHOTOS[name][0]} has no {_member(name)}")
+                    raise data_mod.DataError(f"photos: {table[name][0]} has no {_member(name)}")
                 part = _original(name).with_suffix(".part")
                 shutil.copyfile(src, part)
                 part.replace(_original(name))
     lines = ["# Photos: author and licence (from each Debian package's copyright file or metadata.json)", ""]
-    lines += ["| name | package | author | licence | held out |", "|---|---|---|---|---|"]
-    for name, (package, _, author, licence) in PHOTOS.items():
-        lines.append(f"| {name} | {package} | {author} | {licence} | {'yes' if name in HELD_OUT else ''} |")
+    lines += ["| name | package | author | licence | use |", "|---|---|---|---|---|"]
+    for name, (package, _, author, licence) in table.items():
+        use = "held out" if name in HELD_OUT else "style image only" if name in PAINTINGS else ""
+        lines.append(f"| {name} | {package} | {author} | {licence} | {use} |")
     (root / "LICENSES.md").write_text("\n".join(lines) + "\n")
     return root
 
@@ -218,13 +246,14 @@ def main(argv=None) -> None:
     ap.add_argument("--list", action="store_true", help="print the photos, licences and the held-out ones")
     args = ap.parse_args(argv)
     if args.list:
-        for name, (package, _, author, licence) in PHOTOS.items():
-            print(f"{name:14} {package:28} {licence:13} {author}{'  (held out)' if name in HELD_OUT else ''}")
+        for name, (package, _, author, licence) in (PHOTOS | PAINTINGS).items():
+            use = "  (held out)" if name in HELD_OUT else "  (style image only)" if name in PAINTINGS else ""
+            print(f"{name:14} {package:28} {licence:13} {author}{use}")
         return
     try:
         root = fetch()
         for name in PHOTOS:
-            _prepared(name)
+            _prepared(name)  # the paintings stay files: style images are read at their own size
     except data_mod.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -52,7 +52,7 @@ import genrt
 from genrt.errors import ArgumentError, GenrtError
 from genrt.image import make_grid, save_png, to_uint8_images, write_atomic
 from training import data as data_mod
-from training import perceptual
+from training import perceptual, photos
 from training.loop import parse_config, read_checkpoint, resumed_config, run_steps, write_checkpoint
 
 CHECKPOINT = "checkpoint.json"
@@ -349,13 +349,16 @@ def load_style(spec: str, size: int) -> tuple[str, torch.Tensor]:
         except ValueError:
             raise data_mod.DataError(f"style: expected SOURCE[TOP:BOTTOM,LEFT:RIGHT], got [{text}]") from None
     path = Path(spec).expanduser()
+    if not path.is_file() and spec in photos.PAINTINGS:  # a painting from Debian's wallpapers (training/photos.py)
+        path = photos.painting(spec)
     if path.is_file():
-        x, name = _read_photo(path), path.stem
+        x, name = _read_photo(path), path.stem if spec not in photos.PAINTINGS else spec
     elif spec in STYLE_SAMPLES:
         x, name = skimage_sample(spec), spec
     else:
         raise data_mod.DataError(
-            f"style: {spec!r} is neither an image file nor a scikit-image sample ({', '.join(STYLE_SAMPLES)})"
+            f"style: {spec!r} is neither an image file, a scikit-image sample ({', '.join(STYLE_SAMPLES)}) nor a "
+            f"painting ({', '.join(photos.PAINTINGS)})"
         )
     if box is not None:
         top, bottom, left, right = box
@@ -429,8 +432,6 @@ def load_content(spec: str, size: int):
     if spec == "skimage":
         return [_resize_short(skimage_sample(n), size) for n in CONTENT_SAMPLES], list(CONTENT_SAMPLES)
     if spec == "photos":
-        from training import photos
-
         pool = photos.load("train")
         return [_resize_short(pool[i], size) for i in range(len(pool))], pool.names
     if spec.startswith("folder:"):

@@ -100,7 +100,7 @@ class SRConfig:
 
     scale: int = 4  # 4 or 8 (the paper's factors); any power of two >= 2 works
     loss: str = "pixel"  # pixel (MSE), feature (feature reconstruction + TV: the paper's perceptual SR), or mix
-    data: str = "skimage"  # training photos: skimage (SKIMAGE), photos (training/photos.py) or folder:PATH
+    data: str = "skimage"  # skimage (SKIMAGE), photos (training/photos.py), photos+skimage or folder:PATH
     out: str = "runs/sr"  # run folder: checkpoints, samples, config.json, upscaler.onnx
     steps: int = 20000  # optimizer steps (the paper: 200k at batch 4, 288x288 crops of COCO)
     batch_size: int = 16  # crops per step
@@ -229,9 +229,11 @@ def load_photos(spec: str):
         return [skimage_sample(name) for name in SKIMAGE]
     if spec == "photos":
         return photos.load("train")
+    if spec == "photos+skimage":  # both: a crop's photo drawn uniformly from the union
+        return [photos.load("train"), load_photos("skimage")]
     if spec.startswith("folder:"):
         return FolderImages(Path(spec[len("folder:") :]).expanduser(), 0)  # 0: at their own size
-    raise data_mod.DataError(f"data: expected 'skimage', 'photos' or 'folder:PATH', got {spec!r}")
+    raise data_mod.DataError(f"data: expected skimage, photos, photos+skimage or folder:PATH, got {spec!r}")
 
 
 def random_crops(pool, n: int, crop: int) -> torch.Tensor:
@@ -240,6 +242,15 @@ def random_crops(pool, n: int, crop: int) -> torch.Tensor:
     ``photos`` pool draws its crops at every scale (training.photos.random_crops)."""
     if isinstance(pool, photos.Photos):
         return photos.random_crops(pool, n, crop)
+    if pool and isinstance(pool[0], photos.Photos):  # photos+skimage: each crop's source drawn by size
+        big, small = pool
+        pick = torch.rand(n) < len(big) / (len(big) + len(small))
+        out = torch.empty(n, 3, crop, crop)
+        if pick.any():
+            out[pick] = photos.random_crops(big, int(pick.sum()), crop)
+        if (~pick).any():
+            out[~pick] = random_crops(small, int((~pick).sum()), crop)
+        return out
     out = []
     for _ in range(n):
         img = pool[int(torch.randint(len(pool), ()))]
@@ -430,8 +441,8 @@ def train(cfg: SRConfig, *, on_step=None) -> Run:
         loss_net = perceptual.load_loss_network(cfg.loss_net).to(device)
         loss_net.check_layers([cfg.feature_layer])
     pool = load_photos(cfg.data)
-    if cfg.data == "skimage":
-        _refuse_evaluation_images(pool, list(SKIMAGE), "training photo")
+    if cfg.data in ("skimage", "photos+skimage"):  # (training.photos refuses its own)
+        _refuse_evaluation_images(pool if cfg.data == "skimage" else pool[1], list(SKIMAGE), "training photo")
     (out / "samples").mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
 
     torch.manual_seed(cfg.seed)

@@ -1,5 +1,6 @@
 """The bundled inpainters do what their model card says, on held-out images they never trained on."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def test_faces_beat_every_classic_method_on_the_centre_hole():
     Navier-Stokes and a mean fill, and than the harmonic fill the network starts from."""
     table, fills, truth, holes = inpaint_eval.evaluate(["inpaint-faces"], "faces", "centre")
     ours = table["inpaint-faces"]
-    for method in inpaint_eval.BASELINES:
+    for method in (*inpaint_eval.CLASSIC, "harmonic (no network)"):  # and the fill it starts from
         assert ours["psnr"] > table[method]["psnr"] + 0.3, method
         assert ours["l1"] < table[method]["l1"], method
     assert ours["ssim"] > table["biharmonic"]["ssim"]
@@ -40,14 +41,19 @@ def test_faces_beat_every_classic_method_on_the_centre_hole():
 
 
 @pytest.mark.slow
-def test_photos_where_the_card_puts_them():
-    """The card's table for photos, where the goal (beat biharmonic) is NOT met: above a mean fill and Telea,
-    a lower hole L1 than biharmonic and the harmonic fill, but 0.24 dB below biharmonic's PSNR (24.58, 24.82)."""
-    table, fills, truth, holes = inpaint_eval.evaluate(["inpaint-photos"], "photos", "centre")
+@pytest.mark.parametrize("data", ["photos", "held-out-photos"])
+def test_photos_beat_biharmonic_on_the_centre_hole(data):
+    """The floor of issue 27, on the card's crops of the evaluation photos and on the second held-out set (windows
+    of training.photos.HELD_OUT, fetched from Debian's archive on first use): hole PSNR above scikit-image's
+    biharmonic inpainting and every other classic method (25.58 against 24.82 dB, 22.93 against 22.80), a lower
+    hole L1 than biharmonic's, the context untouched."""
+    if data == "held-out-photos" and shutil.which("apt-get") is None:
+        pytest.skip("the held-out photos come from Debian's archive (apt-get download)")
+    table, fills, truth, holes = inpaint_eval.evaluate(["inpaint-photos"], data, "centre")
     ours = table["inpaint-photos"]
-    assert ours["psnr"] > table["Telea"]["psnr"] + 0.5 and ours["psnr"] > table["mean fill"]["psnr"] + 3
-    assert ours["psnr"] > table["biharmonic"]["psnr"] - 0.5
-    assert ours["l1"] < min(table[m]["l1"] for m in inpaint_eval.BASELINES if m != "Navier-Stokes" and m != "Telea")
+    for method in inpaint_eval.CLASSIC:
+        assert ours["psnr"] > table[method]["psnr"], method
+    assert ours["l1"] < table["biharmonic"]["l1"]
     assert (fills["inpaint-photos"][~holes] == truth[~holes]).all()
 
 

@@ -31,10 +31,11 @@ def test_held_out_photos_are_named_and_never_in_the_training_split(cache):
         photos.load("test")
 
 
-def test_every_photo_has_a_package_an_author_and_a_licence():
-    for name, (package, file, author, licence) in photos.PHOTOS.items():
+def test_every_photo_and_painting_has_a_package_an_author_and_a_licence():
+    for name, (package, file, author, licence) in (photos.PHOTOS | photos.PAINTINGS).items():
         assert package in photos.PACKAGES and file and author and licence, name
         assert photos._member(name).startswith("usr/share/")
+    assert not set(photos.PAINTINGS) & set(photos.PHOTOS)
 
 
 def _ramp_pool(cache):

@@ -358,7 +358,7 @@ def test_evaluation_images_are_refused(tmp_path):
     Image.fromarray(china).save(tmp_path / "style.jpg", quality=90)
     with pytest.raises(DataError, match="evaluation image"):
         style.load_style(str(tmp_path / "style.jpg"), 64)
-    with pytest.raises(DataError, match="neither an image file nor a scikit-image sample"):
+    with pytest.raises(DataError, match="neither an image file, a scikit-image sample"):
         style.load_style("no_such_sample", 64)
     with pytest.raises(DataError, match="evaluation image"):
         style.load_style(f"nice={tmp_path / 'style.jpg'}", 64)  # a given name does not hide the image
@@ -386,3 +386,18 @@ def test_folder_content_skips_unreadable_files(tmp_path, capsys):
     images, _ = style.load_content(f"folder:{folder}", 40)
     crops = style.random_crops(images, 3, 32, torch.Generator().manual_seed(0))
     assert crops.shape == (3, 3, 32, 32) and "skipping" in capsys.readouterr().out
+
+
+def test_a_style_source_takes_a_pixel_box_and_commas_inside_it_do_not_split():
+    import skimage.data
+
+    assert style.split_styles("a=retina[1:20,3:40], gravel,b=brick[0:9,0:9]") == [
+        "a=retina[1:20,3:40]", "gravel", "b=brick[0:9,0:9]",
+    ]  # fmt: skip
+    name, x = style.load_style("r=retina[276:1130,358:1157]", 64)
+    ref = style._resize_short(style._to_tensor(skimage.data.retina()[276:1130, 358:1157]), 64)
+    assert name == "r" and x.shape == ref.shape
+    torch.testing.assert_close(x, ref)
+    for bad in ("retina[0:5000,0:10]", "retina[1:2]", "retina[a:b,c:d]"):
+        with pytest.raises(DataError, match="box|TOP:BOTTOM"):
+            style.load_style(bad, 64)
