@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-import genrt
-
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import cpu, interleaved_medians  # noqa: E402
+
+import genrt  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -7,6 +7,7 @@ import genrt
 from genrt.runtime import files
 
 SINGLE = ["style-immunohistochemistry", "style-retina", "style-gravel", "style-brick"]
+MULTI = ["immunohistochemistry", "retina", "gravel", "brick"]  # style-multi's styles, and their sources
 pytest.importorskip("sklearn")  # the evaluation photos
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -36,7 +37,12 @@ def _swd(a, b, directions=32):
 
 
 def _style_image(source):
-    image = getattr(skimage_data, source)()
+    """A style source as the training names it: a scikit-image sample, with a [top:bottom,left:right] box or not."""
+    name, _, box = source.partition("[")
+    image = getattr(skimage_data, name)()
+    if box:
+        (top, bottom), (left, right) = (map(int, part.split(":")) for part in box.rstrip("]").split(","))
+        image = image[top:bottom, left:right]
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
 
 
@@ -55,11 +61,11 @@ def test_single_style_moves_the_photo_towards_its_style(name):
 
 def test_multi_style_model_holds_the_four_styles_and_mixes():
     s = _bundled("style-multi")
-    assert s.styles == ["immunohistochemistry", "retina", "gravel", "brick"]
+    assert s.styles == MULTI
     photo = _photo()
     outs = {n: s.stylize(photo, style=n).astype(np.float64) for n in s.styles}
-    for n, source in zip(s.styles, ["immunohistochemistry", "retina", "gravel", "brick"], strict=True):
-        style = _style_image(source)
+    for n in MULTI:
+        style = _style_image(n)
         assert _swd(outs[n], style) < 0.7 * _swd(photo, style)
     half = s.stylize(photo, style={"retina": 1, "immunohistochemistry": 1}).astype(np.float64)
     a, b = outs["retina"], outs["immunohistochemistry"]
@@ -70,3 +76,39 @@ def test_multi_style_model_holds_the_four_styles_and_mixes():
 def test_bundled_models_stay_small():
     total = sum(p.stat().st_size for p in files.bundled_models().values())
     assert total < 50e6, f"genrt/models holds {total / 1e6:.1f} MB of models"
+
+
+# Not met yet (issue 27 stays open): style-retina paints red and black blobs over 12-26% of the evaluation photos and
+# style-multi dark ones over 1-2% (its retina style: 12-35%); retraining did not remove them (genrt/models/README.md).
+# Strict: once a retrained model passes, this fails until the mark is removed.
+_BLOBS_NOT_MET = pytest.mark.xfail(strict=True, reason="issue 27: blobs remain; see the stylizers' card")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", [*(pytest.param(n, marks=_BLOBS_NOT_MET) if n == "style-retina" else n for n in SINGLE),
+             pytest.param("style-multi", marks=_BLOBS_NOT_MET)],
+)  # fmt: skip
+def test_no_blobs_painted_over_the_evaluation_photos(name):
+    """The floor of issue 27: under 1% of either evaluation photo covered by a patch no recolouring explains."""
+    pytest.importorskip("torch")  # training.style_eval
+    from training.style_eval import _photos, blob_fraction
+
+    s = _bundled(name)
+    for style in s.styles or [None]:
+        for photo in _photos():
+            assert blob_fraction(s.stylize(photo, style=style), photo) < 0.01, style
+
+
+def test_blob_fraction_sees_a_blob_and_not_a_recolouring():
+    pytest.importorskip("torch")
+    from training.style_eval import _photos, blob_fraction
+
+    photo = _photos()[1]
+    recoloured = np.clip(photo.astype(float) @ np.array([[0.9, 0.2, 0.1], [0.1, 0.7, 0.1], [0.0, 0.1, 0.5]]) + 20, 0,
+                         255).astype(np.uint8)  # fmt: skip
+    assert blob_fraction(recoloured, photo) < 0.001
+    blotted = recoloured.copy()
+    blotted[100:160, 100:160] = (230, 0, 0)
+    share = 60 * 60 / photo.shape[0] / photo.shape[1]
+    assert 0.5 * share < blob_fraction(blotted, photo) < 1.5 * share
