@@ -99,6 +99,8 @@ class StyleConfig:
     width: int = 32  # channels of the first layer (the paper: 32; then 64, 128); smaller for tests
     blocks: int = 5  # residual blocks
     upsample: str = "deconv"  # deconv (fractionally-strided conv, the paper) or resize (nearest x2 + conv, Odena)
+    up_norm: str = "instance"  # the up-sampling layers' norm: instance (the paper) or affine (its scale and shift
+    # without per-image statistics: no blobs, the instance-norm "droplet" of Karras et al. 2020; the models' card)
     loss_net: str = "efficientnet-lite0"  # vgg16:PATH, vgg16-random[:SEED], efficientnet-lite0[-soft[:T]], vgg16
     vgg: str = ""  # torchvision VGG16 state dict (.pth or .safetensors) for --loss-net vgg16
     content_weight: float = -1.0  # weight of the feature reconstruction loss (-1: the loss network's default)
@@ -137,18 +139,21 @@ class ConditionalInstanceNorm2d(nn.Module):
     weights (N, S) -> norm(x) * (style @ weight) + (style @ bias), weight and bias (S, C).
     """
 
-    def __init__(self, channels: int, styles: int = 1):
+    def __init__(self, channels: int, styles: int = 1, normalize: bool = True):
         super().__init__()
         self.styles = styles
-        self.norm = nn.InstanceNorm2d(channels, affine=styles == 1)
-        if styles > 1:
+        self.norm = nn.InstanceNorm2d(channels, affine=styles == 1) if normalize else None
+        if styles > 1 or not normalize:  # normalize=False: the scale and shift alone, no per-image statistics
             self.weight = nn.Parameter(torch.ones(styles, channels))
             self.bias = nn.Parameter(torch.zeros(styles, channels))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.norm(x)
+        if self.norm is not None:
+            x = self.norm(x)
+            if self.styles == 1:
+                return x
         if self.styles == 1:
-            return x
+            return x * self.weight[0, :, None, None] + self.bias[0, :, None, None]
         gamma = style @ self.weight  # (N, C)
         beta = style @ self.bias  # (N, C)
         return x * gamma[:, :, None, None] + beta[:, :, None, None]
@@ -170,9 +175,10 @@ class ConvLayer(nn.Module):
 
 
 class UpLayer(nn.Module):
-    """x2 upsampling: a 3x3 fractionally-strided conv (deconv) or nearest x2 then a 3x3 conv (resize); norm, ReLU."""
+    """x2 upsampling: a 3x3 fractionally-strided conv (deconv) or nearest x2 then a 3x3 conv (resize); norm, ReLU.
+    ``normalize=False``: the norm's scale and shift without instance statistics (TransformerNet's up_norm)."""
 
-    def __init__(self, cin: int, cout: int, mode: str, styles: int = 1):
+    def __init__(self, cin: int, cout: int, mode: str, styles: int = 1, normalize: bool = True):
         super().__init__()
         self.mode = mode
         if mode == "deconv":
@@ -180,7 +186,7 @@ class UpLayer(nn.Module):
         else:
             self.pad = nn.ReflectionPad2d(1)
             self.conv = nn.Conv2d(cin, cout, 3)
-        self.norm = ConditionalInstanceNorm2d(cout, styles)
+        self.norm = ConditionalInstanceNorm2d(cout, styles, normalize)
 
     def forward(self, x, style=None):
         if self.mode == "deconv":
@@ -209,10 +215,14 @@ class TransformerNet(nn.Module):
     (summing to 1) that mix the per-style instance-norm parameters.
     """
 
-    def __init__(self, width: int = 32, blocks: int = 5, upsample: str = "deconv", styles: int = 1):
+    def __init__(
+        self, width: int = 32, blocks: int = 5, upsample: str = "deconv", styles: int = 1, up_norm: str = "instance"
+    ):
         super().__init__()
         if upsample not in ("deconv", "resize"):
             raise ArgumentError(f"upsample: expected 'deconv' or 'resize', got {upsample!r}")
+        if up_norm not in ("instance", "affine"):
+            raise ArgumentError(f"up_norm: expected 'instance' or 'affine', got {up_norm!r}")
         if width < 1 or blocks < 0 or styles < 1:
             raise ArgumentError(f"width, blocks, styles: expected >= 1, >= 0, >= 1; got {width}, {blocks}, {styles}")
         w, s = width, styles
@@ -225,7 +235,8 @@ class TransformerNet(nn.Module):
             ]
         )  # c9s1-w, d2w, d4w
         self.res = nn.ModuleList([ResidualBlock(4 * w, s) for _ in range(blocks)])
-        self.up = nn.ModuleList([UpLayer(4 * w, 2 * w, upsample, s), UpLayer(2 * w, w, upsample, s)])
+        norm = up_norm == "instance"
+        self.up = nn.ModuleList([UpLayer(4 * w, 2 * w, upsample, s, norm), UpLayer(2 * w, w, upsample, s, norm)])
         self.out = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(w, 3, 9))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
@@ -589,7 +600,7 @@ def train(cfg: StyleConfig, *, on_step=None) -> Run:
     (out / "samples").mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
 
     torch.manual_seed(cfg.seed)
-    net = TransformerNet(cfg.width, cfg.blocks, cfg.upsample, styles=len(names)).to(device)
+    net = TransformerNet(cfg.width, cfg.blocks, cfg.upsample, styles=len(names), up_norm=cfg.up_norm).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step = 0
     if saved is not None:

@@ -193,6 +193,33 @@ def test_transformer_shapes_and_range(upsample):
         multi(torch.rand(1, 3, 16, 16))
 
 
+@pytest.mark.parametrize("styles", [1, 3])
+def test_affine_up_norm_keeps_no_per_image_statistics(styles):
+    """up_norm="affine": the up-sampling layers scale and shift each channel (per style) and never normalize by the
+    image's own statistics, so a layer's output at a pixel does not depend on far-away pixels; the other layers
+    keep their instance norm."""
+    torch.manual_seed(0)
+    net = style.TransformerNet(width=4, blocks=1, styles=styles, up_norm="affine").eval()
+    assert all(layer.norm.norm is None for layer in net.up)
+    assert all(isinstance(layer.norm.norm, torch.nn.InstanceNorm2d) for layer in net.down)
+    layer = net.up[1]
+    w = torch.eye(styles)[:2] if styles > 1 else None
+    x = torch.rand(2, 8, 6, 6)
+    far = x.clone()
+    far[:, :, 5, 5] += 10.0  # a change far from pixel (0, 0)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, w)[..., :4, :4], layer(far, w)[..., :4, :4])
+    with torch.no_grad():  # (an instance norm's mean and variance would carry the far change everywhere)
+        torch.nn.init.normal_(layer.norm.weight)
+        ref = torch.relu(layer.conv(x) * layer.norm.weight[0, :, None, None] + layer.norm.bias[0, :, None, None])
+        if styles == 1:
+            torch.testing.assert_close(layer(x), ref)
+    y = net(torch.rand(2, 3, 16, 16), w)
+    assert y.shape == (2, 3, 16, 16) and 0 <= y.min() and y.max() <= 1
+    with pytest.raises(GenrtError, match="up_norm"):
+        style.TransformerNet(up_norm="batch")
+
+
 def test_full_size_network_is_johnsons():
     net = style.TransformerNet()
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
