@@ -78,19 +78,11 @@ def test_bundled_models_stay_small():
     assert total < 50e6, f"genrt/models holds {total / 1e6:.1f} MB of models"
 
 
-# Not met yet (issue 27 stays open): style-retina paints red and black blobs over 12-26% of the evaluation photos and
-# style-multi dark ones over 1-2% (its retina style: 12-35%); retraining did not remove them (genrt/models/README.md).
-# Strict: once a retrained model passes, this fails until the mark is removed.
-_BLOBS_NOT_MET = pytest.mark.xfail(strict=True, reason="issue 27: blobs remain; see the stylizers' card")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name", [*(pytest.param(n, marks=_BLOBS_NOT_MET) if n == "style-retina" else n for n in SINGLE),
-             pytest.param("style-multi", marks=_BLOBS_NOT_MET)],
-)  # fmt: skip
+@pytest.mark.parametrize("name", [*SINGLE, "style-multi"])
 def test_no_blobs_painted_over_the_evaluation_photos(name):
-    """The floor of issue 27: under 1% of either evaluation photo covered by a patch no recolouring explains."""
+    """The floor of issue 27: under 1% of either evaluation photo covered by a patch no recolouring explains (the
+    style-retina of before painted red and black blobs over 12-26% of them, the style-multi of before 1-35%)."""
     pytest.importorskip("torch")  # training.style_eval
     from training.style_eval import _photos, blob_fraction
 
