@@ -176,6 +176,11 @@ def harmonic_fill(
     return fill
 
 
+def biharmonic_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """--skip biharmonic's start: 8 harmonic sweeps per level, then the biharmonic ones (harmonic_fill)."""
+    return harmonic_fill(image, known, iterations=8, biharmonic=True)
+
+
 class ContextEncoder(nn.Module):
     """(image (N, 3, S, S) in [0, 1], mask (N, 1, S, S), 1 = hole) -> the prediction (N, 3, S, S) at every pixel
     (unclipped with skip="harmonic"; the export clips). The hole's pixels of ``image`` are never read."""
@@ -216,7 +221,7 @@ class ContextEncoder(nn.Module):
         if self.skip == "harmonic":
             base = harmonic_fill(image, known)
         elif self.skip == "biharmonic":
-            base = harmonic_fill(image, known, iterations=8, biharmonic=True)
+            base = biharmonic_fill(image, known)
         else:
             base = image * known + 0.5 * mask  # the paper fills the hole with the mean colour
         h = self.decoder(self.bottleneck(self.encoder(torch.cat([base * 2.0 - 1.0, mask], 1))))

@@ -74,7 +74,7 @@ def baseline(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarray:
         if method.startswith("harmonic"):
             out = ce.harmonic_fill(x, known)[0].numpy().transpose(1, 2, 0)
         else:
-            out = ce.harmonic_fill(x, known, iterations=8, biharmonic=True)[0].numpy().transpose(1, 2, 0)
+            out = ce.biharmonic_fill(x, known)[0].numpy().transpose(1, 2, 0)
     else:
         raise ValueError(method)
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)

@@ -105,6 +105,11 @@ class PhotosMissing(data_mod.DataError):
     """The photo cache is empty: run ``python -m training.photos`` once (it needs the Debian archive)."""
 
 
+def _use(name: str) -> str:
+    """What a file is for, beside training: held out, or a style image only."""
+    return "held out" if name in HELD_OUT else "style image only" if name in PAINTINGS else ""
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("GENRT_PHOTOS") or Path.home() / ".cache" / "genrt" / "photos").expanduser()
 
@@ -162,8 +167,7 @@ def fetch(names=None, *, quiet: bool = False) -> Path:
     lines = ["# Photos: author and licence (from each Debian package's copyright file or metadata.json)", ""]
     lines += ["| name | package | author | licence | use |", "|---|---|---|---|---|"]
     for name, (package, _, author, licence) in table.items():
-        use = "held out" if name in HELD_OUT else "style image only" if name in PAINTINGS else ""
-        lines.append(f"| {name} | {package} | {author} | {licence} | {use} |")
+        lines.append(f"| {name} | {package} | {author} | {licence} | {_use(name)} |")
     (root / "LICENSES.md").write_text("\n".join(lines) + "\n")
     return root
 
@@ -204,7 +208,8 @@ class Photos:
 
         self.names = names
         self.images = [torch.from_numpy(_prepared(n)).permute(2, 0, 1).contiguous() for n in names]
-        _refuse_evaluation_images([self[i] for i in range(len(self))], names, "training photo")
+        # one photo in float at a time (each is 37 MB as float; the list of all 30 would be 1.1 GB)
+        _refuse_evaluation_images((self[i] for i in range(len(self))), names, "training photo")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -223,17 +228,15 @@ def load(split: str = "train") -> Photos:
     return Photos(names)
 
 
-def random_crops(pool: Photos, n: int, crop: int, min_scale: float = 0.0, rotate: bool = True) -> torch.Tensor:
+def random_crops(pool: Photos, n: int, crop: int, rotate: bool = True) -> torch.Tensor:
     """n crops (n, 3, crop, crop) in [0, 1]: a photo drawn uniformly, a square of side S drawn log-uniformly between
-    ``crop`` and the photo's shorter side (or ``crop / min_scale`` where that is smaller), resized to crop with an
-    antialiased filter, mirrored with probability 1/2 and, with ``rotate``, rotated by a multiple of 90 degrees
-    (torch's global RNG; inpainting keeps the sky on top)."""
+    ``crop`` and the photo's shorter side, resized to crop with an antialiased filter, mirrored with probability 1/2
+    and, with ``rotate``, rotated by a multiple of 90 degrees (torch's global RNG; inpainting keeps the sky on top)."""
     out = []
     for _ in range(n):
         img = pool.images[int(torch.randint(len(pool), ()))]
         h, w = img.shape[-2:]
-        top_side = min(h, w) if min_scale <= 0 else min(min(h, w), round(crop / min_scale))
-        lo, hi = np.log(crop), np.log(max(crop, top_side))
+        lo, hi = np.log(crop), np.log(max(crop, min(h, w)))
         side = int(round(float(np.exp(lo + (hi - lo) * float(torch.rand(()))))))
         side = min(max(side, crop), h, w)
         top, left = int(torch.randint(h - side + 1, ())), int(torch.randint(w - side + 1, ()))
@@ -253,8 +256,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.list:
         for name, (package, _, author, licence) in (PHOTOS | PAINTINGS).items():
-            use = "  (held out)" if name in HELD_OUT else "  (style image only)" if name in PAINTINGS else ""
-            print(f"{name:14} {package:28} {licence:13} {author}{use}")
+            print(f"{name:14} {package:28} {licence:13} {author}" + (f"  ({_use(name)})" if _use(name) else ""))
         return
     try:
         root = fetch()

@@ -321,7 +321,7 @@ def _evaluation_images(size: int) -> list[torch.Tensor]:
     return out
 
 
-def _refuse_evaluation_images(images: list[torch.Tensor], names: list[str], what: str) -> None:
+def _refuse_evaluation_images(images, names: list[str], what: str) -> None:
     """DataError if any image looks like an evaluation image, mirrored or not: a mean absolute difference under 0.05
     between 32x32 center squares. Re-encoded or resized copies measure about 0.01, unrelated photos over 0.2."""
     refs = _evaluation_images(32)

@@ -226,15 +226,13 @@ def frame_scores(
 
     s_pixels = style_target.permute(1, 2, 0).reshape(-1, 3).numpy()
     targets = {k: _grams(net, style_target) for k, net in nets.items()}
-    rows: dict[str, list[float]] = {"content SSIM": [], "colour SWD": [], "blobs": []}
-    rows |= {f"Gram error, {k}": [] for k in nets}
+    rows: dict[str, list[float]] = {"content SSIM": [], "colour SWD": []} | {f"Gram error, {k}": [] for k in nets}
     if phases > 1:
         rows |= {f"Gram error, {k}, any phase": [] for k in nets}
     for photo, y in zip(frames_in, frames_out, strict=True):
         photo, y = _as_uint8(photo), _as_uint8(y)
         rows["content SSIM"].append(structural_similarity(_luma(photo), _luma(y), data_range=1.0))
         rows["colour SWD"].append(_swd(y.reshape(-1, 3) / 255.0, s_pixels))
-        rows["blobs"].append(blob_fraction(y, photo))
         yt = torch.from_numpy(y.astype(np.float32) / 255.0).permute(2, 0, 1)
         h, w = yt.shape[-2:]
         for k, net in nets.items():
