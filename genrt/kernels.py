@@ -315,9 +315,13 @@ def conv_transpose2d(
     scale: np.ndarray | None = None,
     shift: np.ndarray | None = None,
     threads: int | None = None,
+    precision: str = "f32",
 ) -> np.ndarray:
     """Transposed 2-D convolution with a fused epilogue, as ``torch.nn.functional.conv_transpose2d`` / ONNX
     ConvTranspose followed by ``act((y + bias) * scale + shift)`` per output channel.
+    ``precision="bf16"`` rounds x and w to bfloat16 (nearest even) and sums their products in float32, with
+    VDPBF16PS where the CPU has AVX512-BF16 (:func:`cpu_isa` ``"avx512bf16"``) and the same rounding emulated in
+    float32 elsewhere (float32 input, groups 1, kernels up to 16 rows high).
 
     ``H_out = (H - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kH - 1) + output_padding[0] + 1``, likewise
     ``W_out``.
@@ -333,17 +337,19 @@ def conv_transpose2d(
         negative_slope: slope of leaky_relu for negative inputs.
         scale, shift: ``ndarray[C_out]`` or None: a folded BatchNorm, ``y * scale[c] + shift[c]`` after the bias.
         threads: threads to use; default :func:`get_num_threads`.
+        precision: "f32" (exact float32; float64 input stays float64) or "bf16".
 
     Returns:
         A fresh C-contiguous ``ndarray[N, C_out, H_out, W_out]`` of x's dtype.
 
     Raises:
         ShapeError: wrong ranks, mismatched channels, bias/scale/shift of the wrong length, an empty output.
-        ArgumentError: bad stride, padding, output_padding, dilation, groups, activation or threads.
+        ArgumentError: bad stride, padding, output_padding, dilation, groups, activation, threads or precision.
         DTypeError: x or w is not a float32/float64 ndarray, or the dtypes differ.
     """
     args = _conv_transpose2d_args(stride, padding, output_padding, dilation, groups, activation, negative_slope)
-    return _C.conv_transpose2d_forward(x, w, bias, scale, shift, *args, _check_threads(threads))
+    threads = _check_threads(threads)
+    return _C.conv_transpose2d_forward(x, w, bias, scale, shift, *args, threads, precision=_precision(precision))
 
 
 def _conv_transpose2d_args(stride, padding, output_padding, dilation, groups, activation, negative_slope) -> tuple:
@@ -390,10 +396,12 @@ class PackedConvTranspose2d:
         negative_slope: float = 0.01,
         scale: np.ndarray | None = None,
         shift: np.ndarray | None = None,
+        precision: str = "f32",
     ):
         self._args = _conv_transpose2d_args(
             stride, padding, output_padding, dilation, groups, activation, negative_slope
         )
+        self._precision = _precision(precision)
         self.weight, self.bias, self.scale, self.shift = (
             None if a is None else _frozen_copy(a, name)
             for a, name in ((w, "w"), (bias, "bias"), (scale, "scale"), (shift, "shift"))
@@ -403,7 +411,15 @@ class PackedConvTranspose2d:
     def __call__(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """``conv_transpose2d(x, w, bias, ...)`` with the options given at construction; same errors."""
         return _C.conv_transpose2d_forward(
-            x, self.weight, self.bias, self.scale, self.shift, *self._args, _check_threads(threads), self._cache
+            x,
+            self.weight,
+            self.bias,
+            self.scale,
+            self.shift,
+            *self._args,
+            _check_threads(threads),
+            self._cache,
+            precision=self._precision,
         )
 
     @property

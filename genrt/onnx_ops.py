@@ -119,6 +119,12 @@ def register_schemas() -> None:
                         required=False,
                     ),
                     attr("alpha", defs.OpSchema.AttrType.FLOAT, "leaky_relu slope", required=False),
+                    attr(
+                        "precision",
+                        defs.OpSchema.AttrType.STRING,
+                        "f32 (default) | bf16: X and W rounded to bfloat16, float32 sums (CPU, group 1)",
+                        required=False,
+                    ),
                     attr("threads", INT, "kernel threads; set by genrt.load", required=False),
                 ],
             ),

@@ -78,12 +78,6 @@ PaddingMode parse_padding_mode(const std::string& name) {
   throw_value("padding_mode: expected one of zeros, reflect, edge, got '" + name + "'");
 }
 
-Precision parse_precision(const std::string& name) {
-  if (name == "f32" || name == "float32" || name.empty()) return Precision::f32;
-  if (name == "bf16" || name == "bfloat16") return Precision::bf16;
-  throw_value("precision: expected 'f32' or 'bf16', got '" + name + "'");
-}
-
 void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dParams& p, int64_t out_shape[4]) {
   check_ndim(x, 4, "x of shape (N, C_in, H, W)");
   check_ndim(w, 4, "weight of shape (C_out, C_in, kH, kW)");

@@ -20,19 +20,15 @@
 #include <string>
 
 #include "common.h"
-#include "conv_transpose2d.h"  // Activation, parse_activation
+#include "conv_transpose2d.h"  // Activation, Precision and their parsers
 #include "weight_cache.h"
 
 namespace genrt {
 
 enum class PaddingMode { zeros = 0, reflect = 1, edge = 2 };
-enum class Precision { f32 = 0, bf16 = 1 };
 
 // Parses "zeros"/"constant", "reflect", "edge"/"replicate"; throws genrt::Error naming `padding_mode` otherwise.
 PaddingMode parse_padding_mode(const std::string& name);
-
-// Parses "f32"/"float32" (or empty) and "bf16"/"bfloat16"; throws genrt::Error naming `precision` otherwise.
-Precision parse_precision(const std::string& name);
 
 constexpr int64_t kMaxKernel = 16;  // kH, kW up to this
 constexpr int64_t kMaxStride = 8;   // sh, sw up to this

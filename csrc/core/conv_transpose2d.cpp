@@ -1,8 +1,10 @@
-// Checked entry point of conv_transpose2d; the kernel bodies are in conv_transpose2d_kernel.cpp.
+// Checked entry point of conv_transpose2d; the kernel bodies are in conv_transpose2d_kernel.cpp (float32 and
+// float64) and conv_transpose2d_bf16_kernel.cpp (precision bf16).
 #include "conv_transpose2d.h"
 
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu_isa.h"
@@ -15,6 +17,11 @@
                                        const double* w, const double* bias, const double* scale,           \
                                        const double* shift, double* y, int threads);
 GENRT_DECLARE_ISA_KERNELS(GENRT_CT2D_DECLS)
+#define GENRT_CT2D_BF16_DECLS                                                                               \
+  void conv_transpose2d_bf16_kernel(const ::genrt::ConvTranspose2dProblem& P, const float* x, const float* w, \
+                                    const float* bias, const float* scale, const float* shift, float* y,      \
+                                    int threads);
+GENRT_DECLARE_ISA_BF16_KERNELS(GENRT_CT2D_BF16_DECLS)
 
 namespace genrt {
 namespace {
@@ -70,6 +77,9 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
   const T* sd = scale.data ? contiguous<T>(scale, ss) : nullptr;
   const T* hd = shift.data ? contiguous<T>(shift, hs) : nullptr;
+  if constexpr (std::is_same_v<T, float>)
+    if (p.precision == Precision::bf16)
+      GENRT_DISPATCH_BF16(conv_transpose2d_bf16_kernel, P, xd, wd, bd, sd, hd, static_cast<T*>(out.data), threads);
   GENRT_DISPATCH(conv_transpose2d_forward_kernel, P, xd, wd, bd, sd, hd, static_cast<T*>(out.data), threads);
 }
 
@@ -82,6 +92,12 @@ Activation parse_activation(const std::string& name) {
   if (name == "tanh") return Activation::tanh;
   if (name == "sigmoid") return Activation::sigmoid;
   throw_value("activation: expected one of none, relu, leaky_relu, tanh, sigmoid, got '" + name + "'");
+}
+
+Precision parse_precision(const std::string& name) {
+  if (name == "f32" || name == "float32" || name.empty()) return Precision::f32;
+  if (name == "bf16" || name == "bfloat16") return Precision::bf16;
+  throw_value("precision: expected 'f32' or 'bf16', got '" + name + "'");
 }
 
 void conv_transpose2d_output_shape(const TensorRef& x, const TensorRef& w, const ConvTranspose2dParams& p,
@@ -111,6 +127,13 @@ void conv_transpose2d_output_shape(const TensorRef& x, const TensorRef& w, const
   if (w.size(0) != x.size(1))
     throw_shape("weight: expected " + std::to_string(x.size(1)) + " input channels in dim 0 (C_in of x " +
                 x.shape_str() + "), got weight of shape " + w.shape_str());
+  if (p.precision == Precision::bf16) {
+    if (x.dtype != DType::f32)
+      throw_value("precision: bf16 takes float32 operands, got " + std::string(dtype_name(x.dtype)));
+    if (p.groups != 1) throw_value("precision: bf16 supports groups 1 only, got groups " + std::to_string(p.groups));
+    if (w.size(2) > 16)
+      throw_value("precision: bf16 supports kernels up to 16 rows high, got weight of shape " + w.shape_str());
+  }
   if (p.activation == Activation::leaky_relu && !(p.negative_slope == p.negative_slope))
     throw_value("negative_slope: expected a number, got NaN");
   const int64_t cout = checked_mul(w.size(1), p.groups, "weight");

@@ -7,7 +7,9 @@
 // exactly as torch.nn.functional.conv_transpose2d and ONNX ConvTranspose (NCHW; weight (C_in, C_out/groups, kH,
 // kW)). The epilogue runs on each output tile while it is in registers or cache: y = act((y + bias[c]) *
 // scale[c] + shift[c]), act one of none, relu, leaky_relu(negative_slope), tanh, sigmoid. Any of bias, scale and
-// shift may be absent (data == nullptr).
+// shift may be absent (data == nullptr). With precision bf16 (float32 operands, groups 1) the products of
+// bfloat16-rounded inputs and weights are summed in float32 (conv_transpose2d_bf16_kernel.cpp): VDPBF16PS on
+// AVX512-BF16, the same rounding emulated in float32 elsewhere.
 #pragma once
 
 #include <string>
@@ -22,6 +24,13 @@ enum class Activation { none = 0, relu = 1, leaky_relu = 2, tanh = 3, sigmoid = 
 // Parses "none"/"relu"/"leaky_relu"/"tanh"/"sigmoid"; throws genrt::Error naming `activation` otherwise.
 Activation parse_activation(const std::string& name);
 
+// f32: exact float32 (float64 stays float64). bf16: float32 operands rounded to bfloat16, their products summed in
+// float32 (conv2d and conv_transpose2d).
+enum class Precision { f32 = 0, bf16 = 1 };
+
+// Parses "f32"/"float32" (or empty) and "bf16"/"bfloat16"; throws genrt::Error naming `precision` otherwise.
+Precision parse_precision(const std::string& name);
+
 struct ConvTranspose2dParams {
   int64_t stride[2] = {1, 1};
   int64_t padding[2] = {0, 0};
@@ -30,6 +39,7 @@ struct ConvTranspose2dParams {
   int64_t groups = 1;
   Activation activation = Activation::none;
   double negative_slope = 0.01;
+  Precision precision = Precision::f32;  // bf16: float32 operands only, groups 1, kH up to 16
 };
 
 // Output shape (N, C_out, H_out, W_out) after validating x, w and params (bias/scale/shift are checked by the

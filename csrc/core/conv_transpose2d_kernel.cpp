@@ -39,12 +39,15 @@
 #include <vector>
 
 #include "conv_transpose2d.h"
+#include "conv_transpose2d_epilogue.h"
 #include "parallel.h"
 #include "simd.h"
 
 namespace genrt {
 namespace GENRT_ISA_NS {
 namespace {
+
+using conv_transpose2d_detail::Epilogue;
 
 template <typename T>
 constexpr int W = Vec<T>::size;
@@ -87,131 +90,6 @@ const T* packed_weights(const ConvTranspose2dProblem& P, const std::string& name
   return static_cast<const T*>(
       P.cache->get(key, count * sizeof(T), [&](void* buffer) { fill(static_cast<T*>(buffer)); }));
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// Epilogue
-
-// expm1(x) for x <= 0, accurate to a few ulp relative (so tanh of tiny values keeps full precision).
-template <typename T>
-inline vec_t<T> vexpm1_nonpos(vec_t<T> x);
-
-template <>
-inline vec_t<float> vexpm1_nonpos<float>(vec_t<float> x) {
-  using V = vec_t<float>;
-  using I = ivec_t<float>;
-  const V lo = splat<float>(-87.0f);
-  const I under = x < lo;
-  V xc = x < lo ? lo : x;
-  const V magic = splat<float>(12582912.0f);
-  V n = (xc * 1.44269504088896341f + magic) - magic;
-  V r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  V p = splat<float>(1.0f / 40320);  // expm1(r) = r + r^2/2 + ... + r^8/8!
-  p = p * r + 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r * r + r;
-  const I ni = __builtin_convertvector(n, I);
-  const V sc = (V)((ni + 127) << 23);
-  V y = sc * p + (sc - 1.0f);
-  return under ? splat<float>(-1.0f) : y;
-}
-
-template <>
-inline vec_t<double> vexpm1_nonpos<double>(vec_t<double> x) {
-  using V = vec_t<double>;
-  using I = ivec_t<double>;
-  const V lo = splat<double>(-708.0);
-  const I under = x < lo;
-  V xc = x < lo ? lo : x;
-  const V magic = splat<double>(6755399441055744.0);
-  V n = (xc * 1.4426950408889634074 + magic) - magic;
-  V r = xc - n * 6.93147180369123816490e-01;
-  r = r - n * 1.90821492927058770002e-10;
-  V p = splat<double>(1.0 / 87178291200.0);  // r^14/14!
-  p = p * r + 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r * r + r;
-  const I ni = __builtin_convertvector(n, I);
-  const V sc = (V)((ni + 1023) << 52);
-  V y = sc * p + (sc - 1.0);
-  return under ? splat<double>(-1.0) : y;
-}
-
-template <typename T>
-inline vec_t<T> vtanh(vec_t<T> x) {
-  using V = vec_t<T>;
-  using I = ivec_t<T>;
-  const V a = vabs<T>(x);
-  const V em = vexpm1_nonpos<T>(a * T(-2));
-  const V t = -em / (em + T(2));  // tanh|x| = -expm1(-2|x|) / (2 + expm1(-2|x|))
-  using E = decltype(I{}[0] + 0);
-  const I signbit = I{} + E(E(1) << (8 * sizeof(T) - 1));  // not splat(-0.0): 0.0 + -0.0 is +0.0
-  return (V)(((I)t & ~signbit) | ((I)x & signbit));
-}
-
-template <typename T>
-inline vec_t<T> vsigmoid(vec_t<T> x) {
-  using V = vec_t<T>;
-  const V e = vexp_nonpos<T>(-vabs<T>(x));  // exp(-|x|) <= 1: no overflow either way
-  const V d = T(1) / (e + T(1));
-  return x >= T(0) ? d : e * d;
-}
-
-template <typename T>
-struct Epilogue {
-  const T* bias;
-  const T* scale;
-  const T* shift;
-  int act;
-  T slope;
-
-  // Per-channel affine part for channel c, then the activation.
-  inline vec_t<T> apply(vec_t<T> v, int64_t c) const {
-    if (bias) v += bias[c];
-    if (scale) v *= scale[c];
-    if (shift) v += shift[c];
-    return activate(v);
-  }
-  inline vec_t<T> activate(vec_t<T> v) const {
-    switch (act) {
-      case 1:
-        return v < T(0) ? splat<T>(0) : v;  // NaN kept
-      case 2:
-        return v > T(0) ? v : v * slope;
-      case 3:
-        return vtanh<T>(v);
-      case 4:
-        return vsigmoid<T>(v);
-      default:
-        return v;
-    }
-  }
-  // In-place epilogue over a contiguous run of channel c.
-  void run(T* p, int64_t len, int64_t c) const {
-    int64_t i = 0;
-    for (; i + W<T> <= len; i += W<T>) store<T>(p + i, apply(load<T>(p + i), c));
-    if (i < len) {
-      T tmp[W<T>] = {};
-      std::memcpy(tmp, p + i, size_t(len - i) * sizeof(T));
-      store<T>(tmp, apply(load<T>(tmp), c));
-      std::memcpy(p + i, tmp, size_t(len - i) * sizeof(T));
-    }
-  }
-};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Micro-kernel: acc[m][v] += sum_k a[k*lda + m] * b[k*ldb + v*W .. +W]

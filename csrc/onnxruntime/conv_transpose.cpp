@@ -3,7 +3,8 @@
 // Inputs: X (N, C_in, H, W), W (C_in, C_out/group, kH, kW), optional B, scale, shift (C_out) -- scale and shift
 // are a folded BatchNormalization. Attributes as ONNX ConvTranspose (strides, pads [top, left, bottom, right]
 // with top == bottom and left == right, output_padding, dilations, group) plus activation ("none", "relu",
-// "leaky_relu", "tanh", "sigmoid"), alpha (leaky_relu's slope) and threads. genrt.load writes these nodes in
+// "leaky_relu", "tanh", "sigmoid"), alpha (leaky_relu's slope), precision ("f32", the default, or "bf16": float32
+// operands rounded to bfloat16, float32 sums; CPU only) and threads. genrt.load writes these nodes in
 // place of ConvTranspose [-> BatchNormalization] [-> activation] chains where the kernel measured faster.
 #include "../core/conv_transpose2d.h"
 
@@ -94,6 +95,12 @@ ConvTranspose2dParams conv_transpose_attributes(const OrtKernelInfo* raw) {
   } catch (const Ort::Exception&) {
   }
   params.activation = parse_activation(activation);
+  std::string precision = "f32";
+  try {
+    precision = info.GetAttribute<std::string>("precision");
+  } catch (const Ort::Exception&) {
+  }
+  params.precision = parse_precision(precision);
   try {
     params.negative_slope = info.GetAttribute<float>("alpha");
   } catch (const Ort::Exception&) {

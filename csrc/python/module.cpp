@@ -113,9 +113,10 @@ py::array conv_transpose2d_forward(py::handle x_obj, py::handle w_obj, py::handl
                                    const std::vector<int64_t>& padding, const std::vector<int64_t>& output_padding,
                                    const std::vector<int64_t>& dilation, int64_t groups,
                                    const std::string& activation, double negative_slope, int threads,
-                                   genrt::WeightCache* cache) {
+                                   genrt::WeightCache* cache, const std::string& precision) {
   Arg x("x", x_obj), w("weight", w_obj);
   genrt::ConvTranspose2dParams p;
+  p.precision = genrt::parse_precision(precision);
   to_pair(stride, "stride", p.stride);
   to_pair(padding, "padding", p.padding);
   to_pair(output_padding, "output_padding", p.output_padding);
@@ -235,10 +236,11 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("stride") = std::vector<int64_t>{1, 1}, py::arg("padding") = std::vector<int64_t>{0, 0},
           py::arg("output_padding") = std::vector<int64_t>{0, 0}, py::arg("dilation") = std::vector<int64_t>{1, 1},
           py::arg("groups") = 1, py::arg("activation") = "none", py::arg("negative_slope") = 0.01,
-          py::arg("threads") = 0, py::arg("cache") = nullptr,
+          py::arg("threads") = 0, py::arg("cache") = nullptr, py::arg("precision") = "f32",
           "Transposed 2-D convolution with fused bias, scale/shift and activation; x (N, C_in, H, W), weight "
           "(C_in, C_out/groups, kH, kW) -> (N, C_out, H_out, W_out). cache: a WeightCache that keeps the packed "
-          "weights for later calls, which must pass the same weight values.");
+          "weights for later calls, which must pass the same weight values. precision: 'f32' or 'bf16' (float32 "
+          "operands rounded to bfloat16, float32 sums; groups 1).");
   mod.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
           py::arg("padding") = std::vector<int64_t>{0, 0, 0, 0}, py::arg("padding_mode") = "zeros",
           py::arg("activation") = "none", py::arg("threads") = 0, py::arg("cache") = nullptr,

@@ -370,7 +370,8 @@ def fuse(
     """Rewrites the chains where genrt's kernel is faster for graph inputs of `input_shapes` ({name: dims}).
 
     `how` ("auto", "genrt", "ort", or a dict of them per op) applies where given, else each op follows its
-    environment variable. precision "bf16": a Conv chain may also become a bfloat16 genrt.Conv; measured ("auto"),
+    environment variable. precision "bf16": a chain may also become a bfloat16 genrt node (where
+    Chain.bf16_capable); measured ("auto"),
     it is timed against the float32 winner (ORT's nodes or genrt's float32 node) and kept where faster; "genrt"
     takes it everywhere. Its label ends in " in bf16".
     Returns the model (the same object where nothing changed) and [(chain index, genrt op, description)] of the
@@ -392,7 +393,7 @@ def fuse(
     replaced, chosen, drop = {}, [], set()
     for index, chain in enumerate(chains):
         node = chain.genrt_node(threads)
-        bf16 = chain.genrt_node(threads, "bf16") if precision == "bf16" and chain.op == "Conv" else None
+        bf16 = chain.genrt_node(threads, "bf16") if precision == "bf16" and chain.bf16_capable(inits) else None
         use = bf16 or node
         if how_of[chain.op] == "auto":
             key = _key(chain, inits, threads, device)

@@ -54,8 +54,17 @@ class Chain:
     def label(self) -> str:
         return f"{self.main.name or self.op} {tuple(self.x_shape[1:])} -> {'+'.join(n.op_type for n in self.nodes)}"
 
+    def bf16_capable(self, inits: dict) -> bool:
+        """Whether genrt's op has a bfloat16 kernel for this chain (`inits`: the model's constants by name): every
+        float32 Conv chain, and float32 ConvTranspose chains of group 1 with kernels up to 16 rows high."""
+        weight = inits.get(self.weight)
+        if weight is None or weight.dtype != np.float32:
+            return False
+        return self.op == "Conv" or (self.attrs["group"] == 1 and weight.shape[2] <= _MAX_KERNEL)
+
     def genrt_node(self, threads: int, precision: str = "f32") -> onnx.NodeProto:
-        """The genrt node in the chain's place; precision "bf16" (genrt.Conv only) rounds its operands to bfloat16."""
+        """The genrt node in the chain's place; precision "bf16" (where :meth:`bf16_capable`) rounds its operands to
+        bfloat16."""
         extra = {"precision": precision} if precision != "f32" else {}
         return helper.make_node(
             self.op,

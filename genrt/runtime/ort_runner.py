@@ -203,7 +203,7 @@ class OrtRunner:
             why = f"this CPU has no bfloat16 instructions (cpu isa {genrt.kernels.cpu_isa()})"
             self._notes[key] = precision.describe("f32", None, why)
             return fused("f32")
-        if "Conv" not in self._ops:
+        if not self._ops:
             self._notes[key] = precision.describe("f32", None, "no convolution for genrt to run in bfloat16")
             return fused("f32")
         verdict = precision.verdict_key(self._digest(), key, self._threads)

@@ -1,6 +1,7 @@
-"""genrt.load(..., precision=): "bf16" runs genrt.Conv on bfloat16 operands (output within 45 dB PSNR of float32 on
-a real network), "auto" takes bfloat16 only where the CPU has the instructions and the model passes the fidelity
-check on the probe photo, and says why; the check's verdict is cached with the kernel decisions."""
+"""genrt.load(..., precision=): "bf16" runs genrt.Conv and genrt.ConvTranspose on bfloat16 operands (output within
+45 dB PSNR of float32 on a real network), "auto" takes bfloat16 only where the CPU has the instructions and the model
+passes the fidelity check on the probe photo, and says why; the check's verdict is cached with the kernel
+decisions."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def photo():
 
 
 def test_bf16_style_network_is_faithful_and_uses_bf16_layers(photo, monkeypatch):
-    monkeypatch.setenv("GENRT_CONV", "genrt")  # every Conv chain to genrt.Conv, so every one runs in bfloat16
+    monkeypatch.setenv("GENRT_CONV", "genrt")  # every chain to genrt's op, so every one runs in bfloat16
+    monkeypatch.setenv("GENRT_CONV_TRANSPOSE", "genrt")
     f32 = genrt.load("style-gravel")
     bf16 = genrt.load("style-gravel", precision="bf16")
     x = photo * 255 if f32.metadata.get("input_range", [0, 1])[1] > 1 else photo
@@ -36,8 +38,9 @@ def test_bf16_style_network_is_faithful_and_uses_bf16_layers(photo, monkeypatch)
     assert not np.array_equal(ref, out)  # it did run in bfloat16
     assert _psnr(ref, out) >= precision.MIN_PSNR_DB
     graph = bf16._runner.session_graph({bf16.inputs[0].name: x.shape})
-    convs = [n for n in graph.graph.node if n.domain == "genrt" and n.op_type == "Conv"]
-    assert convs and all(helper.get_attribute_value(a) == b"bf16" for n in convs for a in n.attribute
+    convs = [n for n in graph.graph.node if n.domain == "genrt" and n.op_type in ("Conv", "ConvTranspose")]
+    assert {n.op_type for n in convs} == {"Conv", "ConvTranspose"}
+    assert all(helper.get_attribute_value(a) == b"bf16" for n in convs for a in n.attribute
                          if a.name == "precision")  # fmt: skip
     assert sum(a.name == "precision" for n in convs for a in n.attribute) == len(convs)
     assert bf16.kernels["precision"].endswith("asked for") or "emulated" in bf16.kernels["precision"]
