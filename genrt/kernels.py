@@ -216,8 +216,9 @@ def conv2d(
 ) -> np.ndarray:
     """2-D convolution with the padding done in the kernel, as ONNX Pad(mode) + Conv or ``torch`` F.pad +
     F.conv2d, followed by ``+ bias`` and an optional relu. 3x3 stride 1 is computed with Winograd's F(4x4, 3x3),
-    every other kernel size and stride as a direct implicit GEMM; ``precision="bf16"`` computes every shape as a
-    direct implicit GEMM on bfloat16 operands (x and w rounded to nearest even) with float32 sums, with
+    every other kernel size and stride as a direct implicit GEMM; ``precision="bf16"`` rounds x and w to bfloat16
+    (nearest even) and sums in float32, 3x3 stride 1 as Winograd's F(2x2, 3x3) (with the transformed operands
+    rounded) and every other shape as a direct implicit GEMM, with
     VDPBF16PS where the CPU has AVX512-BF16 (:func:`cpu_isa` ``"avx512bf16"``) and the same rounding emulated
     in float32 elsewhere.
 

@@ -406,12 +406,14 @@ def fuse(
             if bf16 is not None:  # bfloat16 against the float32 winner (ORT's nodes or genrt's float32 node)
                 key16 = _key(chain, inits, threads, device, precision="bf16")
                 if key16 not in cache:
-                    # bfloat16 costs precision: kept only where clearly faster, timed at up to 256x256 whatever the
-                    # channels (the ratio of the two Winograd kernels moves with the size: style-gravel's 128-channel
-                    # layers at 1024x1024 run at 256x256; timed at 128x128, bf16 won them and at full size lost)
+                    # bfloat16 costs precision: kept only where clearly faster. A Conv is timed at up to 256x256
+                    # whatever the channels (the ratio of the two Winograd kernels moves with the size: style-gravel's
+                    # 128-channel layers at 1024x1024 run at 256x256; timed at 128x128, bf16 won them and at full
+                    # size lost); a ConvTranspose (one algorithm either way) at float32's size, which keeps the first
+                    # call's choosing under 2 s (style-gravel at 1024: 1.96 s with its two layers at 256x256)
                     cache[key16] = _measure(
                         chain, bf16, inits, opset, threads, library, device, against=use, margin=BF16_MARGIN,
-                        elements=_MEASURE_BF16_ELEMENTS,
+                        elements=_MEASURE_BF16_ELEMENTS if chain.op == "Conv" else 0,
                     )  # fmt: skip
                     cache_dirty = True
                 use = bf16 if cache[key16]["genrt"] else use
