@@ -1,4 +1,5 @@
 """python benchmarks/bench_conv_transpose.py [--threads 2] [--repeats 15] [--batches 1,16,64] [--allow-spinning]
+[--bf16]
 
 genrt's transposed convolution vs torch.nn.functional.conv_transpose2d vs ONNX Runtime (a one-node ConvTranspose
 model on the CPU provider, the weight an initializer), float32, all on the same thread count, in one process with
@@ -13,6 +14,10 @@ session.intra_op.allow_spinning=0), else one framework's spinning threads take t
 genrt is timed as genrt.kernels.PackedConvTranspose2d (weights packed once, reused by every call: what ONNX
 Runtime does with an initializer and what genrt's ONNX Runtime op does with constant weights), and also as the
 stateless genrt.kernels.conv_transpose2d ("stateless ms", which packs or streams the weights on every call).
+
+--bf16: instead, genrt's bfloat16 kernel (precision="bf16") against its float32 one, both packed once, interleaved,
+on the same layers plus sr-x4's two upsampling layers (64->64 at 256x256 and 512x512): milliseconds, the ratio, and
+the bfloat16 output's PSNR against float32 (peak: the float32 output's range).
 
 Prints per layer: milliseconds (median), GFLOP/s (2 * N * C_in * H * W * C_out/groups * kH * kW useful flops),
 ratios genrt/torch and genrt/ORT as speedups (their time / genrt's time), and genrt's rate as a fraction of sgemm.
@@ -54,6 +59,10 @@ DCGAN = [  # name, cin, cout, hw, k, stride, padding, output_padding
 JOHNSON = [
     ("johnson 128->64 64->128", 128, 64, 64, 3, 2, 1, 1),
     ("johnson 64->32 128->256", 64, 32, 128, 3, 2, 1, 1),
+]
+SRX4 = [  # sr-x4 at a 256x256 input
+    ("sr-x4 64->64 256->512", 64, 64, 256, 3, 2, 1, 1),
+    ("sr-x4 64->64 512->1024", 64, 64, 512, 3, 2, 1, 1),
 ]
 
 
@@ -140,6 +149,27 @@ def bench_layer(spec, n, threads, repeats, rng):
     return flops, tg, tt, to, ts
 
 
+def bench_bf16(threads, repeats, batches, rng):
+    """genrt bf16 against genrt f32 per layer (both PackedConvTranspose2d), interleaved."""
+    print(f"threads={threads} isa={kernels.cpu_isa()}: genrt bf16 vs genrt f32 (packed weights), medians\n")
+    print(f"{'layer':<26}{'batch':>6}{'f32 ms':>9}{'bf16 ms':>9}{'bf16 vs f32':>12}{'PSNR':>9}")
+    runs = [(DCGAN, batches), (JOHNSON, [1]), (SRX4, [1])]
+    for layers, ns in runs:
+        for n in ns:
+            for name, cin, cout, hw, k, s, p, op in layers:
+                x = np.maximum(rng.standard_normal((n, cin, hw, hw), dtype=np.float32), 0)
+                w = (rng.standard_normal((cin, cout, k, k), dtype=np.float32) / np.sqrt(cin * k)).astype(np.float32)
+                f32, bf16 = (
+                    kernels.PackedConvTranspose2d(w, stride=s, padding=p, output_padding=op, precision=prec)
+                    for prec in ("f32", "bf16")
+                )
+                ref, out = f32(x, threads=threads), bf16(x, threads=threads)
+                psnr = 10 * np.log10(np.ptp(ref) ** 2 / np.mean((ref - out).astype(np.float64) ** 2))
+                calls = [lambda conv=conv, x=x: conv(x, threads=threads) for conv in (f32, bf16)]
+                tf, tb = interleaved(calls, repeats)
+                print(f"{name:<26}{n:>6}{tf * 1e3:>9.3f}{tb * 1e3:>9.3f}{tf / tb:>11.2f}x{psnr:>7.1f}dB")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -150,9 +180,12 @@ def main():
         action="store_true",
         help="leave torch's OpenMP and ONNX Runtime's pool spinning between calls (their defaults)",
     )
+    ap.add_argument("--bf16", action="store_true", help="genrt bfloat16 against genrt float32 instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
+    if args.bf16:
+        return bench_bf16(args.threads, args.repeats, [int(b) for b in args.batches.split(",")], rng)
     peak, peak_np = sgemm_rate(args.threads, args.repeats)
     print(
         f"threads={args.threads} isa={kernels.cpu_isa()} torch={torch.__version__} onnxruntime={ort.__version__}"
