@@ -72,6 +72,28 @@ def register_schemas() -> None:
                 ],
             ),
             defs.OpSchema(
+                "FillSweeps",
+                DOMAIN,
+                VERSION,
+                doc="count Jacobi sweeps of a hole fill: y = V + A conv(edge_pad(y), W) (replace) or "
+                "y = V + A (y + damping (conv(edge_pad(y), W) / divisor - y)) (relax).",
+                inputs=[
+                    param("X", "T", "(N, C, H, W): the fill to start from"),
+                    param("V", "T", "(N, C, H, W): the known values"),
+                    param("A", "T", "(N | 1, C | 1, H, W): the unknown share"),
+                    param("W", "T", "(C, 1, k, k): a depthwise stencil, k odd"),
+                ],
+                outputs=[param("Y", "T", "(N, C, H, W)")],
+                type_constraints=[T],
+                attributes=[
+                    attr("count", INT, "sweeps; default 1", required=False),
+                    attr("mode", defs.OpSchema.AttrType.STRING, "replace|relax", required=False),
+                    attr("divisor", defs.OpSchema.AttrType.FLOAT, "relax: the stencil's divisor", required=False),
+                    attr("damping", defs.OpSchema.AttrType.FLOAT, "relax: the step", required=False),
+                    attr("threads", INT, "kernel threads; set by genrt.load", required=False),
+                ],
+            ),
+            defs.OpSchema(
                 "InstanceNorm",
                 DOMAIN,
                 VERSION,

@@ -157,7 +157,8 @@ def harmonic_fill(
     ``biharmonic``: then, at each level, damped Jacobi sweeps of the 13-point biharmonic stencil (biharmonic_sweeps)
     carry the context's gradients into the hole as well as its values (scikit-image's inpaint_biharmonic solves the
     same equation exactly; this partly converged multigrid version scored higher than it on both held-out sets:
-    genrt/models/README.md), for about 5,500 more small graph nodes (three times the time per window)."""
+    genrt/models/README.md), for about 5,500 more small graph nodes (three times the time per window through ONNX
+    Runtime alone; genrt.load runs each run of sweeps as one genrt.FillSweeps node: genrt/runtime/fuse_sweeps.py)."""
     c = image.shape[1]
     kernel = _NEIGHBOURS.to(image).view(1, 1, 3, 3).expand(c, 1, 3, 3)
     stencil = _BIHARMONIC.to(image).view(1, 1, 5, 5).expand(c, 1, 5, 5)
