@@ -165,8 +165,9 @@ def _shapes_fit(g: _Graph, y, s, v, a, w, group, k) -> bool:
 def find(model: onnx.ModelProto) -> list[Sweeps]:
     """The runs of fill sweeps genrt.FillSweeps can run, in graph order."""
     nodes = model.graph.node
-    if not any(n.op_type == "Pad" and n.domain in STANDARD for n in nodes):
-        return []
+    edge = (n for n in nodes if n.op_type == "Pad" and n.domain in STANDARD)
+    if not any(_attr(n, "mode", b"") in (b"edge", "edge") for n in edge):
+        return []  # no edge Pad, no sweep: spare the shape inference
     g = _Graph(model)
     sweeps: dict[str, tuple] = {}  # by the fill each sweep reads
     for node in nodes:
