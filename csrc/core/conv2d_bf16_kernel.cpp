@@ -35,6 +35,7 @@ namespace genrt {
 namespace GENRT_ISA_NS {
 namespace {
 
+using conv2d_detail::PackedWeights;
 using conv2d_detail::Scratch;
 using conv2d_detail::source_index;
 using conv2d_detail::bf16_bits;
@@ -232,17 +233,10 @@ void conv2d_bf16_kernel(const Conv2dProblem& P, const float* x, const float* w, 
   pl.CG = (mblocks + want - 1) / want * MR;
   pl.groups = (pl.Kp + pl.CG - 1) / pl.CG;
 
-  const size_t ubytes = size_t(pl.Kp) * size_t(taps) * 4;
-  auto fill = [&](void* buf) { pack_weights(w, P, pl.C2, pl.Kp, MR, static_cast<uint32_t*>(buf)); };
-  Scratch<uint32_t> local(P.cache ? 0 : ubytes / 4);
-  if (P.cache) {
-    const std::string key =
-        std::string("conv2d/bf16/" GENRT_CONV2D_BF16_STR(GENRT_ISA_NS) "/mr") + std::to_string(MR);
-    pl.u = static_cast<const uint32_t*>(P.cache->get(key, ubytes, fill));
-  } else {
-    fill(local.p);
-    pl.u = local.p;
-  }
+  const std::string key = std::string("conv2d/bf16/" GENRT_CONV2D_BF16_STR(GENRT_ISA_NS) "/mr") + std::to_string(MR);
+  const PackedWeights<uint32_t> packed(P.cache, key, size_t(pl.Kp) * size_t(taps),
+                                       [&](uint32_t* u) { pack_weights(w, P, pl.C2, pl.Kp, MR, u); });
+  pl.u = packed.data();
 
   using Block = void (*)(const Plan&, const uint32_t*, int64_t, int64_t, int64_t, int64_t);
   Block block = run_block<kMR, kNV>;

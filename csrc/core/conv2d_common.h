@@ -1,11 +1,13 @@
-// Helpers shared by conv2d's kernel files (conv2d_kernel.cpp, conv2d_direct_kernel.cpp, conv2d_bf16_kernel.cpp),
-// compiled into each one's instruction-set namespace.
+// Helpers shared by conv2d's kernel files (conv2d_kernel.cpp, conv2d_direct_kernel.cpp, conv2d_bf16_kernel.cpp,
+// conv2d_winograd_bf16_kernel.cpp) and conv_transpose2d_bf16_kernel.cpp, compiled into each one's instruction-set
+// namespace.
 #pragma once
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 #include <utility>
 
 #if defined(__AVX512BF16__)
@@ -30,6 +32,27 @@ struct Scratch {
   ~Scratch() { std::free(p); }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
+};
+
+// A kernel's packed weights: kept in `cache` under `key` (the layout's name), built there by fill(buffer) on first
+// use, or, without a cache, built into this object's own buffer for the one call.
+template <typename T>
+class PackedWeights {
+ public:
+  template <typename Fill>
+  PackedWeights(WeightCache* cache, const std::string& key, size_t count, Fill fill) : local_(cache ? 0 : count) {
+    if (cache) {
+      data_ = static_cast<const T*>(cache->get(key, count * sizeof(T), [&](void* b) { fill(static_cast<T*>(b)); }));
+    } else {
+      fill(local_.p);
+      data_ = local_.p;
+    }
+  }
+  const T* data() const { return data_; }
+
+ private:
+  Scratch<T> local_;
+  const T* data_;
 };
 
 // The index in [0, n) that padded position i (an index into the unpadded axis, possibly outside it) reads, or -1

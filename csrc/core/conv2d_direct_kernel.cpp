@@ -32,6 +32,7 @@ namespace genrt {
 namespace GENRT_ISA_NS {
 namespace {
 
+using conv2d_detail::PackedWeights;
 using conv2d_detail::Scratch;
 using conv2d_detail::source_index;
 using conv2d_detail::even_lanes;
@@ -220,17 +221,11 @@ void forward(const Conv2dProblem& P, const T* x, const T* w, const T* bias, T* y
   pl.CG = (mblocks + want - 1) / want * MR;
   pl.groups = (pl.Kp + pl.CG - 1) / pl.CG;
 
-  const size_t ubytes = size_t(pl.Kp) * size_t(taps) * sizeof(T);
-  auto fill = [&](void* buf) { pack_weights(w, P.Cout, taps, pl.Kp, MR, static_cast<T*>(buf)); };
-  Scratch<T> local(P.cache ? 0 : ubytes / sizeof(T));
-  if (P.cache) {
-    const std::string key = std::string("conv2d/direct/" GENRT_CONV2D_DIRECT_STR(GENRT_ISA_NS) "/mr") +
-                            std::to_string(MR) + (sizeof(T) == 4 ? "/f32" : "/f64");
-    pl.u = static_cast<const T*>(P.cache->get(key, ubytes, fill));
-  } else {
-    fill(local.p);
-    pl.u = local.p;
-  }
+  const std::string key = std::string("conv2d/direct/" GENRT_CONV2D_DIRECT_STR(GENRT_ISA_NS) "/mr") +
+                          std::to_string(MR) + (sizeof(T) == 4 ? "/f32" : "/f64");
+  const PackedWeights<T> packed(P.cache, key, size_t(pl.Kp) * size_t(taps),
+                                [&](T* u) { pack_weights(w, P.Cout, taps, pl.Kp, MR, u); });
+  pl.u = packed.data();
 
   using Block = void (*)(const Plan<T>&, const T*, int64_t, int64_t, int64_t, int64_t);
   Block block = run_block<T, kMR, kNV>;

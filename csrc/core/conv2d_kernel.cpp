@@ -33,6 +33,7 @@ namespace genrt {
 namespace GENRT_ISA_NS {
 namespace {
 
+using conv2d_detail::PackedWeights;
 using conv2d_detail::Scratch;
 using conv2d_detail::source_index;
 using conv2d_detail::even_lanes;
@@ -323,17 +324,11 @@ void forward(const Conv2dProblem& P, const T* x, const T* w, const T* bias, T* y
   pl.TB = sub * NL;
   pl.blocks = blocks_of(sub);
 
-  const size_t ubytes = size_t(kPoints) * size_t(pl.Kp) * size_t(P.Cin) * sizeof(T);
-  auto fill = [&](void* buf) { pack_weights(w, P.Cout, P.Cin, pl.Kp, static_cast<T*>(buf)); };
-  Scratch<T> local(P.cache ? 0 : ubytes / sizeof(T));
-  if (P.cache) {
-    const std::string key = std::string("conv2d/winograd43/" GENRT_CONV2D_STR(GENRT_ISA_NS) "/mr") +
-                            std::to_string(MR) + (sizeof(T) == 4 ? "/f32" : "/f64");
-    pl.u = static_cast<const T*>(P.cache->get(key, ubytes, fill));
-  } else {
-    fill(local.p);
-    pl.u = local.p;
-  }
+  const std::string key = std::string("conv2d/winograd43/" GENRT_CONV2D_STR(GENRT_ISA_NS) "/mr") +
+                          std::to_string(MR) + (sizeof(T) == 4 ? "/f32" : "/f64");
+  const PackedWeights<T> packed(P.cache, key, size_t(kPoints) * size_t(pl.Kp) * size_t(P.Cin),
+                                [&](T* u) { pack_weights(w, P.Cout, P.Cin, pl.Kp, u); });
+  pl.u = packed.data();
   parallel_for(P.N * pl.blocks, threads, [&](int64_t b0, int64_t b1) {
     Scratch<T> vbuf(size_t(kPoints) * P.Cin * pl.TB), mbuf(size_t(kPoints) * pl.KC * pl.TB);
     for (int64_t b = b0; b < b1; ++b) run_block(pl, b / pl.blocks, b % pl.blocks, vbuf.p, mbuf.p);

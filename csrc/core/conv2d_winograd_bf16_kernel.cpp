@@ -41,6 +41,7 @@ using conv2d_detail::even_lanes;
 using conv2d_detail::F;
 using conv2d_detail::I;
 using conv2d_detail::odd_lanes;
+using conv2d_detail::PackedWeights;
 using conv2d_detail::Scratch;
 using conv2d_detail::shift_in;
 using conv2d_detail::source_index;
@@ -281,17 +282,11 @@ void conv2d_winograd_bf16_kernel(const Conv2dProblem& P, const float* x, const f
   pl.TB = sub * NL;
   pl.blocks = blocks_of(sub);
 
-  const size_t ubytes = size_t(kPoints) * size_t(pl.Kp) * size_t(pl.C2) * 4;
-  auto fill = [&](void* buf) { pack_weights(w, P.Cout, P.Cin, pl.C2, pl.Kp, static_cast<uint32_t*>(buf)); };
-  Scratch<uint32_t> local(P.cache ? 0 : ubytes / 4);
-  if (P.cache) {
-    const std::string key = std::string("conv2d/winograd23-bf16/" GENRT_CONV2D_WBF16_STR(GENRT_ISA_NS) "/mr") +
-                            std::to_string(MR);
-    pl.u = static_cast<const uint32_t*>(P.cache->get(key, ubytes, fill));
-  } else {
-    fill(local.p);
-    pl.u = local.p;
-  }
+  const std::string key = std::string("conv2d/winograd23-bf16/" GENRT_CONV2D_WBF16_STR(GENRT_ISA_NS) "/mr") +
+                          std::to_string(MR);
+  const PackedWeights<uint32_t> packed(P.cache, key, size_t(kPoints) * size_t(pl.Kp) * size_t(pl.C2),
+                                       [&](uint32_t* u) { pack_weights(w, P.Cout, P.Cin, pl.C2, pl.Kp, u); });
+  pl.u = packed.data();
   parallel_for(P.N * pl.blocks, threads, [&](int64_t b0, int64_t b1) {
     Scratch<uint32_t> vbuf(size_t(kPoints) * pl.C2 * pl.TB);
     Scratch<float> mbuf(size_t(kPoints) * pl.KC * pl.TB);

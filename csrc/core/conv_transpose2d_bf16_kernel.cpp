@@ -44,6 +44,7 @@ namespace {
 using conv2d_detail::bf16_bits;
 using conv2d_detail::dot2;
 using conv2d_detail::pack_pair;
+using conv2d_detail::PackedWeights;
 using conv2d_detail::Scratch;
 using conv_transpose2d_detail::Epilogue;
 using F = vec_t<float>;
@@ -312,17 +313,11 @@ void conv_transpose2d_bf16_kernel(const ConvTranspose2dProblem& P, const float* 
   pl.CG = (mblocks + want - 1) / want * MR;
   pl.groups = (pl.Kp + pl.CG - 1) / pl.CG;
 
-  const size_t ubytes = size_t(pl.Kp) * size_t(pl.C2 * P.kH * P.kW) * 4;
-  auto fill = [&](void* buf) { pack_weights(w, P, pl.C2, pl.Kp, MR, static_cast<uint32_t*>(buf)); };
-  Scratch<uint32_t> local(P.cache ? 0 : ubytes / 4);
-  if (P.cache) {
-    const std::string key =
-        std::string("conv_transpose2d/bf16/" GENRT_CT2D_BF16_STR(GENRT_ISA_NS) "/mr") + std::to_string(MR);
-    pl.u = static_cast<const uint32_t*>(P.cache->get(key, ubytes, fill));
-  } else {
-    fill(local.p);
-    pl.u = local.p;
-  }
+  const std::string key =
+      std::string("conv_transpose2d/bf16/" GENRT_CT2D_BF16_STR(GENRT_ISA_NS) "/mr") + std::to_string(MR);
+  const PackedWeights<uint32_t> packed(P.cache, key, size_t(pl.Kp) * size_t(pl.C2 * P.kH * P.kW),
+                                       [&](uint32_t* u) { pack_weights(w, P, pl.C2, pl.Kp, MR, u); });
+  pl.u = packed.data();
 
   const Block block = NP == 2 ? block_for<2>(MR) : block_for<1>(MR);
   const int64_t count = P.N * pl.row_blocks * pl.groups;
