@@ -26,8 +26,15 @@ apt_opts=(
   -o "Dir::Etc::sourcelist=$state/etc/sources.list" -o "Dir::Etc::sourceparts=$state/etc/sources.list.d"
   -o "Dir::Etc::preferencesparts=$state/etc/preferences.d" -o "Dir::State=$state" -o "Dir::State::status=/dev/null"
   -o "Dir::Cache=$state/cache" -o "APT::Architecture=$arch" -o "Debug::NoLocking=1"
+  # only the package lists: a host with apt-file also asks for Contents files, whose mirror sync once failed the fetch
+  -o "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false"
+  -o "Acquire::IndexTargets::deb::Contents-udeb::DefaultEnabled=false"
 )
-apt-get "${apt_opts[@]}" -qq update >&2
+for try in 1 2 3; do  # a mirror in mid-sync fails an update now and then
+  apt-get "${apt_opts[@]}" -qq update >&2 && break
+  [ "$try" -lt 3 ] || exit 1
+  sleep 10
+done
 (cd "$state/cache/archives" && apt-get "${apt_opts[@]}" -qq download libonnxruntime-dev >&2)
 dpkg -x "$state"/cache/archives/libonnxruntime-dev_*.deb "$dest"
 test -f "$include/onnxruntime_c_api.h"

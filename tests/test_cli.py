@@ -56,7 +56,8 @@ def test_errors_are_one_line(files, tmp_path, monkeypatch, argv, message):
     argv = [str(files[0]) if a == "G" else str(files[1]) if a == "D" else a for a in argv]
     result = subprocess.run([sys.executable, "-m", "genrt.cli", *argv], capture_output=True, text=True)
     assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    # a genrt built without its ONNX Runtime library says so once (a warning about the build, not the error)
+    lines = [line for line in result.stderr.strip().splitlines() if "kernels are not built" not in line]
     assert len(lines) == 1 and lines[0].startswith("genrt: error:") and message in lines[0], result.stderr
 
 
