@@ -18,7 +18,7 @@
 // load. Weights are packed once (kept in the WeightCache) as [C_out / MR][C_in / 2][kH][kW][MR] pairs.
 //
 // The micro-kernel holds MR output channels x NV vectors of j of one output row in float32 accumulators. Where sw is
-// 2 (every upsampling layer of the networks genrt ships and imports) it holds both column phases of those j and
+// 2 (the transposed convolutions of every network genrt ships) it holds both column phases of those j and
 // interleaves them in registers (zip), so each output vector is stored whole and once; otherwise it holds one phase,
 // stored contiguously where sw is 1 and lane by lane at stride sw above 2.
 #include <algorithm>
