@@ -85,6 +85,14 @@ def attr(node, name, default):
     return default
 
 
+def other_input(node, name: str) -> str | None:
+    """The other input of a binary node, one of whose inputs is `name` (`name` itself where both are)."""
+    if len(node.input) != 2:
+        return None
+    a, b = node.input
+    return b if a == name else a if b == name else None
+
+
 class _Graph:
     """What the finders ask of a graph: producers, sole consumers, constant values, inferred shapes."""
 

@@ -45,6 +45,7 @@ from onnx import helper, numpy_helper, shape_inference
 
 from genrt import onnx_ops
 from genrt.runtime.fuse import _drop_unused_initializers, with_nodes
+from genrt.runtime.fuse_chains import attr, other_input
 
 STANDARD = ("", "ai.onnx")
 ENV = "GENRT_INSTANCE_NORM"
@@ -186,13 +187,6 @@ class Norm:
         )  # fmt: skip
 
 
-def _attr(node, name, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
 class _Graph:
     def __init__(self, model: onnx.ModelProto):
         graph = model.graph
@@ -282,23 +276,15 @@ def _x_info(g: _Graph, x: str):
 
 
 def _spatial_mean(node, g: _Graph) -> bool:
-    if node.op_type != "ReduceMean" or node.domain not in STANDARD or int(_attr(node, "keepdims", 1)) != 1:
+    if node.op_type != "ReduceMean" or node.domain not in STANDARD or int(attr(node, "keepdims", 1)) != 1:
         return False
-    axes = _attr(node, "axes", None)
+    axes = attr(node, "axes", None)
     if axes is None and len(node.input) > 1 and node.input[1]:
         axes = g.constant(node.input[1])
     if axes is None:
         return False
     axes = sorted(int(a) % 4 for a in np.asarray(axes).ravel())  # x is 4-D (checked by the caller)
     return axes == [2, 3]
-
-
-def _other(node, name: str) -> str | None:
-    """The other input of a binary node, one of whose inputs is `name`."""
-    if len(node.input) != 2:
-        return None
-    a, b = node.input
-    return b if a == name else a if b == name else None
 
 
 def _affine(g: _Graph, name: str, dtype, channels: int, x: str, base: str, kind: str):
@@ -352,7 +338,7 @@ def _tail(g: _Graph, out: str, nodes: list, x: str, dtype, channels: int, base: 
     new_inits = []
     nxt = g.sole(out, ("Mul",))
     if nxt is not None:
-        found = _affine(g, _other(nxt, out), dtype, channels, x, base, "scale") if _other(nxt, out) else None
+        found = _affine(g, other_input(nxt, out), dtype, channels, x, base, "scale") if other_input(nxt, out) else None
         if found is not None:
             scale, inits = found
             new_inits += inits
@@ -360,7 +346,7 @@ def _tail(g: _Graph, out: str, nodes: list, x: str, dtype, channels: int, base: 
             out = nxt.output[0]
     nxt = g.sole(out, ("Add",))
     if nxt is not None:
-        found = _affine(g, _other(nxt, out), dtype, channels, x, base, "bias") if _other(nxt, out) else None
+        found = _affine(g, other_input(nxt, out), dtype, channels, x, base, "bias") if other_input(nxt, out) else None
         if found is not None:
             bias, inits = found
             new_inits += inits
@@ -377,7 +363,7 @@ def _residual_add(g: _Graph, out: str, nodes: list, x: str) -> tuple[str, str]:
     """(residual, new output) where `out` is read only by an Add of a residual (appended to `nodes`); else
     ("", out)."""
     add = g.sole(out, ("Add",))
-    other = _other(add, out) if add is not None else None
+    other = other_input(add, out) if add is not None else None
     if other is None or other == out or not _residual(g, other, x):
         return "", out
     nodes.append(add)
@@ -397,7 +383,7 @@ def _op_norm(node, g: _Graph) -> Norm | None:
     relu = g.sole(out, ("Relu",))
     if relu is not None:
         nodes.append(relu)
-    eps = float(_attr(node, "epsilon", 1e-5))
+    eps = float(attr(node, "epsilon", 1e-5))
     return Norm([n.output[0] for n in nodes], x, scale, bias, eps, relu is not None, "op", residual=residual)
 
 
@@ -422,7 +408,7 @@ def _written_norm(mean, g: _Graph) -> Norm | None:
     if var is None or not _spatial_mean(var, g):
         return None
     add = g.sole(var.output[0], ("Add",))
-    eps = g.scalar(_other(add, var.output[0]) or "") if add is not None else None
+    eps = g.scalar(other_input(add, var.output[0]) or "") if add is not None else None
     if eps is None or not eps >= 0:
         return None
     nodes = [mean, sub, square, var, add]
@@ -452,7 +438,7 @@ def _written_norm(mean, g: _Graph) -> Norm | None:
         else:
             return None
     if rstd is not None:
-        if use.op_type != "Mul" or _other(use, d) != rstd or g.sole(rstd) is not use:
+        if use.op_type != "Mul" or other_input(use, d) != rstd or g.sole(rstd) is not use:
             return None
     nodes.append(use)
     base = f"{use.output[0]}_genrt"

@@ -27,6 +27,7 @@ from onnx import helper
 
 from genrt import onnx_ops
 from genrt.runtime import fuse, fuse_chains
+from genrt.runtime.fuse_chains import attr, other_input
 
 STANDARD = ("", "ai.onnx")
 ENV = "GENRT_FILL_SWEEPS"
@@ -86,23 +87,9 @@ class _Graph(fuse_chains._Graph):
         return None if value is None else [int(v) for v in value.reshape(-1)]
 
 
-def _attr(node, name, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _other(node, name: str) -> str | None:
-    """The input of a two-input node that is not `name` (None where both or neither are)."""
-    if len(node.input) != 2 or (node.input[0] == name) == (node.input[1] == name):
-        return None
-    return node.input[1] if node.input[0] == name else node.input[0]
-
-
 def _sweep(pad, g: _Graph) -> tuple | None:
     """(y, y', V, A, W, mode, divisor, damping, node outputs) of the sweep starting at this Pad, or None."""
-    if _attr(pad, "mode", b"constant") not in (b"edge", "edge") or len(pad.input) < 2 or len(pad.input) > 3:
+    if attr(pad, "mode", b"constant") not in (b"edge", "edge") or len(pad.input) < 2 or len(pad.input) > 3:
         return None
     if len(pad.input) == 3 and pad.input[2]:
         return None
@@ -110,15 +97,15 @@ def _sweep(pad, g: _Graph) -> tuple | None:
     conv = g.only(pad.output[0], "Conv")
     if conv is None or conv.input[0] != pad.output[0] or len(conv.input) != 2:
         return None
-    k = list(_attr(conv, "kernel_shape", []))
+    k = list(attr(conv, "kernel_shape", []))
     if len(k) != 2 or k[0] != k[1] or k[0] % 2 == 0 or k[0] > 15:
         return None
     r = k[0] // 2
     plain = (
-        list(_attr(conv, "strides", [1, 1])) == [1, 1]
-        and list(_attr(conv, "dilations", [1, 1])) == [1, 1]
-        and not any(_attr(conv, "pads", [0, 0, 0, 0]))
-        and _attr(conv, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+        list(attr(conv, "strides", [1, 1])) == [1, 1]
+        and list(attr(conv, "dilations", [1, 1])) == [1, 1]
+        and not any(attr(conv, "pads", [0, 0, 0, 0]))
+        and attr(conv, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
     )
     if not plain or g.ints(pad.input[1]) != [0, 0, r, r, 0, 0, r, r]:
         return None
@@ -132,20 +119,20 @@ def _sweep(pad, g: _Graph) -> tuple | None:
         if divisor is None or sub is None or list(sub.input) != [div.output[0], y]:
             return None
         mul = g.only(sub.output[0], "Mul")
-        damping = g.scalar(_other(mul, sub.output[0]) or "") if mul is not None else None
+        damping = g.scalar(other_input(mul, sub.output[0]) or "") if mul is not None else None
         add = g.only(mul.output[0], "Add") if mul is not None else None
-        if damping is None or add is None or _other(add, mul.output[0]) != y:
+        if damping is None or add is None or other_input(add, mul.output[0]) != y:
             return None
         kind, g_in = "relax", add.output[0]
         nodes += [div, sub, mul, add]
     mul_a = g.only(g_in, "Mul")
-    a = _other(mul_a, g_in) if mul_a is not None else None
-    add_v = g.only(mul_a.output[0], "Add") if a is not None else None
-    v = _other(add_v, mul_a.output[0]) if add_v is not None else None
-    if v is None or y in (a, v):
+    a = other_input(mul_a, g_in) if mul_a is not None else None
+    add_v = g.only(mul_a.output[0], "Add") if a not in (None, g_in) else None
+    v = other_input(add_v, mul_a.output[0]) if add_v is not None else None
+    if v in (None, mul_a.output[0]) or y in (a, v):
         return None
     nodes += [mul_a, add_v]
-    if not _shapes_fit(g, y, s, v, a, conv.input[1], _attr(conv, "group", 1), k[0]):
+    if not _shapes_fit(g, y, s, v, a, conv.input[1], attr(conv, "group", 1), k[0]):
         return None
     return y, add_v.output[0], v, a, conv.input[1], kind, divisor, damping, [n.output[0] for n in nodes], nodes
 
@@ -166,7 +153,7 @@ def find(model: onnx.ModelProto) -> list[Sweeps]:
     """The runs of fill sweeps genrt.FillSweeps can run, in graph order."""
     nodes = model.graph.node
     edge = (n for n in nodes if n.op_type == "Pad" and n.domain in STANDARD)
-    if not any(_attr(n, "mode", b"") in (b"edge", "edge") for n in edge):
+    if not any(attr(n, "mode", b"") in (b"edge", "edge") for n in edge):
         return []  # no edge Pad, no sweep: spare the shape inference
     g = _Graph(model)
     sweeps: dict[str, tuple] = {}  # by the fill each sweep reads
