@@ -36,6 +36,7 @@ namespace GENRT_ISA_NS {
 namespace {
 
 using conv2d_detail::PackedWeights;
+using conv2d_detail::row_tiles;
 using conv2d_detail::Scratch;
 using conv2d_detail::source_index;
 using conv2d_detail::bf16_bits;
@@ -167,7 +168,6 @@ void tail(int nv, const Plan& pl, const uint32_t* u, const uint32_t* rows, int64
 // Output channels kb .. kb + MR (the first m exist) of output rows oh0 .. oh1 of image n, from the task's buffer.
 template <int MR, int NV>
 void run_block(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0, int64_t oh1, int64_t kb) {
-  constexpr int NL = NV * L;
   const Conv2dProblem& P = pl.P;
   const int64_t Wo = P.Wo, m = std::min<int64_t>(MR, P.Cout - kb);
   const uint32_t* u = pl.u + kb * pl.C2 * P.kH * P.kW;
@@ -175,17 +175,9 @@ void run_block(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0, int6
   for (int64_t oh = oh0; oh < oh1; ++oh) {
     const uint32_t* rows = buf + (oh - oh0) * P.sh * P.sw * pl.Wph;
     float* yrow = pl.y + ((n * P.Cout + kb) * P.Ho + oh) * Wo;
-    int64_t full = Wo / NL;
-    if (NV >= 3 && full > 0 && (Wo - full * NL + L - 1) / L == 1) --full;
-    int64_t ow = 0;
-    for (int64_t t = 0; t < full; ++t, ow += NL) tile<MR, NV>(pl, u, rows + ow, m, yrow + ow, NL, bias0);
-    while (ow < Wo) {
-      const int64_t left = (Wo - ow + L - 1) / L;
-      const int nv = int(left > NV ? (left + 1) / 2 : left);
-      const int64_t width = std::min<int64_t>(nv * L, Wo - ow);
-      tail<MR, NV>(nv, pl, u, rows + ow, m, yrow + ow, width, bias0);
-      ow += nv * L;
-    }
+    row_tiles<NV, L>(Wo, [&](int64_t ow, int nv) {
+      tail<MR, NV>(nv, pl, u, rows + ow, m, yrow + ow, std::min<int64_t>(nv * L, Wo - ow), bias0);
+    });
   }
 }
 

@@ -55,6 +55,24 @@ class PackedWeights {
   const T* data_;
 };
 
+// The register tiles along a row of n outputs, L per vector: f(first, vectors) for the whole tiles of NV vectors,
+// then for the rest, in tiles of at most NV; a rest of one vector after a whole tile is merged with it into two
+// half tiles (one vector alone is bound by its MR broadcasts, not by its multiply-adds).
+template <int NV, int L, typename Fn>
+inline void row_tiles(int64_t n, Fn&& f) {
+  constexpr int64_t NL = int64_t(NV) * L;
+  int64_t full = n / NL;
+  if (NV >= 3 && full > 0 && (n - full * NL + L - 1) / L == 1) --full;
+  int64_t j = 0;
+  for (int64_t t = 0; t < full; ++t, j += NL) f(j, NV);
+  while (j < n) {
+    const int64_t left = (n - j + L - 1) / L;
+    const int nv = int(left > NV ? (left + 1) / 2 : left);
+    f(j, nv);
+    j += nv * L;
+  }
+}
+
 // The index in [0, n) that padded position i (an index into the unpadded axis, possibly outside it) reads, or -1
 // for a zero.
 inline int64_t source_index(int64_t i, int64_t n, int mode) {

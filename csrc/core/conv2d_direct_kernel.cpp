@@ -33,6 +33,7 @@ namespace GENRT_ISA_NS {
 namespace {
 
 using conv2d_detail::PackedWeights;
+using conv2d_detail::row_tiles;
 using conv2d_detail::Scratch;
 using conv2d_detail::source_index;
 using conv2d_detail::even_lanes;
@@ -161,7 +162,7 @@ void tail(int nv, const Plan<T>& pl, const T* u, const T* rows, int64_t m, T* y0
 // Output channels kb .. kb + MR (the first m exist) of output rows oh0 .. oh1 of image n, from the task's buffer.
 template <typename T, int MR, int NV>
 void run_block(const Plan<T>& pl, const T* buf, int64_t n, int64_t oh0, int64_t oh1, int64_t kb) {
-  constexpr int L = Vec<T>::size, NL = NV * L;
+  constexpr int L = Vec<T>::size;
   const Conv2dProblem& P = pl.P;
   const int64_t Wo = P.Wo, m = std::min<int64_t>(MR, P.Cout - kb);
   const T* u = pl.u + kb * P.Cin * P.kH * P.kW;
@@ -169,19 +170,9 @@ void run_block(const Plan<T>& pl, const T* buf, int64_t n, int64_t oh0, int64_t 
   for (int64_t oh = oh0; oh < oh1; ++oh) {
     const T* rows = buf + (oh - oh0) * P.sh * P.sw * pl.Wph;
     T* yrow = pl.y + ((n * P.Cout + kb) * P.Ho + oh) * Wo;
-    // Full tiles, then the rest; a rest of one vector after a full tile is merged with it into two half tiles (one
-    // vector alone is bound by its MR broadcasts, not by its FMAs).
-    int64_t full = Wo / NL;
-    if (NV >= 3 && full > 0 && (Wo - full * NL + L - 1) / L == 1) --full;
-    int64_t ow = 0;
-    for (int64_t t = 0; t < full; ++t, ow += NL) tile<T, MR, NV>(pl, u, rows + ow, m, yrow + ow, NL, bias0);
-    while (ow < Wo) {
-      const int64_t left = (Wo - ow + L - 1) / L;
-      const int nv = int(left > NV ? (left + 1) / 2 : left);
-      const int64_t width = std::min<int64_t>(nv * L, Wo - ow);
-      tail<T, MR, NV>(nv, pl, u, rows + ow, m, yrow + ow, width, bias0);
-      ow += nv * L;
-    }
+    row_tiles<NV, L>(Wo, [&](int64_t ow, int nv) {
+      tail<T, MR, NV>(nv, pl, u, rows + ow, m, yrow + ow, std::min<int64_t>(nv * L, Wo - ow), bias0);
+    });
   }
 }
 

@@ -45,6 +45,7 @@ using conv2d_detail::bf16_bits;
 using conv2d_detail::dot2;
 using conv2d_detail::pack_pair;
 using conv2d_detail::PackedWeights;
+using conv2d_detail::row_tiles;
 using conv2d_detail::Scratch;
 using conv_transpose2d_detail::Epilogue;
 using F = vec_t<float>;
@@ -208,7 +209,6 @@ void tail(int nv, const Plan& pl, const uint32_t* u, const uint32_t* rows, const
 // input rows from ih0.
 template <int MR, int NV, int NP>
 void run_block(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0, int64_t oh1, int64_t ih0, int64_t kb) {
-  constexpr int NL = NV * L;
   const ConvTranspose2dProblem& P = pl.P;
   const int64_t m = std::min<int64_t>(MR, P.Cout - kb);
   const uint32_t* u = pl.u + kb * pl.C2 * P.kH * P.kW;
@@ -224,17 +224,8 @@ void run_block(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0, int6
     }
     float* yrow = pl.y + ((n * P.Cout + kb) * P.Ho + oh) * P.Wo;
     for (int64_t q0 = 0; q0 < (NP == 2 ? 1 : P.sw); ++q0) {
-      const int64_t J = pl.J[size_t(q0)];
-      int64_t full = J / NL;
-      if (NV >= 3 && full > 0 && (J - full * NL + L - 1) / L == 1) --full;
-      int64_t j0 = 0;
-      for (int64_t t = 0; t < full; ++t, j0 += NL) tile<MR, NV, NP>(pl, u, buf, rt, q0, j0, m, yrow, kb);
-      while (j0 < J) {
-        const int64_t left = (J - j0 + L - 1) / L;
-        const int nv = int(left > NV ? (left + 1) / 2 : left);
-        tail<MR, NV, NP>(nv, pl, u, buf, rt, q0, j0, m, yrow, kb);
-        j0 += nv * L;
-      }
+      row_tiles<NV, L>(pl.J[size_t(q0)],
+                       [&](int64_t j0, int nv) { tail<MR, NV, NP>(nv, pl, u, buf, rt, q0, j0, m, yrow, kb); });
     }
   }
 }
@@ -271,8 +262,8 @@ Block block_for(int MR) {
 void conv_transpose2d_bf16_kernel(const ConvTranspose2dProblem& P, const float* x, const float* w, const float* bias,
                                   const float* scale, const float* shift, float* y, int threads) {
   const int NP = P.sw == 2 ? 2 : 1;
-  const int full = NP == 2 ? kMR2 : kMR1;
-  const int MR = P.Cout < 4 && P.Cout < full ? int(P.Cout) : full;
+  const int widest = NP == 2 ? kMR2 : kMR1;
+  const int MR = P.Cout < 4 && P.Cout < widest ? int(P.Cout) : widest;
   Plan pl{P, x, nullptr, y, Epilogue<float>{bias, scale, shift, P.activation, float(P.slope)}, MR, NP,
           (P.Cin + 1) / 2, 0, 0, 0, 0, 0, 0, 0, 0, {}, {}, {}};
   pl.Kp = (P.Cout + MR - 1) / MR * MR;

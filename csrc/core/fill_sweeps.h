@@ -8,8 +8,8 @@
 //
 // v holds the known pixels' values (zero in the hole) and a the unknown share (1 in the hole, 0 where known), as the
 // graph's multigrid level has them; a broadcasts over the batch and channels where it has one of them. Each step is
-// the float32 operation the graph's node does, in the graph's order (only the stencil's sum may be ordered
-// differently from ONNX Runtime's Conv).
+// the float32 operation the graph's node does, in the graph's order; the stencil's sum may be ordered differently
+// from ONNX Runtime's Conv, and a multiply may be fused with the add after it (bundled inpainters: within 6e-7).
 #pragma once
 
 #include <string>
