@@ -2,10 +2,12 @@
 
 Vector units: every csrc/core/*_kernel.cpp is compiled once per instruction set -- baseline (SSE2 on x86-64,
 NEON on aarch64), AVX2+FMA, and AVX-512 (F, BW, DQ, VL) on x86-64 when the compiler accepts the flags -- into
-separate namespaces, and the *_bf16_kernel.cpp files once more for AVX512-BF16 (avx512bf16: VDPBF16PS). At import,
-genrt picks the best set the CPU and OS support, so one build runs on any x86-64 or aarch64 machine and still uses
-AVX-512 and AVX512-BF16 where they exist. GENRT_ISA=baseline|avx2|avx512|avx512bf16 overrides the choice at run
-time; GENRT_BUILD_ISAS=baseline,avx2 limits what is built.
+separate namespaces, the *_bf16_kernel.cpp and *_amx_kernel.cpp files once more for AVX512-BF16 (avx512bf16:
+VDPBF16PS), and the *_amx_kernel.cpp files once more for Intel AMX (amx: TDPBF16PS tiles; elsewhere they run on
+emulated tiles). At import, genrt picks the best set the CPU and OS support, so one build runs on any x86-64 or
+aarch64 machine and still uses AVX-512, AVX512-BF16 and AMX where they exist.
+GENRT_ISA=baseline|avx2|avx512|avx512bf16|amx overrides the choice at run time; GENRT_BUILD_ISAS=baseline,avx2
+limits what is built.
 
 ONNX Runtime custom-op library (genrt._ort_ops, domain "genrt"): built from csrc/onnxruntime/ when ORT's C/C++
 headers are found -- in $ORT_INCLUDE_DIR, then ./.ort/usr/include/onnxruntime (what scripts/fetch_ort_headers.sh
@@ -40,17 +42,20 @@ ISA_FLAGS = {
     "avx512": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
     "avx512bf16": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512bf16", "-mavx2", "-mfma", "-mf16c"],
 }
-VEC_BYTES = {"baseline": 16, "avx2": 32, "avx512": 64, "avx512bf16": 64}
-BF16_ONLY_ISAS = ("avx512bf16",)  # levels that compile only the *_bf16_kernel.cpp files
+ISA_FLAGS["amx"] = ISA_FLAGS["avx512bf16"]  # the tile instructions are inline assembly (csrc/core/amx_tiles.h)
+VEC_BYTES = {"baseline": 16, "avx2": 32, "avx512": 64, "avx512bf16": 64, "amx": 64}
+# Levels that compile only some kernel files (by their name's ending); every other level compiles them all.
+ONLY_KERNELS = {"avx512bf16": ("_bf16_kernel.cpp", "_amx_kernel.cpp"), "amx": ("_amx_kernel.cpp",)}
+ISA_MACROS = {"amx": [("GENRT_AMX_TILES", "1")]}  # the *_amx_kernel.cpp files' real tiles; emulated elsewhere
 COMMON_FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=fast"]
 CUDA_SRC = "csrc/cuda"
 ORT_CUDA_PREFIX = "cuda_"  # csrc/onnxruntime/cuda_*.cpp: CUDA EP kernels, only in genrt._ort_ops_cuda
 
 
 def _kernel_sources(isa=None):
-    """Every per-ISA kernel file, or those compiled for `isa` (only the bf16 ones at a BF16_ONLY_ISAS level)."""
+    """Every per-ISA kernel file, or those compiled for `isa` (ONLY_KERNELS)."""
     found = sorted(os.path.join(CORE, f) for f in os.listdir(CORE) if f.endswith("_kernel.cpp"))
-    return [f for f in found if f.endswith("_bf16_kernel.cpp")] if isa in BF16_ONLY_ISAS else found
+    return [f for f in found if f.endswith(ONLY_KERNELS[isa])] if isa in ONLY_KERNELS else found
 
 
 def _core_sources():
@@ -125,11 +130,11 @@ def _headers():
 class build_ext(_build_ext):
     """Compiles the per-ISA kernel objects first, then links them into the extension."""
 
-    def _flags_work(self, flags):
+    def _flags_work(self, flags, body=""):
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "probe.cpp")
             with open(src, "w") as f:
-                f.write("int main() { return 0; }\n")
+                f.write("int main() { " + body + " return 0; }\n")
             try:
                 self.compiler.compile([src], output_dir=tmp, extra_postargs=flags)
                 return True
@@ -141,8 +146,12 @@ class build_ext(_build_ext):
         isas = ["baseline"]
         if machine in ("x86_64", "amd64") and self.compiler.compiler_type == "unix":
             isas += [isa for isa in ("avx2", "avx512", "avx512bf16") if self._flags_work(ISA_FLAGS[isa])]
-            if "avx512" not in isas:  # avx512bf16 runs the AVX-512 float32 kernels
-                isas = [isa for isa in isas if isa not in BF16_ONLY_ISAS]
+            if "avx512bf16" in isas and self._flags_work(ISA_FLAGS["amx"], '__asm__ volatile("tilerelease");'):
+                isas.append("amx")  # the assembler knows AMX (binutils >= 2.36)
+            if "avx512" not in isas:  # avx512bf16 and amx run the AVX-512 float32 kernels
+                isas = [isa for isa in isas if isa not in ONLY_KERNELS]
+            if "avx512bf16" not in isas:  # amx runs the AVX512-BF16 kernels
+                isas = [isa for isa in isas if isa != "amx"]
         limit = os.environ.get("GENRT_BUILD_ISAS")
         if limit:
             isas = [isa for isa in isas if isa in limit.split(",")] or ["baseline"]
@@ -189,7 +198,8 @@ class build_ext(_build_ext):
             objects += self.compiler.compile(
                 _kernel_sources(isa),
                 output_dir=os.path.join(self.build_temp, "isa", isa),
-                macros=[("GENRT_ISA_NS", f"isa_{isa}"), ("GENRT_VEC_BYTES", str(VEC_BYTES[isa]))],
+                macros=[("GENRT_ISA_NS", f"isa_{isa}"), ("GENRT_VEC_BYTES", str(VEC_BYTES[isa]))]
+                + ISA_MACROS.get(isa, []),
                 include_dirs=ext.include_dirs,
                 extra_postargs=ext.extra_compile_args + ISA_FLAGS[isa],
                 depends=_headers(),

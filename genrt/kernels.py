@@ -100,8 +100,8 @@ def cuda_call(name: str, *args) -> None:
 
 
 def cpu_isa() -> str:
-    """The instruction set the kernels run with: 'avx512bf16' (AVX-512 and AVX512-BF16), 'avx512', 'avx2' or
-    'baseline' (SSE2 / NEON)."""
+    """The instruction set the kernels run with: 'amx' (AVX512-BF16 and Intel AMX tiles), 'avx512bf16' (AVX-512 and
+    AVX512-BF16), 'avx512', 'avx2' or 'baseline' (SSE2 / NEON)."""
     return _C.active_isa()
 
 
@@ -217,10 +217,11 @@ def conv2d(
     """2-D convolution with the padding done in the kernel, as ONNX Pad(mode) + Conv or ``torch`` F.pad +
     F.conv2d, followed by ``+ bias`` and an optional relu. 3x3 stride 1 is computed with Winograd's F(4x4, 3x3),
     every other kernel size and stride as a direct implicit GEMM; ``precision="bf16"`` rounds x and w to bfloat16
-    (nearest even) and sums in float32, 3x3 stride 1 as Winograd's F(2x2, 3x3) (with the transformed operands
-    rounded) and every other shape as a direct implicit GEMM, with
-    VDPBF16PS where the CPU has AVX512-BF16 (:func:`cpu_isa` ``"avx512bf16"``) and the same rounding emulated
-    in float32 elsewhere.
+    (nearest even) and sums in float32: every shape as a direct implicit GEMM on Intel AMX tiles where the CPU has
+    them (:func:`cpu_isa` ``"amx"``), elsewhere 3x3 stride 1 as Winograd's F(2x2, 3x3) (with the transformed
+    operands rounded) and every other shape as a direct implicit GEMM, with VDPBF16PS where the CPU has
+    AVX512-BF16 (``"avx512bf16"``) and the same rounding emulated in float32 elsewhere.
+    ``GENRT_CONV2D_BF16_ALGO=winograd|direct|amx`` forces one (``amx`` below that level: emulated tiles, slow).
 
     ``H_out = (H + top + bottom - kH) // sh + 1``, ``W_out = (W + left + right - kW) // sw + 1``.
 

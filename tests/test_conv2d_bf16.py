@@ -1,12 +1,13 @@
 """genrt.kernels.conv2d(precision="bf16"): bfloat16 operands (rounded to nearest, ties to even), products summed in
 float32, on every instruction set this machine has (the VDPBF16PS path at ``avx512bf16``, the emulated one
-elsewhere), against plain references:
+elsewhere) and with each algorithm (``algo``: the default choice, and the AMX tile kernel, which runs on emulated
+tiles below the ``amx`` level), against plain references:
 
 - numpy's :func:`genrt.reference.round_bf16`, checked against torch's own float32 -> bfloat16 conversion;
-- direct path (every shape but 3x3 stride 1): :func:`genrt.reference.reference_conv2d` in float64, once on the
-  rounded operands (then only the float32 sums differ: at most R 2^-24 sum|x w| for a reduction of length
-  R = C_in kH kW), and once on the float32 operands (bfloat16's 8-bit significand: each operand within 2^-8 of
-  itself, so each product within about 2^-7);
+- direct paths (every shape but 3x3 stride 1; every shape on AMX tiles): :func:`genrt.reference.reference_conv2d`
+  in float64, once on the rounded operands (then only the float32 sums differ: at most R 2^-24 sum|x w| for a
+  reduction of length R = C_in kH kW), and once on the float32 operands (bfloat16's 8-bit significand: each
+  operand within 2^-8 of itself, so each product within about 2^-7);
 - Winograd F(2x2, 3x3) path (3x3 stride 1): :func:`winograd23` below, numpy's transforms in float64 with the
   transformed input and weights rounded to bfloat16, and the bound that rounding implies
   ((2u + u^2) |A^T| (sum_c |U| |V|) |A|, u = 2^-8), plus float32's sums; and the exact convolution within that
@@ -14,6 +15,8 @@ elsewhere), against plain references:
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -29,6 +32,20 @@ torch = pytest.importorskip("torch")
 MODES = ["zeros", "reflect", "edge"]
 U32 = 2.0**-24  # float32's unit roundoff
 U16 = 2.0**-8  # bfloat16's (8 significant bits: rounding moves a value by at most 2^-8 of itself)
+
+
+@pytest.fixture(params=["auto", "amx"])
+def algo(request, monkeypatch):
+    """GENRT_CONV2D_BF16_ALGO: the default choice, and the AMX tile kernel (emulated tiles below the amx level)."""
+    monkeypatch.setenv("GENRT_CONV2D_BF16_ALGO", request.param)
+    return request.param
+
+
+def _winograd(w, stride):
+    """Whether the kernel takes Winograd F(2x2): 3x3 stride 1 unless the AMX kernel or the direct one is chosen."""
+    forced = os.environ.get("GENRT_CONV2D_BF16_ALGO", "auto")
+    chosen = forced if forced != "auto" else ("amx" if _C.active_isa() == "amx" else "winograd")
+    return w.shape[2:] == (3, 3) and stride in (1, (1, 1)) and chosen == "winograd"
 
 
 def _bounds(x, w, **kw):
@@ -69,7 +86,7 @@ def winograd23(x, w, padding, padding_mode):
 
 def check(x, w, b, **kw):
     y = kernels.conv2d(x, w, b, precision="bf16", **kw)
-    if w.shape[2:] == (3, 3) and kw.get("stride", 1) in (1, (1, 1)):
+    if _winograd(w, kw.get("stride", 1)):
         return check_winograd(y, x, w, b, **kw)
     act = kw.pop("activation", "none")
     scale, R = _bounds(x, w, **kw)
@@ -137,7 +154,7 @@ def configs(draw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(c=configs())
-def test_matches_reference_on_many_shapes(isa, c):
+def test_matches_reference_on_many_shapes(isa, algo, c):
     rng = np.random.default_rng(c["seed"])
     x = rng.standard_normal((c["n"], c["cin"], c["h"], c["w"])).astype(np.float32)
     w = rng.standard_normal((c["cout"], c["cin"], *c["k"])).astype(np.float32)
@@ -160,7 +177,7 @@ def test_matches_reference_on_many_shapes(isa, c):
     ],
 )
 @pytest.mark.parametrize("cout", [1, 3, 8, 13])
-def test_edge_shapes(isa, shape, k, stride, pads, cout):
+def test_edge_shapes(isa, algo, shape, k, stride, pads, cout):
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((cout, shape[1], *k)).astype(np.float32)
@@ -178,13 +195,40 @@ def test_empty_batch_and_bad_arguments():
 
 
 @pytest.mark.parametrize("k", [3, 5])  # Winograd (where inf - inf makes NaN, as in float32's) and direct
-def test_nan_and_inf_propagate(isa, k):
+def test_nan_and_inf_propagate(isa, algo, k):
     x = np.ones((1, 2, 10, 10), np.float32)
     x[0, 1, 1, 1] = np.nan
     x[0, 0, 8, 8] = np.inf
     y = kernels.conv2d(x, np.ones((2, 2, k, k), np.float32), padding=k // 2, precision="bf16")
     assert np.isnan(y[0, :, 1, 1]).all() and not np.isfinite(y[0, :, 8, 8]).any()
     assert np.isfinite(y[0, :, :2, 6:]).all()  # far from both
+
+
+@pytest.mark.parametrize(
+    "cin, cout, width, k, stride",
+    [
+        (35, 17, 33, (3, 3), 1),  # 18 pairs: two pair blocks, the second mostly zero; 17 channels: a 1-row tile
+        (64, 40, 16, (3, 3), 1),  # three weight tiles: a pair and a single; exactly one pixel tile
+        (32, 16, 17, (1, 1), 1),  # one pair block exactly; 17 pixels: a full tile and a 1-pixel one
+        (3, 32, 40, (9, 9), 1),  # a style network's first layer: 2 pairs, so K = 2
+        (48, 64, 31, (4, 4), 2),  # stride 2 across phases
+        (2, 3, 5, (2, 3), 3),  # tiny everything
+    ],
+)
+def test_amx_tile_blocking(isa, monkeypatch, cin, cout, width, k, stride):
+    """The tile kernel's edge cases (pair blocks, partial weight and pixel tiles, phases) against the reference."""
+    monkeypatch.setenv("GENRT_CONV2D_BF16_ALGO", "amx")
+    rng = np.random.default_rng(cin + cout + width)
+    x = rng.standard_normal((2, cin, 11, width)).astype(np.float32)
+    w = rng.standard_normal((cout, cin, *k)).astype(np.float32)
+    pads = (k[0] // 2, k[1] // 2, (k[0] - 1) // 2, (k[1] - 1) // 2)
+    check(x, w, rng.standard_normal(cout).astype(np.float32), stride=stride, padding=pads, activation="relu")
+
+
+def test_unknown_algorithm_is_refused(monkeypatch):
+    monkeypatch.setenv("GENRT_CONV2D_BF16_ALGO", "fft")
+    with pytest.raises(ArgumentError, match="GENRT_CONV2D_BF16_ALGO"):
+        kernels.conv2d(np.ones((1, 2, 4, 4), np.float32), np.ones((2, 2, 3, 3), np.float32), precision="bf16")
 
 
 def test_every_isa_gives_the_same_rounding():

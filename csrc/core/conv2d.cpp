@@ -1,8 +1,10 @@
 // Checked entry point of conv2d; the kernel bodies are in conv2d_kernel.cpp (Winograd, 3x3 stride 1) and
-// conv2d_direct_kernel.cpp (direct implicit GEMM, every other kernel size and stride), and
-// conv2d_bf16_kernel.cpp (every shape in bfloat16).
+// conv2d_direct_kernel.cpp (direct implicit GEMM, every other kernel size and stride), and in bfloat16
+// conv2d_winograd_bf16_kernel.cpp (3x3 stride 1), conv2d_bf16_kernel.cpp (every shape) and conv2d_amx_kernel.cpp
+// (every shape, on AMX tiles).
 #include "conv2d.h"
 
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -24,9 +26,27 @@ GENRT_DECLARE_ISA_KERNELS(GENRT_CONV2D_DECLS)
   void conv2d_winograd_bf16_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w,            \
                                    const float* bias, float* y, int threads);
 GENRT_DECLARE_ISA_BF16_KERNELS(GENRT_CONV2D_BF16_DECLS)
+#define GENRT_CONV2D_AMX_DECLS                                                                                 \
+  void conv2d_amx_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w, const float* bias, \
+                         float* y, int threads);
+GENRT_DECLARE_ISA_AMX_KERNELS(GENRT_CONV2D_AMX_DECLS)
 
 namespace genrt {
 namespace {
+
+enum class Bf16Algo { automatic, winograd, direct, amx };
+
+// GENRT_CONV2D_BF16_ALGO=auto|winograd|direct|amx, read per call: auto takes the AMX tiles at the amx level, else
+// Winograd F(2x2) for 3x3 stride 1 and the direct kernel for the rest; amx below the amx level runs the tile kernel
+// on emulated tiles (slow; for tests); winograd applies to 3x3 stride 1 only and falls back to direct elsewhere.
+Bf16Algo bf16_algo() {
+  const char* env = std::getenv("GENRT_CONV2D_BF16_ALGO");
+  if (!env || !*env || !std::strcmp(env, "auto")) return Bf16Algo::automatic;
+  if (!std::strcmp(env, "winograd")) return Bf16Algo::winograd;
+  if (!std::strcmp(env, "direct")) return Bf16Algo::direct;
+  if (!std::strcmp(env, "amx")) return Bf16Algo::amx;
+  throw_value(std::string("GENRT_CONV2D_BF16_ALGO: expected auto, winograd, direct or amx, got '") + env + "'");
+}
 
 std::string pads_str(const int64_t p[4]) {
   return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ", " + std::to_string(p[2]) + ", " +
@@ -59,7 +79,11 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
   if constexpr (std::is_same_v<T, float>)
     if (p.precision == Precision::bf16) {
-      if (P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1)
+      Bf16Algo algo = bf16_algo();
+      if (algo == Bf16Algo::automatic) algo = active_isa() == Isa::amx ? Bf16Algo::amx : Bf16Algo::winograd;
+      if (algo == Bf16Algo::amx)
+        GENRT_DISPATCH_AMX(conv2d_amx_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
+      if (algo == Bf16Algo::winograd && P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1)
         GENRT_DISPATCH_BF16(conv2d_winograd_bf16_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
       GENRT_DISPATCH_BF16(conv2d_bf16_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
     }

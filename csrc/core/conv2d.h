@@ -12,9 +12,12 @@
 // - 3x3 stride 1: Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray 2016, conv2d_kernel.cpp): 36
 //   multiplications per 4x4 output tile and input channel instead of 144;
 // - everything else: a direct implicit GEMM (conv2d_direct_kernel.cpp).
-// With precision bf16 (float32 operands only), every shape takes a direct implicit GEMM on bfloat16-rounded inputs
-// and weights with float32 sums (conv2d_bf16_kernel.cpp): VDPBF16PS on AVX512-BF16, the same rounding emulated in
-// float32 elsewhere. Winograd's transforms would multiply bfloat16's rounding error, so it is not used there.
+// With precision bf16 (float32 operands only), inputs and weights are rounded to bfloat16 and the products summed in
+// float32: on a CPU with AMX (isa amx) every shape as a direct implicit GEMM on the tiles (conv2d_amx_kernel.cpp);
+// elsewhere 3x3 stride 1 as Winograd F(2x2, 3x3) (conv2d_winograd_bf16_kernel.cpp; F(4x4)'s transforms would
+// multiply bfloat16's rounding error) and every other shape as a direct implicit GEMM (conv2d_bf16_kernel.cpp):
+// VDPBF16PS on AVX512-BF16, the same rounding emulated in float32 elsewhere. GENRT_CONV2D_BF16_ALGO forces one
+// (conv2d.cpp).
 #pragma once
 
 #include <string>

@@ -1,6 +1,6 @@
 // Helpers shared by conv2d's kernel files (conv2d_kernel.cpp, conv2d_direct_kernel.cpp, conv2d_bf16_kernel.cpp,
-// conv2d_winograd_bf16_kernel.cpp) and conv_transpose2d_bf16_kernel.cpp, compiled into each one's instruction-set
-// namespace.
+// conv2d_winograd_bf16_kernel.cpp, conv2d_amx_kernel.cpp) and conv_transpose2d_bf16_kernel.cpp, compiled into each
+// one's instruction-set namespace.
 #pragma once
 
 #include <cstdint>
@@ -8,13 +8,16 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 #if defined(__AVX512BF16__)
 #include <immintrin.h>
 #endif
 
 #include "conv2d.h"
+#include "parallel.h"
 #include "simd.h"
 
 namespace genrt {
@@ -159,6 +162,106 @@ inline void dot2(F& acc, I b, uint32_t w) {
   acc += (F)(b & int32_t(0xffff0000u)) * wh;
   acc += (F)(b << 16) * wl;
 #endif
+}
+
+// The bfloat16 direct kernels' input (conv2d_bf16_kernel.cpp, conv2d_amx_kernel.cpp): a task's padded input rows,
+// the padding resolved and each row split into its sw phases, so consecutive output pixels read consecutive words at
+// any stride; rounded to bfloat16 and paired: element j of pair row (c2, r) is one 32-bit word holding
+// bf16(x[2 c2][r][j]) in its low half and bf16(x[2 c2 + 1][r][j]) in its high half (zero past C_in), the operand
+// layout of VDPBF16PS and of TDPBF16PS's second tile.
+struct PairRows {
+  const Conv2dProblem& P;
+  const float* x;
+  int64_t C2;                 // pair rows held per padded row (pairs past C_in are zero)
+  int64_t Wph;                // words per phase row, a multiple of the vector width (zero past the input)
+  int64_t rows = 0;           // padded input rows held per pair: set by the kernel
+  std::vector<int64_t> off;   // per kw: (kw % sw) Wph + kw / sw, the tap's offset in a buffer row
+  std::vector<int64_t> cols;  // per padded column: the input column it reads, or -1 for a zero
+
+  PairRows(const Conv2dProblem& P_, const float* x_, int64_t C2_, int64_t Wph_)
+      : P(P_), x(x_), C2(C2_), Wph(Wph_), off(size_t(P_.kW)), cols(size_t(P_.sw * Wph_)) {
+    const int64_t s = P.sw, Wp = P.W + P.pad[1] + P.pad[3];
+    for (int64_t kw = 0; kw < P.kW; ++kw) off[size_t(kw)] = (kw % s) * Wph + kw / s;
+    for (int64_t pc = 0; pc < s * Wph; ++pc) cols[size_t(pc)] = pc < Wp ? source_index(pc - P.pad[1], P.W, P.mode) : -1;
+  }
+  int64_t row_words() const { return P.sw * Wph; }        // one padded row of one pair, all phases
+  int64_t pair_words() const { return rows * row_words(); }  // one pair's rows
+
+  // Padded row `pr` of channel c of image n, split into phases: dst[q Wph + j] = xp[pr][q + j sw] (float32).
+  void phase_row(int64_t n, int64_t c, int64_t pr, float* __restrict dst) const {
+    const int64_t H = P.H, W = P.W, s = P.sw;
+    const int64_t sr = c < P.Cin ? source_index(pr - P.pad[0], H, P.mode) : -1;
+    if (sr < 0) {
+      std::memset(dst, 0, size_t(s * Wph) * sizeof(float));
+      return;
+    }
+    const float* src = x + ((n * P.Cin + c) * H + sr) * W;
+    const int64_t left = P.pad[1];
+    const int64_t* cl = cols.data();
+    for (int64_t q = 0; q < s; ++q) {
+      float* ph = dst + q * Wph;
+      const int64_t lo = std::min(Wph, std::max<int64_t>(0, (left - q + s - 1) / s));
+      const int64_t hi = std::max(lo, std::min(Wph, (left + W - q + s - 1) / s));
+      for (int64_t j = 0; j < lo; ++j) ph[j] = cl[q + j * s] >= 0 ? src[cl[q + j * s]] : 0.0f;
+      const float* sp = src + q - left;
+      if (s == 1)
+        std::memcpy(ph + lo, sp + lo, size_t(hi - lo) * sizeof(float));
+      else
+        for (int64_t j = lo; j < hi; ++j) ph[j] = sp[j * s];
+      for (int64_t j = hi; j < Wph; ++j) ph[j] = cl[q + j * s] >= 0 ? src[cl[q + j * s]] : 0.0f;
+    }
+  }
+
+  // Padded rows r0 .. r0 + nrows of every pair of image n: pair row (c2, r) at buf + c2 pair_words() + r
+  // row_words(), its phase q at + q Wph. tmp: 2 row_words() floats.
+  void build(int64_t n, int64_t r0, int64_t nrows, uint32_t* __restrict buf, float* __restrict tmp) const {
+    constexpr int L = Vec<float>::size;
+    const int64_t width = row_words();  // a multiple of L
+    float* a = tmp;
+    float* b = tmp + width;
+    for (int64_t c2 = 0; c2 < C2; ++c2)
+      for (int64_t r = 0; r < nrows; ++r) {
+        phase_row(n, 2 * c2, r0 + r, a);
+        phase_row(n, 2 * c2 + 1, r0 + r, b);
+        uint32_t* dst = buf + c2 * pair_words() + r * width;
+        for (int64_t j = 0; j < width; j += L) {
+          const I w = pack_pair(load(a + j), load(b + j));
+          std::memcpy(dst + j, &w, sizeof(w));
+        }
+      }
+  }
+};
+
+// The bfloat16 direct kernels' tasks: (image, block of rb output rows, group g of output channels), split over
+// threads; a thread builds a row block's PairRows once for all its groups and calls task(g, n, oh0, oh1, buf).
+// rows_per_task: as many output rows as fill about one core's share of L2 with input rows (at most 32), fewer
+// while there would be under 8 tasks per thread.
+inline int64_t rows_per_task(const PairRows& in, int threads) {
+  constexpr int64_t kBufferBytes = 512 << 10;
+  const Conv2dProblem& P = in.P;
+  const int64_t row_bytes = in.C2 * in.row_words() * 4;
+  int64_t rb = std::clamp<int64_t>((kBufferBytes / row_bytes - P.kH) / P.sh + 1, 1, 32);
+  while (rb > 1 && P.N * ((P.Ho + rb - 1) / rb) < 8 * int64_t(threads)) rb = (rb + 1) / 2;
+  return rb;
+}
+template <typename Task>
+void for_each_task(const PairRows& in, int64_t rb, int64_t groups, int threads, Task&& task) {
+  const Conv2dProblem& P = in.P;
+  const int64_t row_blocks = (P.Ho + rb - 1) / rb;
+  parallel_for(P.N * row_blocks * groups, threads, [&](int64_t b0, int64_t b1) {
+    Scratch<uint32_t> buf(size_t(in.C2 * in.pair_words()));
+    Scratch<float> tmp(size_t(2 * in.row_words()));
+    int64_t built = -1;  // the (image, row block) the buffer holds
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t g = b % groups, n = b / groups / row_blocks;
+      const int64_t oh0 = b / groups % row_blocks * rb, oh1 = std::min(P.Ho, oh0 + rb);
+      if (built != b / groups) {
+        in.build(n, oh0 * P.sh, (oh1 - 1 - oh0) * P.sh + P.kH, buf.p, tmp.p);
+        built = b / groups;
+      }
+      task(g, n, oh0, oh1, buf.p);
+    }
+  });
 }
 
 }  // namespace conv2d_detail

@@ -3,10 +3,40 @@
 #include <atomic>
 #include <cstdlib>
 
+#if (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "common.h"
 
 namespace genrt {
 namespace {
+
+// AMX-TILE and AMX-BF16 in CPUID, the tile state in XCR0, and Linux's permission for this process to use the tile
+// data (XFEATURE_XTILEDATA, asked for with arch_prctl(ARCH_REQ_XCOMP_PERM); kernels before 5.16 refuse it, and
+// then genrt stays at avx512bf16). Asked once; the permission covers every thread of the process.
+bool amx_usable() {
+#if defined(__linux__) && defined(__x86_64__)
+  static const bool usable = [] {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool bf16 = (d >> 22) & 1, tile = (d >> 24) & 1;
+    if (!bf16 || !tile || !((c >> 27) & 1)) return false;  // OSXSAVE: xgetbv is allowed
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0x60000u) != 0x60000u) return false;  // XTILECFG and XTILEDATA enabled by the OS
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
+#else
+  return false;
+#endif
+}
 
 bool cpu_has(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -22,6 +52,8 @@ bool cpu_has(Isa isa) {
              __builtin_cpu_supports("fma");
     case Isa::avx512bf16:
       return cpu_has(Isa::avx512) && __builtin_cpu_supports("avx512bf16");
+    case Isa::amx:
+      return cpu_has(Isa::avx512bf16) && amx_usable();
   }
   return false;
 #else
@@ -35,13 +67,14 @@ Isa parse(const std::string& name, bool* ok) {
   if (name == "avx2") return Isa::avx2;
   if (name == "avx512") return Isa::avx512;
   if (name == "avx512bf16") return Isa::avx512bf16;
+  if (name == "amx") return Isa::amx;
   *ok = false;
   return Isa::baseline;
 }
 
 Isa best() {
   Isa chosen = Isa::baseline;
-  for (Isa isa : {Isa::avx2, Isa::avx512, Isa::avx512bf16})
+  for (Isa isa : {Isa::avx2, Isa::avx512, Isa::avx512bf16, Isa::amx})
     if (isa_supported(isa)) chosen = isa;
   if (const char* env = std::getenv("GENRT_ISA")) {
     bool ok;
@@ -67,6 +100,8 @@ const char* isa_name(Isa isa) {
       return "avx512";
     case Isa::avx512bf16:
       return "avx512bf16";
+    case Isa::amx:
+      return "amx";
     default:
       return "baseline";
   }
@@ -82,6 +117,8 @@ bool isa_compiled(Isa isa) {
       return GENRT_WITH_AVX512 != 0;
     case Isa::avx512bf16:
       return GENRT_WITH_AVX512BF16 != 0;
+    case Isa::amx:
+      return GENRT_WITH_AMX != 0;
   }
   return false;
 }
@@ -90,7 +127,7 @@ bool isa_supported(Isa isa) { return isa_compiled(isa) && cpu_has(isa); }
 
 std::vector<std::string> available_isas() {
   std::vector<std::string> out;
-  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512, Isa::avx512bf16})
+  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512, Isa::avx512bf16, Isa::amx})
     if (isa_supported(isa)) out.push_back(isa_name(isa));
   return out;
 }
@@ -100,7 +137,7 @@ Isa active_isa() { return Isa(current().load(std::memory_order_relaxed)); }
 void set_isa(const std::string& name) {
   bool ok;
   const Isa isa = parse(name, &ok);
-  if (!ok) throw_value("isa: expected one of 'baseline', 'avx2', 'avx512', 'avx512bf16', got '" + name + "'");
+  if (!ok) throw_value("isa: expected one of 'baseline', 'avx2', 'avx512', 'avx512bf16', 'amx', got '" + name + "'");
   if (!isa_supported(isa))
     throw_value("isa: '" + name + "' is not " + (isa_compiled(isa) ? "supported by this CPU" : "compiled into this build"));
   current().store(int(isa));

@@ -6,6 +6,11 @@
 // for it (GENRT_WITH_AVX512BF16); every float32 kernel runs its AVX-512 code at that level. At run time the best
 // set that is both compiled in and supported by the CPU and OS is used; GENRT_ISA=baseline|avx2|avx512|avx512bf16
 // in the environment, or set_isa(), picks a lower one (tests use it to check that every variant agrees).
+// amx is avx512bf16 plus Intel AMX (AMX-TILE, AMX-BF16) with the tile data enabled for this process by Linux
+// (arch_prctl ARCH_REQ_XCOMP_PERM, asked for once, when the level is first looked for: at import): only the *_amx_kernel.cpp files are
+// compiled for it (GENRT_WITH_AMX); there the float32 kernels run their AVX-512 code and the other bfloat16 kernels
+// their AVX512-BF16 code. The *_amx_kernel.cpp files are also compiled for every other level with the tiles emulated
+// (amx_tiles.h), which is what GENRT_DISPATCH_AMX runs below the amx level.
 #pragma once
 
 #ifndef GENRT_WITH_AVX2
@@ -17,13 +22,16 @@
 #ifndef GENRT_WITH_AVX512BF16
 #define GENRT_WITH_AVX512BF16 0
 #endif
+#ifndef GENRT_WITH_AMX
+#define GENRT_WITH_AMX 0
+#endif
 
 #include <string>
 #include <vector>
 
 namespace genrt {
 
-enum class Isa { baseline = 0, avx2 = 1, avx512 = 2, avx512bf16 = 3 };
+enum class Isa { baseline = 0, avx2 = 1, avx512 = 2, avx512bf16 = 3, amx = 4 };
 
 const char* isa_name(Isa isa);
 bool isa_compiled(Isa isa);
@@ -34,14 +42,16 @@ void set_isa(const std::string& name);  // throws genrt::Error on an unknown or 
 
 }  // namespace genrt
 
-// GENRT_DISPATCH(fn, args...) calls isa_<active>::fn(args...), the AVX-512 one at avx512bf16;
-// GENRT_DISPATCH_BF16 calls isa_avx512bf16::fn at that level (for the *_bf16_kernel.cpp functions).
+// GENRT_DISPATCH(fn, args...) calls isa_<active>::fn(args...), the AVX-512 one at avx512bf16 and amx;
+// GENRT_DISPATCH_BF16 calls isa_avx512bf16::fn at those levels (for the *_bf16_kernel.cpp functions);
+// GENRT_DISPATCH_AMX calls isa_amx::fn at amx and the emulated tiles' fn of the active level below it.
 #if GENRT_WITH_AVX512
 #define GENRT_CASE_AVX512(fn, ...) \
   case ::genrt::Isa::avx512:       \
     return ::genrt::isa_avx512::fn(__VA_ARGS__);
 #define GENRT_CASE_AVX512_FOR_BF16(fn, ...) \
   case ::genrt::Isa::avx512bf16:            \
+  case ::genrt::Isa::amx:                   \
     return ::genrt::isa_avx512::fn(__VA_ARGS__);
 #else
 #define GENRT_CASE_AVX512(fn, ...)
@@ -57,9 +67,25 @@ void set_isa(const std::string& name);  // throws genrt::Error on an unknown or 
 #if GENRT_WITH_AVX512BF16
 #define GENRT_CASE_AVX512BF16(fn, ...) \
   case ::genrt::Isa::avx512bf16:       \
+  case ::genrt::Isa::amx:              \
     return ::genrt::isa_avx512bf16::fn(__VA_ARGS__);
 #else
 #define GENRT_CASE_AVX512BF16(fn, ...)
+#endif
+#if GENRT_WITH_AMX
+#define GENRT_CASE_AMX(fn, ...) \
+  case ::genrt::Isa::amx:       \
+    return ::genrt::isa_amx::fn(__VA_ARGS__);
+#else
+#define GENRT_CASE_AMX(fn, ...)
+#endif
+#if GENRT_WITH_AVX512BF16
+#define GENRT_CASE_AMX_EMULATED(fn, ...) \
+  GENRT_CASE_AMX(fn, __VA_ARGS__)        \
+  case ::genrt::Isa::avx512bf16:         \
+    return ::genrt::isa_avx512bf16::fn(__VA_ARGS__);
+#else
+#define GENRT_CASE_AMX_EMULATED(fn, ...) GENRT_CASE_AMX(fn, __VA_ARGS__)
 #endif
 // TOP is the case for avx512bf16: the AVX-512 float32 kernels (GENRT_DISPATCH) or the AVX512-BF16 ones.
 #define GENRT_DISPATCH_FROM(TOP, fn, ...)              \
@@ -74,6 +100,7 @@ void set_isa(const std::string& name);  // throws genrt::Error on an unknown or 
   } while (0)
 #define GENRT_DISPATCH(fn, ...) GENRT_DISPATCH_FROM(GENRT_CASE_AVX512_FOR_BF16, fn, __VA_ARGS__)
 #define GENRT_DISPATCH_BF16(fn, ...) GENRT_DISPATCH_FROM(GENRT_CASE_AVX512BF16, fn, __VA_ARGS__)
+#define GENRT_DISPATCH_AMX(fn, ...) GENRT_DISPATCH_FROM(GENRT_CASE_AMX_EMULATED, fn, __VA_ARGS__)
 
 // GENRT_DECLARE_ISA_KERNELS(DECLS) declares the per-ISA kernel functions listed in DECLS in every ISA namespace.
 #define GENRT_DECLARE_ISA_BASELINE(DECLS) \
@@ -117,4 +144,16 @@ void set_isa(const std::string& name);  // throws genrt::Error on an unknown or 
   }
 #else
 #define GENRT_DECLARE_ISA_BF16_KERNELS(DECLS) GENRT_DECLARE_ISA_KERNELS(DECLS)
+#endif
+// And for the *_amx_kernel.cpp functions: every level, amx included.
+#if GENRT_WITH_AMX
+#define GENRT_DECLARE_ISA_AMX_KERNELS(DECLS) \
+  GENRT_DECLARE_ISA_BF16_KERNELS(DECLS)      \
+  namespace genrt {                          \
+  namespace isa_amx {                        \
+  DECLS                                      \
+  }                                          \
+  }
+#else
+#define GENRT_DECLARE_ISA_AMX_KERNELS(DECLS) GENRT_DECLARE_ISA_BF16_KERNELS(DECLS)
 #endif

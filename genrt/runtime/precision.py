@@ -29,7 +29,7 @@ from genrt.errors import ArgumentError
 CHOICES = ("f32", "bf16", "auto")
 MIN_PSNR_DB = 45.0  # "auto" takes bfloat16 only at or above this PSNR against float32
 PROBE_SIDE = 64  # the check runs at most this high and wide where a model's height and width are dynamic
-NATIVE_ISAS = ("avx512bf16",)  # genrt.kernels.cpu_isa() values with bfloat16 dot-product instructions
+NATIVE_ISAS = ("avx512bf16", "amx")  # genrt.kernels.cpu_isa() values with bfloat16 dot-product instructions
 _PROBE = Path(__file__).with_name("probe.jpg")
 
 

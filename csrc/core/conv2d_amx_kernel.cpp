@@ -1,0 +1,101 @@
+// conv2d in bfloat16 on Intel AMX tiles (TDPBF16PS): float32 in and out, bfloat16-rounded inputs and weights, the
+// products summed in float32. Every kernel size and stride, as a direct implicit GEMM:
+//
+//   y[co][oh][ow .. ow + 16] += sum over (pair block, kh, kw) of A (16 output channels x 16 input channel pairs, the
+//   weights) times B (16 pairs x 16 output pixels, the input)
+//
+// so a 16 x 16 float32 result tile holds 16 consecutive output pixels of 16 output channels, one NCHW row segment
+// per tile row. The input rows are conv2d_bf16_kernel.cpp's (conv2d_common.h's PairRows: padded, split into the
+// stride's phases, rounded to bfloat16 and paired), which is exactly TDPBF16PS's layout for B: pair row k of a tile
+// is 16 consecutive pixels' words, the rows one pair apart. Weights are packed once (kept in the WeightCache) as
+// [C_out / 16][pair block][kH][kW][16 channels][16 pairs] words: each A tile is 1 KiB, contiguous.
+//
+// Register blocking: 2 x 2 result tiles (32 output channels x 32 pixels; tmm0-3), two weight tiles (tmm4-5) and two
+// input tiles (tmm6-7), so each TDPBF16PS follows one tile load. Fewer than 16 pairs (C_in < 32) shrink K to the
+// pairs there are; more are rounded up to a multiple of 16 with zero pairs; fewer than 16 output channels shrink
+// the tiles' rows.
+//
+// Built for the amx level (GENRT_AMX_TILES, the instructions) and for every other level with amx_tiles.h's
+// emulation, which runs the same code everywhere (GENRT_CONV2D_BF16_ALGO=amx; the tests).
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "conv2d.h"
+#include "conv2d_amx.h"
+#include "conv2d_common.h"
+
+#define GENRT_CONV2D_AMX_STR2(x) #x
+#define GENRT_CONV2D_AMX_STR(x) GENRT_CONV2D_AMX_STR2(x)
+
+namespace genrt {
+namespace GENRT_ISA_NS {
+namespace {
+
+using conv2d_amx::kTile;
+using conv2d_amx::Plan;
+using conv2d_detail::bf16_bits;
+using conv2d_detail::for_each_task;
+using conv2d_detail::PackedWeights;
+using conv2d_detail::PairRows;
+using conv2d_detail::rows_per_task;
+
+// w (C_out, C_in, kH, kW) as [mtiles][KB][kH][kW][MT][Kb] bfloat16 pairs, channel 2 c2 in the low half; channels
+// past C_out and pairs past C_in zero.
+void pack_weights(const float* w, const Conv2dProblem& P, const Plan& pl, uint32_t* u) {
+  const int64_t khw = pl.kH * pl.kW, MT = pl.MT, Kb = pl.Kb;
+  for (int64_t k = 0; k < pl.mtiles * MT; ++k)
+    for (int64_t c2 = 0; c2 < pl.KB * Kb; ++c2)
+      for (int64_t t = 0; t < khw; ++t) {
+        uint32_t pair = 0;
+        if (k < P.Cout && 2 * c2 < P.Cin) {
+          const float* wk = w + k * P.Cin * khw;
+          pair = bf16_bits(wk[2 * c2 * khw + t]);
+          if (2 * c2 + 1 < P.Cin) pair |= bf16_bits(wk[(2 * c2 + 1) * khw + t]) << 16;
+        }
+        u[(((k / MT * pl.KB + c2 / Kb) * khw + t) * MT + k % MT) * Kb + c2 % Kb] = pair;
+      }
+}
+
+}  // namespace
+
+void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, const float* bias, float* y,
+                       int threads) {
+  const int64_t s = P.sw, C2 = (P.Cin + 1) / 2, Kb = std::min<int64_t>(kTile, C2);
+  const int64_t KB = (C2 + Kb - 1) / Kb;
+  // An input tile reads 16 pixels from any output column below Wo rounded up to 16, at up to (kW - 1) / s on.
+  const int64_t Wph = ((P.Wo + kTile - 1) / kTile * kTile + (P.kW - 1) / s + kTile - 1) / kTile * kTile;
+  PairRows in(P, x, KB * Kb, Wph);
+  const int64_t RB = rows_per_task(in, threads);
+  in.rows = (RB - 1) * P.sh + P.kH;
+  const int64_t MT = std::min<int64_t>(kTile, P.Cout), mtiles = (P.Cout + MT - 1) / MT;
+  Plan pl{P.Cout, P.Ho, P.Wo, P.kH, P.kW, P.sh, P.activation == int(Activation::relu), Kb, KB, MT, mtiles,
+          in.row_words(), in.pair_words(), in.off.data(), nullptr, bias, y};
+  // Tasks: (image, row block, group of MG weight tiles), MG even unless one group holds them all.
+  const int64_t pairs = (mtiles + 1) / 2, tasks = P.N * ((P.Ho + RB - 1) / RB);
+  const int64_t want = std::clamp<int64_t>((4 * int64_t(threads) + tasks - 1) / tasks, 1, pairs);
+  const int64_t MG = (pairs + want - 1) / want * 2, groups = (mtiles + MG - 1) / MG;
+
+  const std::string key = std::string("conv2d/amx/" GENRT_CONV2D_AMX_STR(GENRT_ISA_NS) "/mt") + std::to_string(MT) +
+                          "/kb" + std::to_string(Kb);
+  const PackedWeights<uint32_t> packed(P.cache, key, size_t(mtiles * pl.mtile_words()),
+                                       [&](uint32_t* u) { pack_weights(w, P, pl, u); });
+  pl.u = packed.data();
+
+  const amx::Config config = conv2d_amx::tile_config(pl);
+  for_each_task(in, RB, groups, threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1, const uint32_t* buf) {
+    alignas(64) float out[4 * 256];  // the result tiles
+    amx::load_config(config);
+    const int64_t mt1 = std::min(mtiles, (g + 1) * MG);
+    for (int64_t mt = g * MG; mt < mt1; mt += 2) {
+      if (mt + 1 < mt1)
+        conv2d_amx::run_rows<2>(pl, buf, n, oh0, oh1, mt, out);
+      else
+        conv2d_amx::run_rows<1>(pl, buf, n, oh0, oh1, mt, out);
+    }
+    amx::release();
+  });
+}
+
+}  // namespace GENRT_ISA_NS
+}  // namespace genrt

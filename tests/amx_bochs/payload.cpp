@@ -1,0 +1,38 @@
+// Bochs payload for tests/test_amx_bochs.py: runs conv2d_amx.h's tile loops (the instructions, GENRT_AMX_TILES)
+// on one image whose input rows and packed weights the test wrote (case.h, data.S), and prints the output's float32
+// bits in hex, 16 per line.
+#include <stdint.h>
+
+#include "case.h"  // CASE_*: the geometry
+#include "conv2d_amx.h"
+#include "payload.h"
+
+extern "C" const uint32_t case_buf[];  // PairRows of the whole image
+extern "C" const uint32_t case_u[];    // packed weights
+extern "C" const float case_bias[];
+extern "C" const int64_t case_off[];
+
+static float y[CASE_COUT * CASE_HO * CASE_WO];
+
+extern "C" void payload_main(void) {
+  namespace amx = genrt::isa_amx::amx;
+  namespace conv = genrt::isa_amx::conv2d_amx;
+  const conv::Plan pl{CASE_COUT, CASE_HO, CASE_WO, CASE_KH, CASE_KW, CASE_SH, CASE_RELU != 0, CASE_KB_PAIRS,
+                      CASE_KBLOCKS, CASE_MT, CASE_MTILES, CASE_ROW_WORDS, CASE_PAIR_WORDS, case_off, case_u,
+                      CASE_BIAS ? case_bias : nullptr, y};
+  alignas(64) static float out[4 * 256];
+  amx::load_config(conv::tile_config(pl));
+  for (int64_t mt = 0; mt < pl.mtiles; mt += 2) {
+    if (mt + 1 < pl.mtiles)
+      conv::run_rows<2>(pl, case_buf, 0, 0, pl.Ho, mt, out);
+    else
+      conv::run_rows<1>(pl, case_buf, 0, 0, pl.Ho, mt, out);
+  }
+  amx::release();
+  const uint32_t* bits = reinterpret_cast<const uint32_t*>(y);
+  for (int64_t i = 0; i < CASE_COUT * CASE_HO * CASE_WO; ++i) {
+    e9_hex32(bits[i]);
+    e9_putc(i % 16 == 15 ? '\n' : ' ');
+  }
+  e9_putc('\n');
+}
