@@ -1,6 +1,8 @@
 """genrt.kernels.conv_transpose2d(precision="bf16"): bfloat16 operands (rounded to nearest, ties to even), products
 summed in float32, on every instruction set this machine has (the VDPBF16PS path at ``avx512bf16``, the emulated one
-elsewhere), against torch's float64 conv_transpose2d:
+elsewhere) and with each algorithm (``algo``: the default choice, and the AMX tile kernel, on emulated tiles below
+the ``amx`` level; tests/test_amx_bochs.py runs its tile loops on the instructions), against torch's float64
+conv_transpose2d:
 
 - on the rounded operands (:func:`genrt.reference.round_bf16`, itself checked against torch's conversion in
   test_conv2d_bf16.py): the products are then exact and only the float32 sums differ, by at most R 2^-24 sum|x w|
@@ -27,6 +29,13 @@ U32 = 2.0**-24  # float32's unit roundoff
 U16 = 2.0**-8  # bfloat16's
 ACTS = {"none": lambda v: v, "relu": F.relu, "leaky_relu": lambda v: F.leaky_relu(v, 0.2), "tanh": torch.tanh,
         "sigmoid": torch.sigmoid}  # fmt: skip
+
+
+@pytest.fixture(params=["auto", "amx"])
+def algo(request, monkeypatch):
+    """GENRT_CONV_TRANSPOSE_BF16_ALGO: the default choice, and the AMX tile kernel."""
+    monkeypatch.setenv("GENRT_CONV_TRANSPOSE_BF16_ALGO", request.param)
+    return request.param
 
 
 def _ct(x, w, **kw):
@@ -85,7 +94,7 @@ def configs(draw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(c=configs())
-def test_matches_reference_on_many_shapes(isa, c):
+def test_matches_reference_on_many_shapes(isa, algo, c):
     rng = np.random.default_rng(c["seed"])
     x = rng.standard_normal((c["n"], c["cin"], c["h"], c["w"])).astype(np.float32)
     w = rng.standard_normal((c["cin"], c["cout"], *c["k"])).astype(np.float32)
@@ -110,12 +119,40 @@ def test_matches_reference_on_many_shapes(isa, c):
     ],
 )
 @pytest.mark.parametrize("cout", [1, 3, 4, 8, 13])
-def test_edge_shapes(isa, shape, k, stride, padding, output_padding, cout):
+def test_edge_shapes(isa, algo, shape, k, stride, padding, output_padding, cout):
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((shape[1], cout, k, k)).astype(np.float32)
     check(x, w, rng.standard_normal(cout).astype(np.float32), activation="relu", stride=stride, padding=padding,
           output_padding=output_padding)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "cin, cout, hw, k, stride, dilation",
+    [
+        (35, 17, (5, 21), 3, 2, 1),  # two pair blocks (the second mostly zero); a 1-channel weight tile; odd W_out
+        (64, 40, (4, 20), 4, 2, 1),  # three weight tiles: a pair and a single
+        (8, 16, (3, 40), 3, 1, 1),  # stride 1: two tiles of one phase (J > 16)
+        (6, 5, (4, 23), 5, 3, 1),  # stride 3: three phases stored at stride 3, 8 j each
+        (4, 9, (5, 9), 3, 2, 2),  # dilation
+    ],
+)
+def test_amx_tile_blocking(isa, monkeypatch, cin, cout, hw, k, stride, dilation):
+    """The tile kernel's edge cases (pair blocks, partial tiles, phases, the interleaved store) against torch."""
+    monkeypatch.setenv("GENRT_CONV_TRANSPOSE_BF16_ALGO", "amx")
+    rng = np.random.default_rng(cin + cout)
+    x = rng.standard_normal((2, cin, *hw)).astype(np.float32)
+    w = rng.standard_normal((cin, cout, k, k)).astype(np.float32)
+    vec = lambda: rng.standard_normal(cout).astype(np.float32)  # noqa: E731
+    check(x, w, vec(), vec(), vec(), activation="tanh", stride=stride, padding=1, output_padding=stride - 1,
+          dilation=dilation)  # fmt: skip
+
+
+def test_unknown_algorithm_is_refused(monkeypatch):
+    monkeypatch.setenv("GENRT_CONV_TRANSPOSE_BF16_ALGO", "fft")
+    with pytest.raises(ArgumentError, match="GENRT_CONV_TRANSPOSE_BF16_ALGO"):
+        kernels.conv_transpose2d(np.ones((1, 2, 4, 4), np.float32), np.ones((2, 2, 3, 3), np.float32),
+                                 precision="bf16")  # fmt: skip
 
 
 def test_packed_weights_are_reused_and_threads_agree():
@@ -145,7 +182,7 @@ def test_empty_batch_and_bad_arguments():
                                  precision="bf16")  # fmt: skip
 
 
-def test_nan_and_inf_propagate(isa):
+def test_nan_and_inf_propagate(isa, algo):
     x = np.ones((1, 2, 10, 10), np.float32)
     x[0, 1, 1, 1] = np.nan
     x[0, 0, 8, 8] = np.inf

@@ -33,6 +33,17 @@ static_assert(sizeof(Config) == 64, "AMX tile configuration is 64 bytes");
 constexpr int kRows = 16;      // rows per tile, at most
 constexpr int kRowBytes = 64;  // bytes per row, at most
 
+// The configuration of genrt's 2 x 2 blocking: tiles 0-3 hold results (m rows of 16 float32), 4-5 weights (m rows
+// of k bfloat16 pairs), 6-7 inputs (k rows of 16 pairs), so TDPBF16PS c (0-3) += a (4-5) b (6-7).
+inline Config gemm_config(int m, int k) {
+  Config c;
+  for (int t = 0; t < 8; ++t) {
+    c.rows[t] = uint8_t(t < 6 ? m : k);
+    c.colsb[t] = uint16_t(t == 4 || t == 5 ? 4 * k : kRowBytes);
+  }
+  return c;
+}
+
 #if defined(GENRT_AMX_TILES) && GENRT_AMX_TILES
 
 inline void load_config(const Config& c) { __asm__ volatile("ldtilecfg %0" ::"m"(c) : "memory"); }
@@ -120,6 +131,30 @@ inline void tile_dpbf16ps(int c, int a, int b) {
 #define GENRT_TILE_DPBF16PS(c, a, b) ::genrt::GENRT_ISA_NS::amx::tile_dpbf16ps(c, a, b)
 
 #endif
+
+// The same with the tile numbers as template arguments (computed at compile time, e.g. 6 + C).
+template <int T>
+inline void load(const void* base, long stride) {
+  static_assert(T >= 0 && T < 8, "tmm0-7");
+  if constexpr (T == 0) GENRT_TILE_LOAD(0, base, stride);
+  if constexpr (T == 1) GENRT_TILE_LOAD(1, base, stride);
+  if constexpr (T == 2) GENRT_TILE_LOAD(2, base, stride);
+  if constexpr (T == 3) GENRT_TILE_LOAD(3, base, stride);
+  if constexpr (T == 4) GENRT_TILE_LOAD(4, base, stride);
+  if constexpr (T == 5) GENRT_TILE_LOAD(5, base, stride);
+  if constexpr (T == 6) GENRT_TILE_LOAD(6, base, stride);
+  if constexpr (T == 7) GENRT_TILE_LOAD(7, base, stride);
+}
+// c (a result tile, 0-3) += a (4 or 5) b (6 or 7): the combinations genrt's 2 x 2 blocking uses.
+template <int C, int A, int B>
+inline void dpbf16ps() {
+  static_assert(C >= 0 && C < 4 && (A == 4 || A == 5) && (B == 6 || B == 7), "results 0-3, weights 4-5, inputs 6-7");
+  if constexpr (C == 0 && A == 4 && B == 6) GENRT_TILE_DPBF16PS(0, 4, 6);
+  if constexpr (C == 1 && A == 4 && B == 7) GENRT_TILE_DPBF16PS(1, 4, 7);
+  if constexpr (C == 2 && A == 5 && B == 6) GENRT_TILE_DPBF16PS(2, 5, 6);
+  if constexpr (C == 3 && A == 5 && B == 7) GENRT_TILE_DPBF16PS(3, 5, 7);
+  static_assert(C == (A - 4) * 2 + (B - 6), "result tile (i, j) pairs weight tile i with input tile j");
+}
 
 }  // namespace amx
 }  // namespace GENRT_ISA_NS

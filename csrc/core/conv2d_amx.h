@@ -31,14 +31,6 @@ struct Plan {
   int64_t mtile_words() const { return KB * kH * kW * tile_words(); }
 };
 
-inline amx::Config tile_config(const Plan& pl) {
-  amx::Config c;
-  for (int t = 0; t < 4; ++t) c.rows[t] = uint8_t(pl.MT), c.colsb[t] = uint16_t(4 * kTile);  // results
-  for (int t = 4; t < 6; ++t) c.rows[t] = uint8_t(pl.MT), c.colsb[t] = uint16_t(4 * pl.Kb);   // weights
-  for (int t = 6; t < 8; ++t) c.rows[t] = uint8_t(pl.Kb), c.colsb[t] = uint16_t(4 * kTile);   // input
-  return c;
-}
-
 // NM weight tiles from u (the second mtile_words() on) x NN input tiles of 16 pixels from `rows` (the task's
 // buffer at this output row and first pixel): the float32 result tiles into out[(i * 2 + j) * 256].
 template <int NM, int NN>

@@ -34,28 +34,10 @@ namespace {
 
 using conv2d_amx::kTile;
 using conv2d_amx::Plan;
-using conv2d_detail::bf16_bits;
 using conv2d_detail::for_each_task;
 using conv2d_detail::PackedWeights;
 using conv2d_detail::PairRows;
 using conv2d_detail::rows_per_task;
-
-// w (C_out, C_in, kH, kW) as [mtiles][KB][kH][kW][MT][Kb] bfloat16 pairs, channel 2 c2 in the low half; channels
-// past C_out and pairs past C_in zero.
-void pack_weights(const float* w, const Conv2dProblem& P, const Plan& pl, uint32_t* u) {
-  const int64_t khw = pl.kH * pl.kW, MT = pl.MT, Kb = pl.Kb;
-  for (int64_t k = 0; k < pl.mtiles * MT; ++k)
-    for (int64_t c2 = 0; c2 < pl.KB * Kb; ++c2)
-      for (int64_t t = 0; t < khw; ++t) {
-        uint32_t pair = 0;
-        if (k < P.Cout && 2 * c2 < P.Cin) {
-          const float* wk = w + k * P.Cin * khw;
-          pair = bf16_bits(wk[2 * c2 * khw + t]);
-          if (2 * c2 + 1 < P.Cin) pair |= bf16_bits(wk[(2 * c2 + 1) * khw + t]) << 16;
-        }
-        u[(((k / MT * pl.KB + c2 / Kb) * khw + t) * MT + k % MT) * Kb + c2 % Kb] = pair;
-      }
-}
 
 }  // namespace
 
@@ -79,10 +61,15 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
   const std::string key = std::string("conv2d/amx/" GENRT_CONV2D_AMX_STR(GENRT_ISA_NS) "/mt") + std::to_string(MT) +
                           "/kb" + std::to_string(Kb);
   const PackedWeights<uint32_t> packed(P.cache, key, size_t(mtiles * pl.mtile_words()),
-                                       [&](uint32_t* u) { pack_weights(w, P, pl, u); });
+                                       [&](uint32_t* u) {
+                                         const int64_t khw = P.kH * P.kW;
+                                         conv2d_detail::pack_weight_tiles(
+                                             P.Cout, P.Cin, khw, MT, mtiles, Kb, KB,
+                                             [&](int64_t k, int64_t c, int64_t t) { return w[(k * P.Cin + c) * khw + t]; }, u);
+                                       });
   pl.u = packed.data();
 
-  const amx::Config config = conv2d_amx::tile_config(pl);
+  const amx::Config config = amx::gemm_config(int(MT), int(Kb));
   for_each_task(in, RB, groups, threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1, const uint32_t* buf) {
     alignas(64) float out[4 * 256];  // the result tiles
     amx::load_config(config);

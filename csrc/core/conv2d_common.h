@@ -85,27 +85,12 @@ inline int64_t source_index(int64_t i, int64_t n, int mode) {
   return i < 0 ? 0 : n - 1;
 }
 
-// Lane shuffles with indices built at compile time for this vector width (GCC >= 12 and clang).
-template <typename V, size_t... I>
-inline V even_lanes(V a, V b, std::index_sequence<I...>) {  // a0 a2 .. b0 b2 ..
-  return __builtin_shufflevector(a, b, (2 * I)...);
-}
-template <typename V, size_t... I>
-inline V odd_lanes(V a, V b, std::index_sequence<I...>) {  // a1 a3 .. b1 b3 ..
-  return __builtin_shufflevector(a, b, (2 * I + 1)...);
-}
-template <typename V, size_t... I>
-inline V shift_in(V a, V b, std::index_sequence<I...>) {  // a1 a2 .. a(L-1) b0
-  return __builtin_shufflevector(a, b, (I + 1)...);
-}
-template <typename V, size_t... I>
-inline V zip_low(V a, V b, std::index_sequence<I...>) {  // a0 b0 a1 b1 .. (first halves)
-  return __builtin_shufflevector(a, b, (I % 2 * sizeof...(I) + I / 2)...);
-}
-template <typename V, size_t... I>
-inline V zip_high(V a, V b, std::index_sequence<I...>) {  // second halves
-  return __builtin_shufflevector(a, b, (I % 2 * sizeof...(I) + sizeof...(I) / 2 + I / 2)...);
-}
+// The lane shuffles live in simd.h.
+using ::genrt::GENRT_ISA_NS::even_lanes;
+using ::genrt::GENRT_ISA_NS::odd_lanes;
+using ::genrt::GENRT_ISA_NS::shift_in;
+using ::genrt::GENRT_ISA_NS::zip_high;
+using ::genrt::GENRT_ISA_NS::zip_low;
 
 // bfloat16 (conv2d_bf16_kernel.cpp, conv2d_winograd_bf16_kernel.cpp) ------------------------------------------
 
@@ -231,6 +216,25 @@ struct PairRows {
       }
   }
 };
+
+// The AMX kernels' weights (conv2d_amx_kernel.cpp, conv_transpose2d_amx_kernel.cpp): [mtiles][KB][taps][MT][Kb]
+// words, each a bfloat16 pair (input channel 2 c2 in the low half), so each weight tile (MT output channels x Kb
+// pairs) is contiguous; channels past C_out and pairs past C_in zero. at(k, c, t) is the float32 weight of output
+// channel k, input channel c, tap t.
+template <typename At>
+void pack_weight_tiles(int64_t Cout, int64_t Cin, int64_t taps, int64_t MT, int64_t mtiles, int64_t Kb, int64_t KB,
+                       At at, uint32_t* u) {
+  for (int64_t k = 0; k < mtiles * MT; ++k)
+    for (int64_t c2 = 0; c2 < KB * Kb; ++c2)
+      for (int64_t t = 0; t < taps; ++t) {
+        uint32_t pair = 0;
+        if (k < Cout && 2 * c2 < Cin) {
+          pair = bf16_bits(at(k, 2 * c2, t));
+          if (2 * c2 + 1 < Cin) pair |= bf16_bits(at(k, 2 * c2 + 1, t)) << 16;
+        }
+        u[(((k / MT * KB + c2 / Kb) * taps + t) * MT + k % MT) * Kb + c2 % Kb] = pair;
+      }
+}
 
 // The bfloat16 direct kernels' tasks: (image, block of rb output rows, group g of output channels), split over
 // threads; a thread builds a row block's PairRows once for all its groups and calls task(g, n, oh0, oh1, buf).

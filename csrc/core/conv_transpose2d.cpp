@@ -1,5 +1,6 @@
 // Checked entry point of conv_transpose2d; the kernel bodies are in conv_transpose2d_kernel.cpp (float32 and
-// float64) and conv_transpose2d_bf16_kernel.cpp (precision bf16).
+// float64), conv_transpose2d_bf16_kernel.cpp (precision bf16) and conv_transpose2d_amx_kernel.cpp (precision bf16 on
+// AMX tiles).
 #include "conv_transpose2d.h"
 
 #include <cstdlib>
@@ -22,6 +23,11 @@ GENRT_DECLARE_ISA_KERNELS(GENRT_CT2D_DECLS)
                                     const float* bias, const float* scale, const float* shift, float* y,      \
                                     int threads);
 GENRT_DECLARE_ISA_BF16_KERNELS(GENRT_CT2D_BF16_DECLS)
+#define GENRT_CT2D_AMX_DECLS                                                                                 \
+  void conv_transpose2d_amx_kernel(const ::genrt::ConvTranspose2dProblem& P, const float* x, const float* w, \
+                                   const float* bias, const float* scale, const float* shift, float* y,      \
+                                   int threads);
+GENRT_DECLARE_ISA_AMX_KERNELS(GENRT_CT2D_AMX_DECLS)
 
 namespace genrt {
 namespace {
@@ -34,6 +40,17 @@ void check_channel_vector(const TensorRef& v, const TensorRef& x, int64_t cout) 
   if (v.ndim != 1 || v.sizes[0] != cout)
     throw_shape(std::string(v.name) + ": expected shape (" + std::to_string(cout) + ",) (one value per output "
                 "channel), got " + v.shape_str());
+}
+
+// GENRT_CONV_TRANSPOSE_BF16_ALGO=auto|direct|amx, read per call: auto takes the AMX tiles at the amx level and the
+// VDPBF16PS phase kernel (direct) elsewhere; amx below the amx level runs the tile kernel on emulated tiles (slow;
+// for tests).
+bool bf16_on_tiles() {
+  const char* env = std::getenv("GENRT_CONV_TRANSPOSE_BF16_ALGO");
+  if (!env || !*env || !std::strcmp(env, "auto")) return active_isa() == Isa::amx;
+  if (!std::strcmp(env, "direct")) return false;
+  if (!std::strcmp(env, "amx")) return true;
+  throw_value(std::string("GENRT_CONV_TRANSPOSE_BF16_ALGO: expected auto, direct or amx, got '") + env + "'");
 }
 
 int forced_algo() {
@@ -78,8 +95,11 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   const T* sd = scale.data ? contiguous<T>(scale, ss) : nullptr;
   const T* hd = shift.data ? contiguous<T>(shift, hs) : nullptr;
   if constexpr (std::is_same_v<T, float>)
-    if (p.precision == Precision::bf16)
+    if (p.precision == Precision::bf16) {
+      if (bf16_on_tiles())
+        GENRT_DISPATCH_AMX(conv_transpose2d_amx_kernel, P, xd, wd, bd, sd, hd, static_cast<T*>(out.data), threads);
       GENRT_DISPATCH_BF16(conv_transpose2d_bf16_kernel, P, xd, wd, bd, sd, hd, static_cast<T*>(out.data), threads);
+    }
   GENRT_DISPATCH(conv_transpose2d_forward_kernel, P, xd, wd, bd, sd, hd, static_cast<T*>(out.data), threads);
 }
 

@@ -1,5 +1,5 @@
-// The fused epilogue of conv_transpose2d's kernel files (conv_transpose2d_kernel.cpp and
-// conv_transpose2d_bf16_kernel.cpp), compiled into each one's instruction-set namespace:
+// The fused epilogue of conv_transpose2d's kernel files (conv_transpose2d_kernel.cpp,
+// conv_transpose2d_bf16_kernel.cpp, conv_transpose2d_amx_kernel.cpp), compiled into each one's instruction-set namespace:
 // y = act((y + bias[c]) * scale[c] + shift[c]), act one of none, relu, leaky_relu, tanh, sigmoid.
 #pragma once
 
@@ -133,6 +133,25 @@ struct Epilogue {
     }
   }
 };
+
+// Stores a and b interleaved (a0 b0 a1 b1 ..: the two column phases of a stride-2 layer) to dst[0 .. min(2 L,
+// width)); returns whether all 2 L fitted.
+inline bool store_interleaved(float* dst, vec_t<float> a, vec_t<float> b, int64_t width) {
+  constexpr int L = Vec<float>::size;
+  const vec_t<float> half[2] = {zip_low(a, b, std::make_index_sequence<L>{}),
+                                zip_high(a, b, std::make_index_sequence<L>{})};
+  for (int h = 0; h < 2; ++h) {
+    if ((h + 1) * L <= width) {
+      store(dst + h * L, half[h]);
+    } else {
+      alignas(64) float tmp[L];
+      store(tmp, half[h]);
+      for (int64_t l = 0; h * L + l < width; ++l) dst[h * L + l] = tmp[l];
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace conv_transpose2d_detail
 }  // namespace GENRT_ISA_NS

@@ -6,8 +6,10 @@
 // becomes zmm code under AVX-512 and xmm code on the baseline, with no intrinsics to keep in sync.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #ifndef GENRT_VEC_BYTES
 #define GENRT_VEC_BYTES 16
@@ -142,6 +144,28 @@ inline vec_t<double> vexp_nonpos<double>(vec_t<double> x) {
   const I scale = (ni + 1023) << 52;
   V y = p * (V)scale;
   return (V)((I)y & ~underflow);
+}
+
+// Lane shuffles with indices built at compile time for this vector width (GCC >= 12 and clang).
+template <typename V, std::size_t... I>
+inline V even_lanes(V a, V b, std::index_sequence<I...>) {  // a0 a2 .. b0 b2 ..
+  return __builtin_shufflevector(a, b, (2 * I)...);
+}
+template <typename V, std::size_t... I>
+inline V odd_lanes(V a, V b, std::index_sequence<I...>) {  // a1 a3 .. b1 b3 ..
+  return __builtin_shufflevector(a, b, (2 * I + 1)...);
+}
+template <typename V, std::size_t... I>
+inline V shift_in(V a, V b, std::index_sequence<I...>) {  // a1 a2 .. a(L-1) b0
+  return __builtin_shufflevector(a, b, (I + 1)...);
+}
+template <typename V, std::size_t... I>
+inline V zip_low(V a, V b, std::index_sequence<I...>) {  // a0 b0 a1 b1 .. (first halves)
+  return __builtin_shufflevector(a, b, (I % 2 * sizeof...(I) + I / 2)...);
+}
+template <typename V, std::size_t... I>
+inline V zip_high(V a, V b, std::index_sequence<I...>) {  // second halves
+  return __builtin_shufflevector(a, b, (I % 2 * sizeof...(I) + sizeof...(I) / 2 + I / 2)...);
 }
 
 }  // namespace GENRT_ISA_NS

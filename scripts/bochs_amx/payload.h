@@ -20,6 +20,7 @@ void e9_puts(const char *s);               /* no newline appended */
 void e9_hex32(uint32_t v);                 /* 8 hex digits, no prefix */
 void e9_hex64(uint64_t v);                 /* 16 hex digits, no prefix */
 void e9_dec(uint64_t v);
+void e9_hex32_lines(const uint32_t *v, uint64_t n);  /* n values, 16 per line */
 __attribute__((noreturn)) void payload_abort(const char *msg);
 
 void *memcpy(void *dst, const void *src, size_t n);

@@ -26,6 +26,14 @@ static void e9_hex(uint64_t v, int digits) {
 void e9_hex32(uint32_t v) { e9_hex(v, 8); }
 void e9_hex64(uint64_t v) { e9_hex(v, 16); }
 
+void e9_hex32_lines(const uint32_t *v, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) {
+    e9_hex32(v[i]);
+    e9_putc(i % 16 == 15 ? '\n' : ' ');
+  }
+  e9_putc('\n');
+}
+
 void e9_dec(uint64_t v) {
   char buf[20];
   int i = 20;

@@ -21,7 +21,7 @@ extern "C" void payload_main(void) {
                       CASE_KBLOCKS, CASE_MT, CASE_MTILES, CASE_ROW_WORDS, CASE_PAIR_WORDS, case_off, case_u,
                       CASE_BIAS ? case_bias : nullptr, y};
   alignas(64) static float out[4 * 256];
-  amx::load_config(conv::tile_config(pl));
+  amx::load_config(amx::gemm_config(int(pl.MT), int(pl.Kb)));
   for (int64_t mt = 0; mt < pl.mtiles; mt += 2) {
     if (mt + 1 < pl.mtiles)
       conv::run_rows<2>(pl, case_buf, 0, 0, pl.Ho, mt, out);
@@ -29,10 +29,5 @@ extern "C" void payload_main(void) {
       conv::run_rows<1>(pl, case_buf, 0, 0, pl.Ho, mt, out);
   }
   amx::release();
-  const uint32_t* bits = reinterpret_cast<const uint32_t*>(y);
-  for (int64_t i = 0; i < CASE_COUT * CASE_HO * CASE_WO; ++i) {
-    e9_hex32(bits[i]);
-    e9_putc(i % 16 == 15 ? '\n' : ' ');
-  }
-  e9_putc('\n');
+  e9_hex32_lines(reinterpret_cast<const uint32_t*>(y), CASE_COUT * CASE_HO * CASE_WO);
 }
