@@ -321,9 +321,11 @@ def conv_transpose2d(
 ) -> np.ndarray:
     """Transposed 2-D convolution with a fused epilogue, as ``torch.nn.functional.conv_transpose2d`` / ONNX
     ConvTranspose followed by ``act((y + bias) * scale + shift)`` per output channel.
-    ``precision="bf16"`` rounds x and w to bfloat16 (nearest even) and sums their products in float32, with
-    VDPBF16PS where the CPU has AVX512-BF16 (:func:`cpu_isa` ``"avx512bf16"``) and the same rounding emulated in
-    float32 elsewhere (float32 input, groups 1, kernels up to 16 rows high).
+    ``precision="bf16"`` rounds x and w to bfloat16 (nearest even) and sums their products in float32, on Intel AMX
+    tiles where the CPU has them (:func:`cpu_isa` ``"amx"``), with VDPBF16PS where it has AVX512-BF16
+    (``"avx512bf16"``) and the same rounding emulated in float32 elsewhere (float32 input, groups 1, kernels up to
+    16 rows high). ``GENRT_CONV_TRANSPOSE_BF16_ALGO=direct|amx`` forces one (``amx`` below that level: emulated
+    tiles, slow).
 
     ``H_out = (H - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kH - 1) + output_padding[0] + 1``, likewise
     ``W_out``.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run on a GPU machine: builds genrt with its CUDA kernels, runs the CUDA tests, runs the GPU
-# benchmark, and writes everything to the folder given (default: $OUT, else ./gpu-results).
+# benchmark (and scripts/amx_check.sh where the host CPU has AMX), and writes everything to the folder given
+# (default: $OUT, else ./gpu-results).
 #
 #   bash scripts/gpu_check.sh /path/to/results
 #
@@ -26,4 +27,10 @@ fi
 tests_rc=${PIPESTATUS[0]}
 timeout 240 "$PY" benchmarks/bench_cuda.py --out "$RESULTS" > "$RESULTS/bench.log" 2>&1
 echo "benchmark exit $?"; cat "$RESULTS/cuda.md" 2>/dev/null || tail -20 "$RESULTS/bench.log"
+# The GPU machines' hosts may be Xeons with AMX: check genrt's tile kernels there too (its exit status is reported,
+# not this script's).
+if grep -q -w amx_tile /proc/cpuinfo; then
+  PYTHON="$PY" timeout 420 bash scripts/amx_check.sh "$RESULTS" > "$RESULTS/amx.log" 2>&1
+  echo "amx check exit $?"; tail -20 "$RESULTS/amx.log"
+fi
 exit "$tests_rc"

@@ -56,6 +56,13 @@ def _pairs(a: np.ndarray, axis: int) -> np.ndarray:
     return _bf16_words(even) | (_bf16_words(odd) << 16)
 
 
+def _odd_lines(pairs: np.ndarray) -> np.ndarray:
+    """Each pair's words flattened and padded to an odd number of 64-byte lines (conv2d_common.h's odd_lines)."""
+    flat = pairs.reshape(pairs.shape[0], -1)
+    lines = -(-flat.shape[1] // 16) | 1
+    return np.pad(flat, ((0, 0), (0, lines * 16 - flat.shape[1])))
+
+
 def _layout(x, w, stride, pads):
     """(header defines, input words, weight words, off) as conv2d_amx_kernel.cpp builds them, for image 0."""
     _, cin, h, wd = x.shape
@@ -73,7 +80,7 @@ def _layout(x, w, stride, pads):
     phases = np.concatenate(
         [np.pad(xp[:, :, q::sw], ((0, 0), (0, 0), (0, wph - xp[:, :, q::sw].shape[2]))) for q in range(sw)], axis=2
     )  # fmt: skip  (C, rows, sw wph)
-    buf = _pairs(phases, 0)  # (kblocks kb, rows, sw wph)
+    buf = _odd_lines(_pairs(phases, 0))  # (kblocks kb, pair words)
     mt = min(TILE, cout)
     mtiles = -(-cout // mt)
     wpad = np.pad(w, ((0, mtiles * mt - cout), (0, 2 * kblocks * kb - cin), (0, 0), (0, 0)))
@@ -82,7 +89,7 @@ def _layout(x, w, stride, pads):
     off = np.array([(j % sw) * wph + j // sw for j in range(kw)], np.int64)
     defines = dict(
         COUT=cout, HO=ho, WO=wo, KH=kh, KW=kw, SH=sh, KB_PAIRS=kb, KBLOCKS=kblocks, MT=mt, MTILES=mtiles,
-        ROW_WORDS=sw * wph, PAIR_WORDS=rows * sw * wph,
+        ROW_WORDS=sw * wph, PAIR_WORDS=buf.shape[1],
     )  # fmt: skip
     return defines, np.ascontiguousarray(buf), np.ascontiguousarray(u), off
 
@@ -169,10 +176,17 @@ def _transposed_layout(x, w, stride, padding, output_padding, dilation):
             kws[q, s], off[q, s] = k, o + lp
     defines = dict(
         COUT=cout, HO=ho, WO=wo, KH=kh, KW=kw, SW=sw, SH=sh, PH=ph, DH=dh, H=h, KB_PAIRS=kb, KBLOCKS=kblocks,
-        MT=mt, MTILES=mtiles, WB=wb, PAIR_WORDS=h * wb, MAXTAPS=most,
+        MT=mt, MTILES=mtiles, WB=wb, PAIR_WORDS=_odd_lines(rows[:1]).shape[1], MAXTAPS=most,
     )  # fmt: skip
-    arrays = {"buf": _pairs(rows, 0), "u": u, "off": off, "kw": kws, "n": np.array([len(t) for t in taps], np.int64),
-              "J": np.array(J, np.int64)}  # fmt: skip
+    counts = np.array([len(t) for t in taps], np.int64)
+    arrays = {
+        "buf": _odd_lines(_pairs(rows, 0)),
+        "u": u,
+        "off": off,
+        "kw": kws,
+        "n": counts,
+        "J": np.array(J, np.int64),
+    }
     return defines, arrays
 
 

@@ -149,6 +149,14 @@ inline void dot2(F& acc, I b, uint32_t w) {
 #endif
 }
 
+// Words rounded up to an odd number of 64-byte cache lines: the stride between the pair rows of the bfloat16 kernels'
+// input buffers, which an AMX tile load reads 16 of at once (a stride of a multiple of 4 KiB would put all 16 in one
+// L1 set, which has 8 ways).
+inline int64_t odd_lines(int64_t words) {
+  const int64_t lines = (words + 15) / 16;
+  return (lines | 1) * 16;
+}
+
 // The bfloat16 direct kernels' input (conv2d_bf16_kernel.cpp, conv2d_amx_kernel.cpp): a task's padded input rows,
 // the padding resolved and each row split into its sw phases, so consecutive output pixels read consecutive words at
 // any stride; rounded to bfloat16 and paired: element j of pair row (c2, r) is one 32-bit word holding
@@ -170,7 +178,7 @@ struct PairRows {
     for (int64_t pc = 0; pc < s * Wph; ++pc) cols[size_t(pc)] = pc < Wp ? source_index(pc - P.pad[1], P.W, P.mode) : -1;
   }
   int64_t row_words() const { return P.sw * Wph; }        // one padded row of one pair, all phases
-  int64_t pair_words() const { return rows * row_words(); }  // one pair's rows
+  int64_t pair_words() const { return odd_lines(rows * row_words()); }  // one pair's rows, padded
 
   // Padded row `pr` of channel c of image n, split into phases: dst[q Wph + j] = xp[pr][q + j sw] (float32).
   void phase_row(int64_t n, int64_t c, int64_t pr, float* __restrict dst) const {

@@ -64,7 +64,7 @@ struct TransposedRows {
       for (auto& o : offs) o += Lp;
     Wb = (std::max(Lp + J[0] + hi + reach, Lp + P.W) + 15) / 16 * 16;
   }
-  int64_t pair_words() const { return rows * Wb; }
+  int64_t pair_words() const { return conv2d_detail::odd_lines(rows * Wb); }  // padded (odd_lines)
 
   // A block of rb output rows reads at most (rb - 1) / sh + (kH - 1) dh / sh + 2 input rows.
   int64_t reach_rows() const { return (P.kH - 1) * P.dh / P.sh + 2; }

@@ -245,8 +245,9 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("padding") = std::vector<int64_t>{0, 0, 0, 0}, py::arg("padding_mode") = "zeros",
           py::arg("activation") = "none", py::arg("threads") = 0, py::arg("cache") = nullptr,
           py::arg("stride") = std::vector<int64_t>{1, 1}, py::arg("precision") = "f32",
-          "2-D convolution (3x3 stride 1: Winograd F(4x4, 3x3); other kernel sizes and strides, and precision "
-          "'bf16': direct) with "
+          "2-D convolution (float32 3x3 stride 1: Winograd F(4x4, 3x3), other kernel sizes and strides direct; "
+          "precision 'bf16': AMX tiles where the CPU has them, else Winograd F(2x2, 3x3) for 3x3 stride 1 and direct "
+          "otherwise) with "
           "in-kernel padding (top, left, bottom, right; zeros/reflect/edge), fused bias and relu; x (N, C_in, H, W), "
           "weight (C_out, C_in, kH, kW), stride (sh, sw) -> (N, C_out, (H + top + bottom - kH) / sh + 1, "
           "(W + left + right - kW) / sw + 1). cache: a WeightCache that keeps the transformed or packed weights.");

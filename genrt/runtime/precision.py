@@ -2,8 +2,8 @@
 
 - ``"f32"`` (the library's default): exact float32, as the model was exported.
 - ``"bf16"``: genrt.Conv and genrt.ConvTranspose (group 1) round their inputs and weights to bfloat16 and sum in
-  float32 (VDPBF16PS on a CPU with
-  AVX512-BF16; the same rounding emulated, slower, elsewhere). Normalizations, activations and every op genrt does not
+  float32 (TDPBF16PS tiles on a CPU with Intel AMX, VDPBF16PS on one with AVX512-BF16; the same rounding emulated,
+  slower, elsewhere). Normalizations, activations and every op genrt does not
   run stay float32. Per layer, the faster of ORT's float32, genrt's float32 and genrt's bfloat16 is chosen.
 - ``"auto"`` (the applications' default): bfloat16 where the CPU has bfloat16 instructions **and** the model passes a
   fidelity check when a shape class is first prepared: its output on a natural photo (scikit-image's astronaut,

@@ -1,0 +1,103 @@
+"""python benchmarks/bench_amx.py [--threads 2] [--repeats 15] [--allow-emulated]
+
+Per layer, genrt's bfloat16 kernels on Intel AMX tiles (TDPBF16PS: conv2d_amx_kernel.cpp,
+conv_transpose2d_amx_kernel.cpp) against its AVX512-BF16 ones (VDPBF16PS: Winograd F(2x2) for 3x3 stride 1, direct
+otherwise) and its float32 ones, all in one process, interleaved, packed weights cached (``_C.WeightCache``),
+medians: the convolutions and transposed convolutions of the style, super-resolution and DCGAN networks at the sizes
+they run at. Prints milliseconds, AMX's ratio to each, and AMX's PSNR against float32.
+
+The kernel is picked per call with GENRT_CONV2D_BF16_ALGO / GENRT_CONV_TRANSPOSE_BF16_ALGO. Below the ``amx`` level
+(``genrt.kernels.cpu_isa()``) the tile kernel runs on emulated tiles, which is no speed measurement: the script
+refuses unless ``--allow-emulated`` (to check that it runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from genrt import kernels
+from genrt._native import _C
+
+# (name, C_in, C_out, kernel, stride, input side); transposed layers: padding 1, output_padding stride - 1
+CONVS = [
+    ("style first 9x9", 3, 32, 9, 1, 512),
+    ("style down 3x3/2", 32, 64, 3, 2, 512),
+    ("style residual 3x3", 128, 128, 3, 1, 128),
+    ("sr-x4 body 3x3", 64, 64, 3, 1, 256),
+    ("sr-x4 last 9x9", 64, 3, 9, 1, 1024),
+    ("rrdb 3x3", 64, 32, 3, 1, 128),
+]
+TRANSPOSED = [
+    ("style up 128->64", 128, 64, 3, 2, 128),
+    ("style up 64->32", 64, 32, 3, 2, 256),
+    ("sr-x4 up 64->64", 64, 64, 3, 2, 256),
+    ("dcgan 512->256", 512, 256, 4, 2, 4),
+    ("dcgan 128->64", 128, 64, 4, 2, 16),
+]
+
+
+def _median_ms(fns, repeats):
+    for f in fns:
+        f()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for f, ts in zip(fns, times, strict=True):
+            t = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t)
+    return [1e3 * float(np.median(t)) for t in times]
+
+
+def _psnr(ref, out):
+    return 10 * np.log10(np.ptp(ref) ** 2 / max(np.mean((ref - out).astype(np.float64) ** 2), 1e-30))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--allow-emulated", action="store_true")
+    args = ap.parse_args()
+    isa = kernels.cpu_isa()
+    if isa != "amx" and not args.allow_emulated:
+        sys.exit(
+            f"cpu isa is {isa!r}, not 'amx': the tile kernels would run emulated (--allow-emulated to run anyway)"
+        )
+    rng = np.random.default_rng(0)
+    print(f"isa={isa} threads={args.threads}: genrt bf16 on AMX tiles vs genrt bf16 AVX512-BF16 vs genrt f32, medians")
+    print(f"{'layer':<22}{'f32 ms':>9}{'avx ms':>9}{'amx ms':>9}{'vs f32':>8}{'vs avx':>8}{'PSNR':>8}")
+    for transposed, layers in ((False, CONVS), (True, TRANSPOSED)):
+        env = "GENRT_CONV_TRANSPOSE_BF16_ALGO" if transposed else "GENRT_CONV2D_BF16_ALGO"
+        for name, cin, cout, k, s, side in layers:
+            x = np.maximum(rng.standard_normal((1, cin, side, side), dtype=np.float32), 0)
+            fan = cin * k * k
+            if transposed:
+                w = (rng.standard_normal((cin, cout, k, k)) * np.sqrt(2 / fan)).astype(np.float32)
+            else:
+                w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2 / fan)).astype(np.float32)
+            caches = {key: _C.WeightCache() for key in ("f32", "avx", "amx")}
+
+            def run(key, x=x, w=w, k=k, s=s, caches=caches, transposed=transposed, env=env):
+                os.environ[env] = {"f32": "auto", "avx": "direct" if transposed else "winograd", "amx": "amx"}[key]
+                p = "f32" if key == "f32" else "bf16"
+                if transposed:
+                    geo = dict(stride=[s, s], padding=[1, 1], output_padding=[s - 1] * 2)
+                    return _C.conv_transpose2d_forward(
+                        x, w, threads=args.threads, cache=caches[key], precision=p, **geo
+                    )
+                pad = [k // 2] * 4
+                return _C.conv2d_forward(x, w, None, pad, "zeros", "none", args.threads, caches[key], [s, s], p)
+
+            ref, amx = run("f32"), run("amx")
+            tf, ta, tm = _median_ms([lambda: run("f32"), lambda: run("avx"), lambda: run("amx")], args.repeats)
+            print(f"{name:<22}{tf:>9.3f}{ta:>9.3f}{tm:>9.3f}{tf / tm:>7.2f}x{ta / tm:>7.2f}x{_psnr(ref, amx):>6.1f}dB")
+            del os.environ[env]
+
+
+if __name__ == "__main__":
+    main()
