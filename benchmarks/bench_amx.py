@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
 from genrt import kernels
 from genrt._native import _C
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import cpu, interleaved_medians  # noqa: E402
 
 # (name, C_in, C_out, kernel, stride, input side); transposed layers: padding 1, output_padding stride - 1
 CONVS = [
@@ -41,18 +44,6 @@ TRANSPOSED = [
 ]
 
 
-def _median_ms(fns, repeats):
-    for f in fns:
-        f()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for f, ts in zip(fns, times, strict=True):
-            t = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t)
-    return [1e3 * float(np.median(t)) for t in times]
-
-
 def _psnr(ref, out):
     return 10 * np.log10(np.ptp(ref) ** 2 / max(np.mean((ref - out).astype(np.float64) ** 2), 1e-30))
 
@@ -69,7 +60,9 @@ def main() -> None:
             f"cpu isa is {isa!r}, not 'amx': the tile kernels would run emulated (--allow-emulated to run anyway)"
         )
     rng = np.random.default_rng(0)
-    print(f"isa={isa} threads={args.threads}: genrt bf16 on AMX tiles vs genrt bf16 AVX512-BF16 vs genrt f32, medians")
+    print(
+        f"{cpu()}, isa={isa}, threads={args.threads}: genrt bf16 on AMX tiles vs genrt bf16 AVX512-BF16 vs genrt f32"
+    )
     print(f"{'layer':<22}{'f32 ms':>9}{'avx ms':>9}{'amx ms':>9}{'vs f32':>8}{'vs avx':>8}{'PSNR':>8}")
     for transposed, layers in ((False, CONVS), (True, TRANSPOSED)):
         env = "GENRT_CONV_TRANSPOSE_BF16_ALGO" if transposed else "GENRT_CONV2D_BF16_ALGO"
@@ -94,7 +87,10 @@ def main() -> None:
                 return _C.conv2d_forward(x, w, None, pad, "zeros", "none", args.threads, caches[key], [s, s], p)
 
             ref, amx = run("f32"), run("amx")
-            tf, ta, tm = _median_ms([lambda: run("f32"), lambda: run("avx"), lambda: run("amx")], args.repeats)
+            t = interleaved_medians(
+                {key: (lambda key=key: run(key)) for key in ("f32", "avx", "amx")}, repeats=args.repeats
+            )
+            tf, ta, tm = (1e3 * t[key] for key in ("f32", "avx", "amx"))
             print(f"{name:<22}{tf:>9.3f}{ta:>9.3f}{tm:>9.3f}{tf / tm:>7.2f}x{ta / tm:>7.2f}x{_psnr(ref, amx):>6.1f}dB")
             del os.environ[env]
 
