@@ -3,7 +3,7 @@
 # Result: $BOCHS_DIR/bin/bochs (idempotent: does nothing if it already exists).
 set -euo pipefail
 
-CACHE="${GENRT_CACHE:-$HOME/.cache/genrt}/bochs"
+CACHE="${GENRT_BOCHS_DIR:-$HOME/.cache/genrt/bochs}"
 TARBALL="bochs_3.0+dfsg.orig.tar.xz"
 URL="http://deb.debian.org/debian/pool/main/b/bochs/$TARBALL"
 SHA256="78f6c73d4a6472d5130a87ab9dc306d02c7c71ed8e25b3a8ef642e2a7acd282b"

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CACHE = Path(os.environ.get("GENRT_CACHE", Path.home() / ".cache" / "genrt")) / "bochs"
+CACHE = Path(os.environ.get("GENRT_BOCHS_DIR", Path.home() / ".cache" / "genrt" / "bochs"))
 BOCHS = Path(os.environ.get("GENRT_BOCHS", CACHE / "bin" / "bochs"))
 
 IMAGE_BASE = 0x800000
