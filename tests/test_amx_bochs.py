@@ -229,3 +229,18 @@ def test_transposed_tile_loops_on_emulated_amx(tmp_path, monkeypatch, cin, cout,
     monkeypatch.setenv("GENRT_CONV_TRANSPOSE_BF16_ALGO", "amx")  # genrt's kernel on emulated tiles, same layout
     mine = kernels.conv_transpose2d(x, w, b, scale=scale, shift=shift, activation="tanh", precision="bf16", **geo)[0]
     assert np.all(np.abs(y - mine) <= 2 * tol), float(np.max(np.abs(y - mine) - 2 * tol))
+
+
+def test_amx_detection_on_emulated_sapphire_rapids():
+    """genrt's CPUID and XCR0 check (csrc/core/amx_cpuid.h) says yes on an AMX CPU with the tile state enabled, and
+    no once XCR0 drops it (Linux's permission request, the last step, needs a real kernel: not checked here)."""
+    cmd = [
+        sys.executable,
+        str(RUN),
+        str(ROOT / "tests" / "amx_bochs" / "cpuid_payload.cpp"),
+        "-I",
+        str(ROOT / "csrc" / "core"),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    assert out.stdout.split() == ["enabled", "1", "disabled", "0"], out.stdout

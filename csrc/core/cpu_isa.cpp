@@ -3,14 +3,12 @@
 #include <atomic>
 #include <cstdlib>
 
-#if (defined(__x86_64__) || defined(__i386__))
-#include <cpuid.h>
-#endif
 #if defined(__linux__) && defined(__x86_64__)
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
 
+#include "amx_cpuid.h"
 #include "common.h"
 
 namespace genrt {
@@ -22,13 +20,7 @@ namespace {
 bool amx_usable() {
 #if defined(__linux__) && defined(__x86_64__)
   static const bool usable = [] {
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    const bool bf16 = (d >> 22) & 1, tile = (d >> 24) & 1;
-    if (!bf16 || !tile || !((c >> 27) & 1)) return false;  // OSXSAVE: xgetbv is allowed
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 0x60000u) != 0x60000u) return false;  // XTILECFG and XTILEDATA enabled by the OS
+    if (!amx_cpu_ready()) return false;
     constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
     return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
   }();
