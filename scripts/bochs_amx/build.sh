@@ -20,7 +20,7 @@ mkdir -p "$CACHE/bin"
 cd "$CACHE"
 if [[ ! -f "$TARBALL" ]]; then
   echo "downloading $URL"
-  curl -fsS -o "$TARBALL.part" "$URL"
+  curl -fsS --retry 3 --retry-delay 5 -o "$TARBALL.part" "$URL"
   mv "$TARBALL.part" "$TARBALL"
 fi
 echo "$SHA256  $TARBALL" | sha256sum -c --quiet - || {
