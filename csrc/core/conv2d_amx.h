@@ -1,6 +1,6 @@
-// The tile loops of conv2d_amx_kernel.cpp (see there): the tile configuration, the 2 x 2 blocks of result tiles,
-// and the epilogue, on plain values only, so that the same code also builds freestanding for
-// scripts/bochs_amx (the instructions run under the Bochs emulator in tests/test_amx_bochs.py, on any CPU).
+// The tile loops of conv2d_amx_kernel.cpp (see there): the 2 x 2 blocks of result tiles and the epilogue, on plain
+// values only, so that the same code also builds freestanding for scripts/bochs_amx (the instructions run under the
+// Bochs emulator in tests/test_amx_bochs.py, on any CPU).
 #pragma once
 
 #include <cstdint>
@@ -88,7 +88,8 @@ inline void epilogue(const Plan& pl, const float* tile, int64_t n, int64_t c0, i
 }
 
 template <int NM>
-inline void run_rows(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0, int64_t oh1, int64_t mt, float* out) {
+inline void run_rows(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0, int64_t oh1, int64_t mt,
+                     float* out) {
   const uint32_t* u = pl.u + mt * pl.mtile_words();
   for (int64_t oh = oh0; oh < oh1; ++oh) {
     const uint32_t* rows = buf + (oh - oh0) * pl.sh * pl.row_words;

@@ -30,7 +30,6 @@
 
 namespace genrt {
 namespace GENRT_ISA_NS {
-namespace {
 
 using conv2d_amx::kTile;
 using conv2d_amx::Plan;
@@ -38,8 +37,6 @@ using conv2d_detail::for_each_task;
 using conv2d_detail::PackedWeights;
 using conv2d_detail::PairRows;
 using conv2d_detail::rows_per_task;
-
-}  // namespace
 
 void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, const float* bias, float* y,
                        int threads) {
@@ -60,13 +57,12 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
 
   const std::string key = std::string("conv2d/amx/" GENRT_CONV2D_AMX_STR(GENRT_ISA_NS) "/mt") + std::to_string(MT) +
                           "/kb" + std::to_string(Kb);
-  const PackedWeights<uint32_t> packed(P.cache, key, size_t(mtiles * pl.mtile_words()),
-                                       [&](uint32_t* u) {
-                                         const int64_t khw = P.kH * P.kW;
-                                         conv2d_detail::pack_weight_tiles(
-                                             P.Cout, P.Cin, khw, MT, mtiles, Kb, KB,
-                                             [&](int64_t k, int64_t c, int64_t t) { return w[(k * P.Cin + c) * khw + t]; }, u);
-                                       });
+  const int64_t khw = P.kH * P.kW;
+  auto at = [&](int64_t k, int64_t c, int64_t t) {  // the weight of output k, input c, tap t
+    return w[(k * P.Cin + c) * khw + t];
+  };
+  auto pack = [&](uint32_t* u) { conv2d_detail::pack_weight_tiles(P.Cout, P.Cin, khw, MT, mtiles, Kb, KB, at, u); };
+  const PackedWeights<uint32_t> packed(P.cache, key, size_t(mtiles * pl.mtile_words()), pack);
   pl.u = packed.data();
 
   const amx::Config config = amx::gemm_config(int(MT), int(Kb));

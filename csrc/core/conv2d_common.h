@@ -175,7 +175,8 @@ struct PairRows {
       : P(P_), x(x_), C2(C2_), Wph(Wph_), off(size_t(P_.kW)), cols(size_t(P_.sw * Wph_)) {
     const int64_t s = P.sw, Wp = P.W + P.pad[1] + P.pad[3];
     for (int64_t kw = 0; kw < P.kW; ++kw) off[size_t(kw)] = (kw % s) * Wph + kw / s;
-    for (int64_t pc = 0; pc < s * Wph; ++pc) cols[size_t(pc)] = pc < Wp ? source_index(pc - P.pad[1], P.W, P.mode) : -1;
+    for (int64_t pc = 0; pc < s * Wph; ++pc)
+      cols[size_t(pc)] = pc < Wp ? source_index(pc - P.pad[1], P.W, P.mode) : -1;
   }
   int64_t row_words() const { return P.sw * Wph; }        // one padded row of one pair, all phases
   int64_t pair_words() const { return odd_lines(rows * row_words()); }  // one pair's rows, padded

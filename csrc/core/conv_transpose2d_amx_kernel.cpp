@@ -26,7 +26,6 @@
 
 namespace genrt {
 namespace GENRT_ISA_NS {
-namespace {
 
 using conv2d_detail::PackedWeights;
 using conv_transpose2d_amx::kTile;
@@ -35,8 +34,6 @@ using conv_transpose2d_amx::Taps;
 using conv_transpose2d_detail::Epilogue;
 using conv_transpose2d_detail::RowTaps;
 using conv_transpose2d_detail::TransposedRows;
-
-}  // namespace
 
 void conv_transpose2d_amx_kernel(const ConvTranspose2dProblem& P, const float* x, const float* w, const float* bias,
                                  const float* scale, const float* shift, float* y, int threads) {
@@ -54,13 +51,12 @@ void conv_transpose2d_amx_kernel(const ConvTranspose2dProblem& P, const float* x
 
   const std::string key = std::string("conv_transpose2d/amx/" GENRT_CT2D_AMX_STR(GENRT_ISA_NS) "/mt") +
                           std::to_string(MT) + "/kb" + std::to_string(Kb);
-  const PackedWeights<uint32_t> packed(P.cache, key, size_t(mtiles * pl.mtile_words()),
-                                       [&](uint32_t* u) {
-                                         const int64_t khw = P.kH * P.kW;
-                                         conv2d_detail::pack_weight_tiles(
-                                             P.Cout, P.Cin, khw, MT, mtiles, Kb, KB,
-                                             [&](int64_t k, int64_t c, int64_t t) { return w[(c * P.Cout + k) * khw + t]; }, u);
-                                       });
+  const int64_t khw = P.kH * P.kW;
+  auto at = [&](int64_t k, int64_t c, int64_t t) {  // the weight of output k, input c, tap t
+    return w[(c * P.Cout + k) * khw + t];
+  };
+  auto pack = [&](uint32_t* u) { conv2d_detail::pack_weight_tiles(P.Cout, P.Cin, khw, MT, mtiles, Kb, KB, at, u); };
+  const PackedWeights<uint32_t> packed(P.cache, key, size_t(mtiles * pl.mtile_words()), pack);
   pl.u = packed.data();
 
   std::vector<const int64_t*> offs, kws;

@@ -1,6 +1,6 @@
 // The fused epilogue of conv_transpose2d's kernel files (conv_transpose2d_kernel.cpp,
-// conv_transpose2d_bf16_kernel.cpp, conv_transpose2d_amx_kernel.cpp), compiled into each one's instruction-set namespace:
-// y = act((y + bias[c]) * scale[c] + shift[c]), act one of none, relu, leaky_relu, tanh, sigmoid.
+// conv_transpose2d_bf16_kernel.cpp, conv_transpose2d_amx_kernel.cpp), compiled into each one's instruction-set
+// namespace: y = act((y + bias[c]) * scale[c] + shift[c]), act one of none, relu, leaky_relu, tanh, sigmoid.
 #pragma once
 
 #include <cstdint>

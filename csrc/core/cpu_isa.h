@@ -7,10 +7,10 @@
 // set that is both compiled in and supported by the CPU and OS is used; GENRT_ISA=baseline|avx2|avx512|avx512bf16
 // in the environment, or set_isa(), picks a lower one (tests use it to check that every variant agrees).
 // amx is avx512bf16 plus Intel AMX (AMX-TILE, AMX-BF16) with the tile data enabled for this process by Linux
-// (arch_prctl ARCH_REQ_XCOMP_PERM, asked for once, when the level is first looked for: at import): only the *_amx_kernel.cpp files are
-// compiled for it (GENRT_WITH_AMX); there the float32 kernels run their AVX-512 code and the other bfloat16 kernels
-// their AVX512-BF16 code. The *_amx_kernel.cpp files are also compiled for every other level with the tiles emulated
-// (amx_tiles.h), which is what GENRT_DISPATCH_AMX runs below the amx level.
+// (arch_prctl ARCH_REQ_XCOMP_PERM, asked for once, when the level is first looked for: at import). Only the
+// *_amx_kernel.cpp files are compiled for it (GENRT_WITH_AMX); there the float32 kernels run their AVX-512 code and
+// the other bfloat16 kernels their AVX512-BF16 code. The *_amx_kernel.cpp files are also compiled for every other
+// level with the tiles emulated (amx_tiles.h), which is what GENRT_DISPATCH_AMX runs below the amx level.
 #pragma once
 
 #ifndef GENRT_WITH_AVX2
