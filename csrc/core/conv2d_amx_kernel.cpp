@@ -22,6 +22,7 @@
 #include <string>
 
 #include "conv2d.h"
+#include "amx_weights.h"
 #include "conv2d_amx.h"
 #include "conv2d_common.h"
 
@@ -34,49 +35,33 @@ namespace GENRT_ISA_NS {
 using conv2d_amx::kTile;
 using conv2d_amx::Plan;
 using conv2d_detail::for_each_task;
-using conv2d_detail::PackedWeights;
 using conv2d_detail::PairRows;
 using conv2d_detail::rows_per_task;
 
 void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, const float* bias, float* y,
                        int threads) {
-  const int64_t s = P.sw, C2 = (P.Cin + 1) / 2, Kb = std::min<int64_t>(kTile, C2);
-  const int64_t KB = (C2 + Kb - 1) / Kb;
+  const amx::WeightTiles wt(P.Cin, P.Cout, P.kH * P.kW);
+  const int64_t s = P.sw;
   // An input tile reads 16 pixels from any output column below Wo rounded up to 16, at up to (kW - 1) / s on.
   const int64_t Wph = ((P.Wo + kTile - 1) / kTile * kTile + (P.kW - 1) / s + kTile - 1) / kTile * kTile;
-  PairRows in(P, x, KB * Kb, Wph);
+  PairRows in(P, x, wt.KB * wt.Kb, Wph);
   const int64_t RB = rows_per_task(in, threads);
   in.rows = (RB - 1) * P.sh + P.kH;
-  const int64_t MT = std::min<int64_t>(kTile, P.Cout), mtiles = (P.Cout + MT - 1) / MT;
-  Plan pl{P.Cout, P.Ho, P.Wo, P.kH, P.kW, P.sh, P.activation == int(Activation::relu), Kb, KB, MT, mtiles,
-          in.row_words(), in.pair_words(), in.off.data(), nullptr, bias, y};
-  // Tasks: (image, row block, group of MG weight tiles), MG even unless one group holds them all.
-  const int64_t pairs = (mtiles + 1) / 2, tasks = P.N * ((P.Ho + RB - 1) / RB);
-  const int64_t want = std::clamp<int64_t>((4 * int64_t(threads) + tasks - 1) / tasks, 1, pairs);
-  const int64_t MG = (pairs + want - 1) / want * 2, groups = (mtiles + MG - 1) / MG;
-
-  const std::string key = std::string("conv2d/amx/" GENRT_CONV2D_AMX_STR(GENRT_ISA_NS) "/mt") + std::to_string(MT) +
-                          "/kb" + std::to_string(Kb);
+  const int64_t MG = wt.group(P.N * ((P.Ho + RB - 1) / RB), threads);
   const int64_t khw = P.kH * P.kW;
-  auto at = [&](int64_t k, int64_t c, int64_t t) {  // the weight of output k, input c, tap t
-    return w[(k * P.Cin + c) * khw + t];
-  };
-  auto pack = [&](uint32_t* u) { conv2d_detail::pack_weight_tiles(P.Cout, P.Cin, khw, MT, mtiles, Kb, KB, at, u); };
-  const PackedWeights<uint32_t> packed(P.cache, key, size_t(mtiles * pl.mtile_words()), pack);
-  pl.u = packed.data();
-
-  const amx::Config config = amx::gemm_config(int(MT), int(Kb));
-  for_each_task(in, RB, groups, threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1, const uint32_t* buf) {
+  const auto packed = wt.pack(P.cache, "conv2d/amx/" GENRT_CONV2D_AMX_STR(GENRT_ISA_NS), P.Cin, P.Cout,
+                              [&](int64_t k, int64_t c, int64_t t) { return w[(k * P.Cin + c) * khw + t]; });
+  const Plan pl{P.Cout, P.Ho, P.Wo, P.kH, P.kW, P.sh, P.activation == int(Activation::relu), wt.Kb, wt.KB, wt.MT,
+                wt.mtiles, in.row_words(), in.pair_words(), in.off.data(), packed.data(), bias, y};
+  for_each_task(in, RB, wt.groups(MG), threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1,
+                                                    const uint32_t* buf) {
     alignas(64) float out[4 * 256];  // the result tiles
-    amx::load_config(config);
-    const int64_t mt1 = std::min(mtiles, (g + 1) * MG);
-    for (int64_t mt = g * MG; mt < mt1; mt += 2) {
-      if (mt + 1 < mt1)
+    wt.each_pair(g, MG, [&](int64_t mt, bool both) {
+      if (both)
         conv2d_amx::run_rows<2>(pl, buf, n, oh0, oh1, mt, out);
       else
         conv2d_amx::run_rows<1>(pl, buf, n, oh0, oh1, mt, out);
-    }
-    amx::release();
+    });
   });
 }
 

@@ -226,25 +226,6 @@ struct PairRows {
   }
 };
 
-// The AMX kernels' weights (conv2d_amx_kernel.cpp, conv_transpose2d_amx_kernel.cpp): [mtiles][KB][taps][MT][Kb]
-// words, each a bfloat16 pair (input channel 2 c2 in the low half), so each weight tile (MT output channels x Kb
-// pairs) is contiguous; channels past C_out and pairs past C_in zero. at(k, c, t) is the float32 weight of output
-// channel k, input channel c, tap t.
-template <typename At>
-void pack_weight_tiles(int64_t Cout, int64_t Cin, int64_t taps, int64_t MT, int64_t mtiles, int64_t Kb, int64_t KB,
-                       At at, uint32_t* u) {
-  for (int64_t k = 0; k < mtiles * MT; ++k)
-    for (int64_t c2 = 0; c2 < KB * Kb; ++c2)
-      for (int64_t t = 0; t < taps; ++t) {
-        uint32_t pair = 0;
-        if (k < Cout && 2 * c2 < Cin) {
-          pair = bf16_bits(at(k, 2 * c2, t));
-          if (2 * c2 + 1 < Cin) pair |= bf16_bits(at(k, 2 * c2 + 1, t)) << 16;
-        }
-        u[(((k / MT * KB + c2 / Kb) * taps + t) * MT + k % MT) * Kb + c2 % Kb] = pair;
-      }
-}
-
 // The bfloat16 direct kernels' tasks: (image, block of rb output rows, group g of output channels), split over
 // threads; a thread builds a row block's PairRows once for all its groups and calls task(g, n, oh0, oh1, buf).
 // rows_per_task: as many output rows as fill about one core's share of L2 with input rows (at most 32), fewer

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "amx_weights.h"
 #include "conv_transpose2d.h"
 #include "conv_transpose2d_amx.h"
 #include "conv_transpose2d_rows.h"
@@ -27,7 +28,6 @@
 namespace genrt {
 namespace GENRT_ISA_NS {
 
-using conv2d_detail::PackedWeights;
 using conv_transpose2d_amx::kTile;
 using conv_transpose2d_amx::Plan;
 using conv_transpose2d_amx::Taps;
@@ -37,27 +37,16 @@ using conv_transpose2d_detail::TransposedRows;
 
 void conv_transpose2d_amx_kernel(const ConvTranspose2dProblem& P, const float* x, const float* w, const float* bias,
                                  const float* scale, const float* shift, float* y, int threads) {
-  const int64_t C2 = (P.Cin + 1) / 2, Kb = std::min<int64_t>(kTile, C2), KB = (C2 + Kb - 1) / Kb;
-  TransposedRows in(P, x, KB * Kb, 2 * kTile);  // a tile pair reads up to 32 j
-  const int64_t MT = std::min<int64_t>(kTile, P.Cout), mtiles = (P.Cout + MT - 1) / MT;
-  const int64_t pairs = (mtiles + 1) / 2, RB = in.rows_per_task(pairs, threads);
+  const amx::WeightTiles wt(P.Cin, P.Cout, P.kH * P.kW);
+  TransposedRows in(P, x, wt.KB * wt.Kb, 2 * kTile);  // a tile pair reads up to 32 j
+  const int64_t RB = in.rows_per_task(wt.pairs(), threads);
   in.set_rows(RB);
-  Plan pl{P.Cout, P.Ho, P.Wo, P.kH, P.kW, P.sw, Epilogue<float>{bias, scale, shift, P.activation, float(P.slope)},
-          Kb, KB, MT, mtiles, in.Wb, in.pair_words(), nullptr, y};
-  // Tasks: (image, row block, group of MG weight tiles), MG even unless one group holds them all.
-  const int64_t tasks = P.N * ((P.Ho + RB - 1) / RB);
-  const int64_t want = std::clamp<int64_t>((4 * int64_t(threads) + tasks - 1) / tasks, 1, pairs);
-  const int64_t MG = (pairs + want - 1) / want * 2, groups = (mtiles + MG - 1) / MG;
-
-  const std::string key = std::string("conv_transpose2d/amx/" GENRT_CT2D_AMX_STR(GENRT_ISA_NS) "/mt") +
-                          std::to_string(MT) + "/kb" + std::to_string(Kb);
+  const int64_t MG = wt.group(P.N * ((P.Ho + RB - 1) / RB), threads);
   const int64_t khw = P.kH * P.kW;
-  auto at = [&](int64_t k, int64_t c, int64_t t) {  // the weight of output k, input c, tap t
-    return w[(c * P.Cout + k) * khw + t];
-  };
-  auto pack = [&](uint32_t* u) { conv2d_detail::pack_weight_tiles(P.Cout, P.Cin, khw, MT, mtiles, Kb, KB, at, u); };
-  const PackedWeights<uint32_t> packed(P.cache, key, size_t(mtiles * pl.mtile_words()), pack);
-  pl.u = packed.data();
+  const auto packed = wt.pack(P.cache, "conv_transpose2d/amx/" GENRT_CT2D_AMX_STR(GENRT_ISA_NS), P.Cin, P.Cout,
+                              [&](int64_t k, int64_t c, int64_t t) { return w[(c * P.Cout + k) * khw + t]; });
+  const Plan pl{P.Cout, P.Ho, P.Wo, P.kH, P.kW, P.sw, Epilogue<float>{bias, scale, shift, P.activation, float(P.slope)},
+                wt.Kb, wt.KB, wt.MT, wt.mtiles, in.Wb, in.pair_words(), packed.data(), y};
 
   std::vector<const int64_t*> offs, kws;
   std::vector<int64_t> counts;
@@ -66,22 +55,19 @@ void conv_transpose2d_amx_kernel(const ConvTranspose2dProblem& P, const float* x
     kws.push_back(in.kw[size_t(q)].data());
     counts.push_back(int64_t(in.kw[size_t(q)].size()));
   }
-  const amx::Config config = amx::gemm_config(int(MT), int(Kb));
-  in.for_each_task(RB, groups, threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1, int64_t ih0,
-                                            const uint32_t* buf) {
+  in.for_each_task(RB, wt.groups(MG), threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1, int64_t ih0,
+                                                   const uint32_t* buf) {
     alignas(64) float out[4 * 256];  // the result tiles
-    amx::load_config(config);
-    const int64_t mt1 = std::min(mtiles, (g + 1) * MG);
-    for (int64_t mt = g * MG; mt < mt1; mt += 2)
+    wt.each_pair(g, MG, [&](int64_t mt, bool both) {
       for (int64_t oh = oh0; oh < oh1; ++oh) {
         const RowTaps rt = in.row_taps(oh, ih0);
         const Taps t{rt.n, rt.r, rt.kh, offs.data(), kws.data(), counts.data(), in.J.data()};
-        if (mt + 1 < mt1)
+        if (both)
           conv_transpose2d_amx::run_row<2>(pl, buf, t, n, oh, mt, out);
         else
           conv_transpose2d_amx::run_row<1>(pl, buf, t, n, oh, mt, out);
       }
-    amx::release();
+    });
   });
 }
 
