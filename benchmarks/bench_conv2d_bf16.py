@@ -1,9 +1,10 @@
-"""python benchmarks/bench_conv2d_bf16.py [--threads 1] [--repeats 15]
+"""python benchmarks/bench_conv2d_bf16.py [--threads 1] [--repeats 15] [--other | --fidelity]
 
 genrt's bfloat16 convolution (``kernels.conv2d(precision="bf16")``: Winograd F(2x2, 3x3) for 3x3 stride 1) against
 its float32 one (Winograd F(4x4, 3x3)) per layer, both with their weights transformed once (``_C.WeightCache``),
 interleaved in one process, medians: the 3x3 layers of the style and super-resolution networks at the sizes they run
-at. Prints milliseconds, the ratio, and the bfloat16 output's PSNR against float32.
+at. Prints milliseconds, the ratio, and the bfloat16 output's PSNR against float32. ``--other`` does the same for
+the other layer shapes of those networks, on the direct bfloat16 kernel (9x9, stride 2, 3 output channels).
 
 ``--fidelity`` instead simulates, in float64 numpy, what rounding the transformed operands to bfloat16 costs each
 Winograd variant F(m x m, 3x3) (m = 2, 3, 4, with several sets of interpolation points) on a 64-channel layer of
@@ -22,6 +23,17 @@ from genrt._native import _C
 from genrt.reference import round_bf16
 
 LAYERS = [(64, 256), (64, 128), (128, 256), (128, 128), (128, 64), (32, 512)]  # (channels, height = width)
+# (C_in, C_out, kernel, stride, padding mode, height = width): the other shapes, which take the direct bf16 kernel
+# (--other): the style networks' 9x9 first and last layers and stride-2 layer, sr-x4's and Real-ESRGAN's last layers,
+# and a 3x3 layer of Real-ESRGAN's dense blocks forced onto the direct kernel (GENRT_CONV2D_BF16_ALGO=direct).
+OTHER = [
+    (3, 32, 9, 1, "reflect", 512),
+    (32, 64, 3, 2, "reflect", 512),
+    (32, 3, 9, 1, "reflect", 512),
+    (64, 3, 9, 1, "zeros", 512),
+    (64, 3, 3, 1, "zeros", 512),
+    (128, 32, 3, 1, "zeros", 128),
+]
 
 
 def _median_ms(fns, repeats):
@@ -52,6 +64,29 @@ def speed(threads: int, repeats: int) -> None:
         psnr = 10 * np.log10(np.ptp(ref) ** 2 / np.mean((ref - out).astype(np.float64) ** 2))
         tf, tb = _median_ms([lambda: run("f32"), lambda: run("bf16")], repeats)
         print(f"{c:>9}{s:>6}{tf:>9.2f}{tb:>9.2f}{tf / tb:>11.2f}x{psnr:>7.1f}dB")
+
+
+def other(threads: int, repeats: int) -> None:
+    import os
+
+    rng = np.random.default_rng(0)
+    print(f"isa={kernels.cpu_isa()} threads={threads}: direct bf16 kernel, batch 1, padding k // 2")
+    print(f"{'layer':>24}{'size':>6}{'f32 ms':>9}{'bf16 ms':>9}{'bf16 vs f32':>12}{'PSNR':>9}")
+    os.environ["GENRT_CONV2D_BF16_ALGO"] = "direct"
+    for cin, cout, k, s, mode, size in OTHER:
+        x = np.maximum(rng.standard_normal((1, cin, size, size), dtype=np.float32), 0)
+        w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2 / (k * k * cin))).astype(np.float32)
+        caches = {p: _C.WeightCache() for p in ("f32", "bf16")}
+        pad = [k // 2] * 4
+
+        def run(p, x=x, w=w, caches=caches, s=s, mode=mode, pad=pad):
+            return _C.conv2d_forward(x, w, None, pad, mode, "none", threads, caches[p], [s, s], p)
+
+        ref, out = run("f32"), run("bf16")
+        psnr = 10 * np.log10(np.ptp(ref) ** 2 / np.mean((ref - out).astype(np.float64) ** 2))
+        tf, tb = _median_ms([lambda: run("f32"), lambda: run("bf16")], repeats)
+        name = f"{cin}->{cout} {k}x{k} s{s} {mode}"
+        print(f"{name:>24}{size:>6}{tf:>9.2f}{tb:>9.2f}{tf / tb:>11.2f}x{psnr:>7.1f}dB")
 
 
 def winograd_matrices(m: int, points: list[float]):
@@ -119,8 +154,14 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--fidelity", action="store_true", help="the Winograd variants' bfloat16 error, simulated")
+    ap.add_argument("--other", action="store_true", help="the other layer shapes, on the direct bf16 kernel")
     args = ap.parse_args()
-    fidelity() if args.fidelity else speed(args.threads, args.repeats)
+    if args.fidelity:
+        fidelity()
+    elif args.other:
+        other(args.threads, args.repeats)
+    else:
+        speed(args.threads, args.repeats)
 
 
 if __name__ == "__main__":

@@ -153,8 +153,8 @@ void conv2d_bf16_kernel(const Conv2dProblem& P, const float* x, const float* w, 
                         int threads) {
   const int MR = P.Cout <= 4 ? int(P.Cout) : kMR;
   const int64_t s = P.sw, C2 = (P.Cin + 1) / 2;
-  // The last tile's vectors may run up to L - 1 past Wo.
-  PairRows in(P, x, C2, (P.Wo + (P.kW - 1) / s + L - 1) / L * L + L);
+  // The last tile's vectors run to Wo rounded up to L, and read up to (kW - 1) / s words on.
+  PairRows in(P, x, C2, (P.Wo + L - 1) / L * L + ((P.kW - 1) / s + L - 1) / L * L);
   Plan pl{P, in, nullptr, bias, y, (P.Cout + MR - 1) / MR * MR, 0, 0};
   const int64_t taps = C2 * P.kH * P.kW, RB = rows_per_task(in, threads);
   in.rows = (RB - 1) * P.sh + P.kH;

@@ -157,12 +157,54 @@ inline int64_t odd_lines(int64_t words) {
   return (lines | 1) * 16;
 }
 
+// L consecutive padded columns of an input row read as one vector (the bfloat16 kernels' input copies): c[0 .. L) are
+// the input columns they read, -1 for a zero. Planned once per layout: a run of consecutive columns is one load, all
+// zeros none, the edges (whatever the padding mode, where the row has at least L columns) one load shuffled, and
+// anything else lane by lane.
+struct ColumnSpan {
+  static constexpr int L = Vec<float>::size;
+  enum class Read { zero, run, shuffle, gather } how = Read::gather;
+  int64_t base = 0;  // run: its first column; shuffle: the first column of the vector it shuffles
+  I idx{}, valid{};  // shuffle: per lane, the column - base, and all ones where the lane reads a column (else zero)
+
+  ColumnSpan(const int64_t* c, int64_t W) {
+    int64_t lo = W, hi = -1;
+    bool run = c[0] >= 0;
+    for (int l = 0; l < L; ++l) {
+      if (c[l] >= 0) lo = std::min(lo, c[l]), hi = std::max(hi, c[l]);
+      run = run && c[l] == c[0] + l;
+    }
+    if (hi < 0) {
+      how = Read::zero;
+    } else if (run) {
+      how = Read::run, base = c[0];
+    } else if (W >= L && hi - lo < L) {
+      how = Read::shuffle, base = std::min(lo, W - L);
+      for (int l = 0; l < L; ++l) {
+        idx[l] = int32_t(c[l] >= 0 ? c[l] - base : 0);
+        valid[l] = c[l] >= 0 ? -1 : 0;
+      }
+    }
+  }
+
+  // The vector from input row `row`; c: the same columns as planned.
+  F read(const float* row, const int64_t* c) const {
+    if (how == Read::run) return load(row + base);
+    if (how == Read::shuffle) return (F)((I)__builtin_shuffle(load(row + base), idx) & valid);
+    F v{};
+    if (how == Read::gather)
+      for (int l = 0; l < L; ++l) v[l] = c[l] >= 0 ? row[c[l]] : 0.0f;
+    return v;
+  }
+};
+
 // The bfloat16 direct kernels' input (conv2d_bf16_kernel.cpp, conv2d_amx_kernel.cpp): a task's padded input rows,
 // the padding resolved and each row split into its sw phases, so consecutive output pixels read consecutive words at
 // any stride; rounded to bfloat16 and paired: element j of pair row (c2, r) is one 32-bit word holding
 // bf16(x[2 c2][r][j]) in its low half and bf16(x[2 c2 + 1][r][j]) in its high half (zero past C_in), the operand
 // layout of VDPBF16PS and of TDPBF16PS's second tile.
 struct PairRows {
+  static constexpr int L = Vec<float>::size;
   const Conv2dProblem& P;
   const float* x;
   int64_t C2;                 // pair rows held per padded row (pairs past C_in are zero)
@@ -170,6 +212,7 @@ struct PairRows {
   int64_t rows = 0;           // padded input rows held per pair: set by the kernel
   std::vector<int64_t> off;   // per kw: (kw % sw) Wph + kw / sw, the tap's offset in a buffer row
   std::vector<int64_t> cols;  // per padded column: the input column it reads, or -1 for a zero
+  std::vector<ColumnSpan> spans;  // stride 1: per vector of a buffer row, how unit_stride_row reads it
 
   PairRows(const Conv2dProblem& P_, const float* x_, int64_t C2_, int64_t Wph_)
       : P(P_), x(x_), C2(C2_), Wph(Wph_), off(size_t(P_.kW)), cols(size_t(P_.sw * Wph_)) {
@@ -177,6 +220,8 @@ struct PairRows {
     for (int64_t kw = 0; kw < P.kW; ++kw) off[size_t(kw)] = (kw % s) * Wph + kw / s;
     for (int64_t pc = 0; pc < s * Wph; ++pc)
       cols[size_t(pc)] = pc < Wp ? source_index(pc - P.pad[1], P.W, P.mode) : -1;
+    if (s == 1)
+      for (int64_t j = 0; j < Wph; j += L) spans.emplace_back(cols.data() + j, P.W);
   }
   int64_t row_words() const { return P.sw * Wph; }        // one padded row of one pair, all phases
   int64_t pair_words() const { return odd_lines(rows * row_words()); }  // one pair's rows, padded
@@ -206,15 +251,36 @@ struct PairRows {
     }
   }
 
+  // Stride 1 (one phase): padded row `pr` of pair c2 converted straight from the input rows, the padding's values
+  // gathered only for the vectors that reach into it.
+  void unit_stride_row(int64_t n, int64_t c2, int64_t pr, uint32_t* __restrict dst) const {
+    const int64_t sr = source_index(pr - P.pad[0], P.H, P.mode), W = P.W;
+    if (sr < 0 || 2 * c2 >= P.Cin) {
+      std::memset(dst, 0, size_t(Wph) * sizeof(uint32_t));
+      return;
+    }
+    const float* xa = x + ((n * P.Cin + 2 * c2) * P.H + sr) * W;
+    const float* xb = 2 * c2 + 1 < P.Cin ? xa + P.H * W : nullptr;
+    const ColumnSpan* sp = spans.data();
+    for (int64_t j = 0; j < Wph; j += L, ++sp) {
+      const F a = sp->read(xa, cols.data() + j), b = xb ? sp->read(xb, cols.data() + j) : F{};
+      const I w = pack_pair(a, b);
+      std::memcpy(dst + j, &w, sizeof(w));
+    }
+  }
+
   // Padded rows r0 .. r0 + nrows of every pair of image n: pair row (c2, r) at buf + c2 pair_words() + r
   // row_words(), its phase q at + q Wph. tmp: 2 row_words() floats.
   void build(int64_t n, int64_t r0, int64_t nrows, uint32_t* __restrict buf, float* __restrict tmp) const {
-    constexpr int L = Vec<float>::size;
     const int64_t width = row_words();  // a multiple of L
     float* a = tmp;
     float* b = tmp + width;
     for (int64_t c2 = 0; c2 < C2; ++c2)
       for (int64_t r = 0; r < nrows; ++r) {
+        if (P.sw == 1) {
+          unit_stride_row(n, c2, r0 + r, buf + c2 * pair_words() + r * width);
+          continue;
+        }
         phase_row(n, 2 * c2, r0 + r, a);
         phase_row(n, 2 * c2 + 1, r0 + r, b);
         uint32_t* dst = buf + c2 * pair_words() + r * width;

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "conv2d.h"
 #include "conv2d_common.h"
@@ -35,6 +36,7 @@ namespace GENRT_ISA_NS {
 namespace {
 
 using conv2d_detail::bf16_bits;
+using conv2d_detail::ColumnSpan;
 using conv2d_detail::dot2;
 using conv2d_detail::pack_pair;
 using conv2d_detail::even_lanes;
@@ -100,14 +102,15 @@ struct Plan {
   int64_t C2, th, tw, twp;  // channel pairs, tile rows, tiles per row, rounded up to whole vectors
   int64_t TB, blocks;       // tiles per block, blocks per image
   int64_t Kp, KC;           // output channels rounded up to MR, per chunk
+  const int64_t* cols;       // per padded column (2 twp + 2 L of them): the input column it reads, or -1 for a zero
+  const ColumnSpan* spans;   // per L of those columns: how a vector of them is read
 };
 
 // The 16 transformed vectors of L tiles (tile row ti, tiles tj0 ..) of channel c of image n.
 void transform(const Plan& pl, int64_t n, int64_t c, int64_t ti, int64_t tj0, F t[4][4]) {
-  constexpr int S = 2 * L + 2;  // padded input columns under one vector of tiles
   constexpr auto seq = std::make_index_sequence<L>{};
   const Conv2dProblem& P = pl.P;
-  const int64_t H = P.H, W = P.W, Hp = H + P.pad[0] + P.pad[2], Wp = W + P.pad[1] + P.pad[3];
+  const int64_t H = P.H, W = P.W, Hp = H + P.pad[0] + P.pad[2];
   const float* xc = pl.x + (n * P.Cin + c) * H * W;
   F rows[4][4];
   for (int r = 0; r < 4; ++r) {
@@ -117,29 +120,14 @@ void transform(const Plan& pl, int64_t n, int64_t c, int64_t ti, int64_t tj0, F 
     if (sr < 0 || c >= P.Cin) {
       for (int s = 0; s < 4; ++s) d[s] = F{};
     } else {
+      // Padded columns 2 tj0 .. 2 tj0 + 2 L + 2 (pl.cols: the input column each reads), as planned in pl.spans.
       const float* row = xc + sr * W;
-      const int64_t c0 = 2 * tj0 - P.pad[1];  // the first column's index into the unpadded row
-      F a, b, n2{}, n3{};
-      if (c0 >= 0 && c0 + S <= W) {  // inside the row: loads straight from it (no copy to forward)
-        a = load(row + c0);
-        b = load(row + c0 + L);
-        n2[0] = row[c0 + 2 * L];
-        n3[0] = row[c0 + 2 * L + 1];
-      } else {  // padding or the row's end under these tiles: gathered
-        alignas(64) float span[S];
-        const int64_t lo = std::clamp<int64_t>(-c0, 0, S), hi = std::clamp<int64_t>(W - c0, lo, S);
-        std::memcpy(span + lo, row + c0 + lo, size_t(hi - lo) * sizeof(float));
-        auto gather = [&](int64_t j) {
-          const int64_t sc = 2 * tj0 + j < Wp ? source_index(c0 + j, W, P.mode) : -1;
-          span[j] = sc >= 0 ? row[sc] : 0.0f;
-        };
-        for (int64_t j = 0; j < lo; ++j) gather(j);
-        for (int64_t j = hi; j < S; ++j) gather(j);
-        a = load(span);
-        b = load(span + L);
-        n2[0] = span[2 * L];
-        n3[0] = span[2 * L + 1];
-      }
+      const int64_t* cl = pl.cols + 2 * tj0;
+      const ColumnSpan* sp = pl.spans + 2 * tj0 / L;
+      const F a = sp[0].read(row, cl), b = sp[1].read(row, cl + L);
+      F n2{}, n3{};
+      n2[0] = cl[2 * L] >= 0 ? row[cl[2 * L]] : 0.0f;
+      n3[0] = cl[2 * L + 1] >= 0 ? row[cl[2 * L + 1]] : 0.0f;
       d[0] = even_lanes(a, b, seq);  // x[2 l]
       d[1] = odd_lanes(a, b, seq);   // x[2 l + 1]
       d[2] = shift_in(d[0], n2, seq);
@@ -267,10 +255,18 @@ void run_block(const Plan& pl, int64_t n, int64_t blk, uint32_t* vbuf, float* mb
 void conv2d_winograd_bf16_kernel(const Conv2dProblem& P, const float* x, const float* w, const float* bias, float* y,
                                  int threads) {
   constexpr int NL = NV * L;
-  Plan pl{P, x, nullptr, bias, y, (P.Cin + 1) / 2, 0, 0, 0, 0, 0, 0, 0};
+  Plan pl{P, x, nullptr, bias, y, (P.Cin + 1) / 2, 0, 0, 0, 0, 0, 0, 0, nullptr, nullptr};
   pl.th = (P.Ho + 1) / 2;
   pl.tw = (P.Wo + 1) / 2;
   pl.twp = (pl.tw + L - 1) / L * L;
+  const int64_t Wp = P.W + P.pad[1] + P.pad[3];
+  std::vector<int64_t> cols(size_t(2 * pl.twp + 2 * L));
+  for (int64_t pc = 0; pc < int64_t(cols.size()); ++pc)
+    cols[size_t(pc)] = pc < Wp ? source_index(pc - P.pad[1], P.W, P.mode) : -1;
+  std::vector<ColumnSpan> spans;
+  for (int64_t pc = 0; pc < 2 * pl.twp; pc += L) spans.emplace_back(cols.data() + pc, P.W);
+  pl.cols = cols.data();
+  pl.spans = spans.data();
   pl.Kp = (P.Cout + MR - 1) / MR * MR;
   pl.KC = std::min(pl.Kp, std::max<int64_t>(MR, kTargetKC / MR * MR));
   // About 64 tiles per block, a whole number of register tiles; halved (down to one register tile) while the images
