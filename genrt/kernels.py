@@ -211,15 +211,16 @@ def conv2d(
     padding=(0, 0, 0, 0),
     padding_mode: str = "zeros",
     activation: str | None = "none",
+    negative_slope: float = 0.01,
     threads: int | None = None,
     precision: str = "f32",
 ) -> np.ndarray:
     """2-D convolution with the padding done in the kernel, as ONNX Pad(mode) + Conv or ``torch`` F.pad +
-    F.conv2d, followed by ``+ bias`` and an optional relu. 3x3 stride 1 is computed with Winograd's F(4x4, 3x3),
-    every other kernel size and stride as a direct implicit GEMM; ``precision="bf16"`` rounds x and w to bfloat16
-    (nearest even) and sums in float32: every shape as a direct implicit GEMM on Intel AMX tiles where the CPU has
-    them (:func:`cpu_isa` ``"amx"``), elsewhere 3x3 stride 1 as Winograd's F(2x2, 3x3) (with the transformed
-    operands rounded) and every other shape as a direct implicit GEMM, with VDPBF16PS where the CPU has
+    F.conv2d, followed by ``+ bias`` and an optional relu or leaky relu. 3x3 stride 1 is computed with Winograd's
+    F(4x4, 3x3), every other kernel size and stride as a direct implicit GEMM; ``precision="bf16"`` rounds x and w to
+    bfloat16 (nearest even) and sums in float32: every shape as a direct implicit GEMM on Intel AMX tiles where the
+    CPU has them (:func:`cpu_isa` ``"amx"``), elsewhere 3x3 stride 1 as Winograd's F(2x2, 3x3) (with the
+    transformed operands rounded) and every other shape as a direct implicit GEMM, with VDPBF16PS where the CPU has
     AVX512-BF16 (``"avx512bf16"``) and the same rounding emulated in float32 elsewhere.
     ``GENRT_CONV2D_BF16_ALGO=winograd|direct|amx`` forces one (``amx`` below that level: emulated tiles, slow).
 
@@ -235,7 +236,8 @@ def conv2d(
             and right 0..kW-1.
         padding_mode: "zeros", "reflect" (mirror without repeating the edge; each pad smaller than its dimension)
             or "edge" (replicate; torch's "replicate" is accepted too).
-        activation: None/"none" or "relu", applied after the bias.
+        activation: None/"none", "relu" or "leaky_relu", applied after the bias.
+        negative_slope: leaky_relu's slope for negative inputs (a finite number).
         threads: threads to use; default :func:`get_num_threads`.
         precision: "f32" (exact float32; float64 input stays float64) or "bf16" (float32 input only).
 
@@ -245,13 +247,14 @@ def conv2d(
     Raises:
         ShapeError: wrong ranks, a kernel larger than 16x16, mismatched channels, a bias of the wrong length, an
             empty output.
-        ArgumentError: bad stride, padding, padding_mode, activation, threads or precision.
+        ArgumentError: bad stride, padding, padding_mode, activation, negative_slope, threads or precision.
         DTypeError: x or w is not a float32/float64 ndarray, or the dtypes differ.
     """
     pads, mode, act = _conv2d_args(padding, padding_mode, activation)
-    return _C.conv2d_forward(
-        x, w, bias, pads, mode, act, _check_threads(threads), None, _conv2d_stride(stride), _precision(precision)
-    )
+    slope = _negative_slope(negative_slope)
+    threads = _check_threads(threads)
+    stride = _conv2d_stride(stride)
+    return _C.conv2d_forward(x, w, bias, pads, mode, act, threads, None, stride, _precision(precision), slope)
 
 
 PRECISIONS = ("f32", "bf16")
@@ -282,8 +285,8 @@ def _conv2d_stride(stride) -> list[int]:
 def _conv2d_args(padding, padding_mode, activation) -> tuple[list[int], str, str]:
     """conv2d's options, checked: padding as [top, left, bottom, right], the mode, the activation."""
     act = "none" if activation is None else activation
-    if not isinstance(act, str) or act not in ("none", "relu"):
-        raise ArgumentError(f"activation: expected None, 'none' or 'relu', got {activation!r}")
+    if not isinstance(act, str) or act not in ("none", "relu", "leaky_relu"):
+        raise ArgumentError(f"activation: expected None, 'none', 'relu' or 'leaky_relu', got {activation!r}")
     mode = {"replicate": "edge", "constant": "zeros"}.get(padding_mode, padding_mode)
     if not isinstance(mode, str) or mode not in _PADDING_MODES:
         raise ArgumentError(f"padding_mode: expected one of {', '.join(_PADDING_MODES)}, got {padding_mode!r}")
@@ -356,6 +359,13 @@ def conv_transpose2d(
     return _C.conv_transpose2d_forward(x, w, bias, scale, shift, *args, threads, precision=_precision(precision))
 
 
+def _negative_slope(negative_slope) -> float:
+    try:
+        return float(negative_slope)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"negative_slope: expected a number, got {negative_slope!r}") from None
+
+
 def _conv_transpose2d_args(stride, padding, output_padding, dilation, groups, activation, negative_slope) -> tuple:
     """conv_transpose2d's options, checked, in _C.conv_transpose2d_forward's order."""
     act = "none" if activation is None else activation
@@ -363,10 +373,7 @@ def _conv_transpose2d_args(stride, padding, output_padding, dilation, groups, ac
         raise ArgumentError(f"activation: expected None or one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
     if isinstance(groups, bool) or not isinstance(groups, int | np.integer):
         raise ArgumentError(f"groups: expected a positive integer, got {groups!r}")
-    try:
-        slope = float(negative_slope)
-    except (TypeError, ValueError):
-        raise ArgumentError(f"negative_slope: expected a number, got {negative_slope!r}") from None
+    slope = _negative_slope(negative_slope)
     pairs = [_pair(v, n) for v, n in ((stride, "stride"), (padding, "padding"), (output_padding, "output_padding"))]
     return (*pairs, _pair(dilation, "dilation"), int(groups), act, slope)
 

@@ -47,7 +47,8 @@ def register_schemas() -> None:
                 "Conv",
                 DOMAIN,
                 VERSION,
-                doc="ONNX Pad(mode) then Conv (kH x kW, strides, group 1), + B, then optional relu, in one pass.",
+                doc="ONNX Pad(mode) then Conv (kH x kW, strides, group 1), + B, then optional relu or leaky relu, "
+                "in one pass.",
                 inputs=[
                     param("X", "T", "(N, C_in, H, W)"),
                     param("W", "T", "(C_out, C_in, kH, kW), kH and kW 1..16"),
@@ -61,7 +62,8 @@ def register_schemas() -> None:
                     attr("pads", INTS, "[top, left, bottom, right]: top/bottom < kH, left/right < kW", required=False),
                     attr("strides", INTS, "[sh, sw], each 1..8; default [1, 1]", required=False),
                     attr("padding_mode", defs.OpSchema.AttrType.STRING, "zeros|reflect|edge", required=False),
-                    attr("activation", defs.OpSchema.AttrType.STRING, "none|relu", required=False),
+                    attr("activation", defs.OpSchema.AttrType.STRING, "none|relu|leaky_relu", required=False),
+                    attr("alpha", defs.OpSchema.AttrType.FLOAT, "leaky_relu slope; default 0.01", required=False),
                     attr(
                         "precision",
                         defs.OpSchema.AttrType.STRING,

@@ -72,6 +72,7 @@ def reference_conv2d(
     padding_mode: str = "zeros",
     activation: str = "none",
     precision: str = "f32",
+    negative_slope: float = 0.01,
 ) -> np.ndarray:
     """:func:`genrt.kernels.conv2d` in float64: numpy's pad (its "reflect" and "edge" are ONNX Pad's), then the
     kH x kW correlation as kH kW shifted (strided) matrix products. padding is (top, left, bottom, right), stride an
@@ -95,4 +96,6 @@ def reference_conv2d(
             out += np.einsum("nchw,oc->nohw", window, w[:, :, kh, kw])
     if bias is not None:
         out += np.asarray(bias, dtype=np.float64)[None, :, None, None]
+    if activation == "leaky_relu":
+        return np.where(out > 0, out, out * negative_slope)
     return np.maximum(out, 0.0) if activation == "relu" else out

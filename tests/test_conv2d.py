@@ -21,12 +21,16 @@ MODES = ["zeros", "reflect", "edge"]
 _TORCH_MODE = {"zeros": "constant", "reflect": "reflect", "edge": "replicate"}
 
 
-def reference(x, w, bias=None, *, stride=1, padding=(0, 0, 0, 0), padding_mode="zeros", activation="none"):
+def reference(
+    x, w, bias=None, *, stride=1, padding=(0, 0, 0, 0), padding_mode="zeros", activation="none", negative_slope=0.01
+):
     """torch in float64: F.pad (padding is (top, left, bottom, right); F.pad wants (left, right, top, bottom))."""
     t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
     top, left, bottom, right = padding
     xp = F.pad(t(x), (left, right, top, bottom), mode=_TORCH_MODE[padding_mode])
     y = F.conv2d(xp, t(w), t(bias), stride=stride)
+    if activation == "leaky_relu":
+        return F.leaky_relu(y, negative_slope).numpy()
     return (F.relu(y) if activation == "relu" else y).numpy()
 
 
@@ -45,7 +49,8 @@ def configs(draw):
         padding=tuple(pads),
         padding_mode=mode,
         bias=draw(st.booleans()),
-        activation=draw(st.sampled_from(["none", "relu"])),
+        activation=draw(st.sampled_from(["none", "relu", "leaky_relu"])),
+        negative_slope=draw(st.sampled_from([0.01, 0.2, -0.5, 2.0])),
         seed=draw(st.integers(0, 2**31 - 1)),
     )
 
@@ -71,7 +76,8 @@ def direct_configs(draw):
         padding=tuple(pads),
         padding_mode=mode,
         bias=draw(st.booleans()),
-        activation=draw(st.sampled_from(["none", "relu"])),
+        activation=draw(st.sampled_from(["none", "relu", "leaky_relu"])),
+        negative_slope=draw(st.sampled_from([0.01, 0.2, -0.5, 2.0])),
         seed=draw(st.integers(0, 2**31 - 1)),
     )
 
@@ -82,6 +88,8 @@ def make(cfg, dtype):
     w = rng.standard_normal((cfg["cout"], cfg["cin"], *cfg.get("k", (3, 3)))).astype(dtype)
     b = rng.standard_normal(cfg["cout"]).astype(dtype) if cfg["bias"] else None
     kw = dict(padding=cfg["padding"], padding_mode=cfg["padding_mode"], activation=cfg["activation"])
+    if cfg["activation"] == "leaky_relu":
+        kw["negative_slope"] = cfg["negative_slope"]
     if "stride" in cfg:
         kw["stride"] = cfg["stride"]
     return x, w, b, kw
@@ -367,6 +375,8 @@ Wt = np.zeros((2, 4, 3, 3))
         (lambda: kernels.conv2d(np.zeros((1, 4, 1, 1)), Wt), "padding"),  # empty output
         (lambda: kernels.conv2d(X, Wt, padding_mode="wrap"), "padding_mode"),
         (lambda: kernels.conv2d(X, Wt, activation="tanh"), "activation"),
+        (lambda: kernels.conv2d(X, Wt, activation="leaky_relu", negative_slope=float("nan")), "negative_slope"),
+        (lambda: kernels.conv2d(X, Wt, activation="leaky_relu", negative_slope="steep"), "negative_slope"),
         (lambda: kernels.conv2d(X, Wt, threads=0), "threads"),
         (lambda: _C.conv2d_forward(X, Wt, None, [1, 1], "zeros", "none", 1), "padding"),
         (lambda: _C.conv2d_forward(X, Wt, None, [0, 0, 0, 0], "zeros", "tanh", 1), "activation"),
@@ -381,7 +391,8 @@ def test_bad_arguments(call, match):
 
 
 def _sessions(w, b, pads, mode, relu, *, w_as_input=False, stride=1):
-    """(genrt.Conv session, ORT Pad + Conv [+ Relu] session) for the same layer."""
+    """(genrt.Conv session, ORT Pad + Conv [+ Relu | LeakyRelu] session) for the same layer (relu: False, True or
+    "LeakyRelu", with slope 0.2)."""
     ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -404,10 +415,17 @@ def _sessions(w, b, pads, mode, relu, *, w_as_input=False, stride=1):
     ort_nodes = [
         helper.make_node("Pad", ["X", "pads"], ["p"], mode=onnx_mode),
         helper.make_node("Conv", ["p", "W", "B"], ["c" if relu else "Y"], strides=[stride, stride]),
-    ] + ([helper.make_node("Relu", ["c"], ["Y"])] if relu else [])
+    ]
+    act = {}
+    if relu == "LeakyRelu":
+        ort_nodes.append(helper.make_node("LeakyRelu", ["c"], ["Y"], alpha=0.2))
+        act = dict(activation="leaky_relu", alpha=0.2)
+    elif relu:
+        ort_nodes.append(helper.make_node("Relu", ["c"], ["Y"]))
+        act = dict(activation="relu")
     genrt_node = helper.make_node(
-        "Conv", ["X", "W", "B"], ["Y"], domain="genrt", pads=list(pads), padding_mode=mode,
-        activation="relu" if relu else "none", threads=2, **({"strides": [stride, stride]} if stride != 1 else {}),
+        "Conv", ["X", "W", "B"], ["Y"], domain="genrt", pads=list(pads), padding_mode=mode, threads=2, **act,
+        **({"strides": [stride, stride]} if stride != 1 else {}),
     )  # fmt: skip
     opsets = [helper.make_opsetid("", 18), helper.make_opsetid("genrt", 1)]
     sessions = []
@@ -421,7 +439,9 @@ def _sessions(w, b, pads, mode, relu, *, w_as_input=False, stride=1):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("pads, relu", [((1, 1, 1, 1), True), ((2, 0, 1, 2), False), ((0, 0, 0, 0), True)])
+@pytest.mark.parametrize(
+    "pads, relu", [((1, 1, 1, 1), True), ((2, 0, 1, 2), False), ((0, 0, 0, 0), True), ((1, 1, 1, 1), "LeakyRelu")]
+)
 def test_ort_op_matches_ort_pad_conv(mode, pads, relu):
     rng = np.random.default_rng(7)
     w = rng.standard_normal((20, 12, 3, 3)).astype(np.float32)
@@ -442,6 +462,7 @@ def test_ort_op_matches_ort_pad_conv(mode, pads, relu):
         (32, 3, 9, 1, (4, 4, 4, 4), False),  # and its last
         (12, 20, 3, 2, (1, 1, 1, 1), True),  # its downsampling layers
         (5, 7, 4, 2, (1, 2, 0, 3), True),
+        (6, 3, 5, 1, (2, 2, 2, 2), "LeakyRelu"),
     ],
 )
 def test_ort_op_direct_matches_ort_pad_conv(mode, cin, cout, k, stride, pads, relu):

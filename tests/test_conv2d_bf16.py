@@ -88,10 +88,10 @@ def check(x, w, b, **kw):
     y = kernels.conv2d(x, w, b, precision="bf16", **kw)
     if _winograd(w, kw.get("stride", 1)):
         return check_winograd(y, x, w, b, **kw)
-    act = kw.pop("activation", "none")
+    act, slope = kw.pop("activation", "none"), kw.pop("negative_slope", 0.01)
     scale, R = _bounds(x, w, **kw)
-    rounded = reference_conv2d(x, w, b, precision="bf16", activation=act, **kw)
-    exact = reference_conv2d(x, w, b, activation=act, **kw)
+    rounded = reference_conv2d(x, w, b, precision="bf16", activation=act, negative_slope=slope, **kw)
+    exact = reference_conv2d(x, w, b, activation=act, negative_slope=slope, **kw)
     assert y.dtype == np.float32 and y.shape == exact.shape
     # the float32 sums of exact products: R u32 sum|xw| (plus the bias, and the output's own rounding)
     tol_sum = (R + 2) * U32 * scale + 2 * U32 * np.abs(rounded) + 1e-30
@@ -102,14 +102,18 @@ def check(x, w, b, **kw):
     return y
 
 
-def check_winograd(y, x, w, b, *, padding, padding_mode="zeros", activation="none", stride=1):
+def check_winograd(y, x, w, b, *, padding, padding_mode="zeros", activation="none", negative_slope=0.01, stride=1):
     pads = (padding,) * 4 if np.isscalar(padding) else tuple(padding)
     sim, bound = winograd23(x, w, pads, padding_mode)
     if b is not None:
         sim = sim + b[None, :, None, None]
     if activation == "relu":
         sim = np.maximum(sim, 0)
-    exact = reference_conv2d(x, w, b, padding=pads, padding_mode=padding_mode, activation=activation)
+    if activation == "leaky_relu":  # a slope in [0, 1] keeps the bounds below
+        sim = np.where(sim > 0, sim, sim * negative_slope)
+    exact = reference_conv2d(
+        x, w, b, padding=pads, padding_mode=padding_mode, activation=activation, negative_slope=negative_slope
+    )
     assert y.dtype == np.float32 and y.shape == exact.shape
     # The kernel's float32 transforms may round a transformed value to the neighbouring bfloat16 of the reference's:
     # both lie within `bound` of the exact result, so within twice it of each other.
@@ -148,7 +152,8 @@ def configs(draw):
     return dict(
         n=draw(st.integers(1, 2)), cin=draw(st.integers(1, 19)), cout=draw(st.integers(1, 19)),
         h=draw(st.integers(lo_h, lo_h + 20)), w=draw(st.integers(lo_w, lo_w + 40)), k=(kh, kw), stride=(sh, sw),
-        pads=tuple(pads), mode=mode, relu=draw(st.booleans()), bias=draw(st.booleans()), seed=draw(st.integers(0, 99)),
+        pads=tuple(pads), mode=mode, act=draw(st.sampled_from(["none", "relu", "leaky_relu"])),
+        bias=draw(st.booleans()), seed=draw(st.integers(0, 99)),
     )  # fmt: skip
 
 
@@ -160,8 +165,8 @@ def test_matches_reference_on_many_shapes(isa, algo, c):
     w = rng.standard_normal((c["cout"], c["cin"], *c["k"])).astype(np.float32)
     b = rng.standard_normal(c["cout"]).astype(np.float32) if c["bias"] else None
     check(
-        x, w, b, stride=c["stride"], padding=c["pads"], padding_mode=c["mode"],
-        activation="relu" if c["relu"] else "none",
+        x, w, b, stride=c["stride"], padding=c["pads"], padding_mode=c["mode"], activation=c["act"],
+        negative_slope=0.2,  # Real-ESRGAN's
     )  # fmt: skip
 
 

@@ -4,6 +4,7 @@
 // (every shape, on AMX tiles).
 #include "conv2d.h"
 
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -71,6 +72,7 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   for (int i = 0; i < 4; ++i) P.pad[i] = p.padding[i];
   P.mode = int(p.padding_mode);
   P.activation = int(p.activation);
+  P.slope = p.negative_slope;
   P.cache = cache;
   if (P.N == 0) return;
   std::vector<T> xs, ws, bs;
@@ -136,8 +138,10 @@ void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dPar
                     std::string(i % 2 ? "W = " : "H = ") + std::to_string(size) + " of x " + x.shape_str() +
                     "), got " + pads_str(p.padding));
     }
-  if (p.activation != Activation::none && p.activation != Activation::relu)
-    throw_value("activation: conv2d supports none or relu");
+  if (p.activation != Activation::none && p.activation != Activation::relu && p.activation != Activation::leaky_relu)
+    throw_value("activation: conv2d supports none, relu or leaky_relu");
+  if (p.activation == Activation::leaky_relu && !std::isfinite(p.negative_slope))
+    throw_value("negative_slope: expected a finite number, got " + std::to_string(p.negative_slope));
   if (p.precision == Precision::bf16 && x.dtype != DType::f32)
     throw_value("precision: bf16 takes float32 operands, got " + std::string(dtype_name(x.dtype)));
   const int64_t hp = x.size(2) + p.padding[0] + p.padding[2], wp = x.size(3) + p.padding[1] + p.padding[3];

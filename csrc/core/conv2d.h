@@ -7,8 +7,8 @@
 //   H_out = (H + top + bottom - kH) / sh + 1, W_out = (W + left + right - kW) / sw + 1
 //
 // exactly as ONNX Pad(mode) followed by Conv(pads 0, strides), or torch F.pad(mode) + F.conv2d (NCHW; weight
-// (C_out, C_in, kH, kW); groups 1, dilation 1). act is none or relu. Two algorithms in float32 (and float64),
-// chosen by shape:
+// (C_out, C_in, kH, kW); groups 1, dilation 1). act is none, relu or leaky_relu(negative_slope). Two algorithms in
+// float32 (and float64), chosen by shape:
 // - 3x3 stride 1: Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray 2016, conv2d_kernel.cpp): 36
 //   multiplications per 4x4 output tile and input channel instead of 144;
 // - everything else: a direct implicit GEMM (conv2d_direct_kernel.cpp).
@@ -40,7 +40,8 @@ struct Conv2dParams {
   int64_t padding[4] = {0, 0, 0, 0};  // top, left, bottom, right
   int64_t stride[2] = {1, 1};         // sh, sw
   PaddingMode padding_mode = PaddingMode::zeros;
-  Activation activation = Activation::none;  // none or relu
+  Activation activation = Activation::none;  // none, relu or leaky_relu
+  double negative_slope = 0.01;              // leaky_relu's slope for negative inputs
   Precision precision = Precision::f32;      // bf16: float32 operands rounded to bfloat16, float32 sums
 };
 
@@ -61,7 +62,8 @@ struct Conv2dProblem {
   int64_t kH = 3, kW = 3, sh = 1, sw = 1;
   int64_t pad[4];  // top, left, bottom, right
   int mode;        // PaddingMode
-  int activation;  // Activation: none or relu
+  int activation;  // Activation: none, relu or leaky_relu (conv2d_activate)
+  double slope = 0;  // leaky_relu's negative slope
   WeightCache* cache = nullptr;
 };
 

@@ -19,7 +19,8 @@ using F = vec_t<float>;
 // One convolution's tile geometry and operands.
 struct Plan {
   int64_t Cout, Ho, Wo, kH, kW, sh;
-  bool relu;
+  int act;      // conv2d_activate's code
+  float slope;  // and leaky_relu's slope
   int64_t Kb, KB;                   // pairs per weight tile, pair blocks
   int64_t MT, mtiles;               // output channels per weight tile, weight tiles (C_out rounded up to MT)
   int64_t row_words, pair_words;    // the input buffer's (conv2d_common.h's PairRows)
@@ -75,7 +76,7 @@ inline void epilogue(const Plan& pl, const float* tile, int64_t n, int64_t c0, i
     float* dst = pl.y + ((n * pl.Cout + c0 + m) * pl.Ho + oh) * pl.Wo + ow;
     for (int64_t l = 0; l < width; l += L) {
       F v = load(tile + m * kTile + l) + bv;
-      if (pl.relu) v = v > 0 ? v : F{};
+      v = conv2d_activate(v, pl.act, pl.slope);
       if (l + L <= width) {
         store(dst + l, v);
       } else {

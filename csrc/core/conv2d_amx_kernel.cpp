@@ -51,7 +51,7 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
   const int64_t khw = P.kH * P.kW;
   const auto packed = wt.pack(P.cache, "conv2d/amx/" GENRT_CONV2D_AMX_STR(GENRT_ISA_NS), P.Cin, P.Cout,
                               [&](int64_t k, int64_t c, int64_t t) { return w[(k * P.Cin + c) * khw + t]; });
-  const Plan pl{P.Cout, P.Ho, P.Wo, P.kH, P.kW, P.sh, P.activation == int(Activation::relu), wt.Kb, wt.KB, wt.MT,
+  const Plan pl{P.Cout, P.Ho, P.Wo, P.kH, P.kW, P.sh, P.activation, float(P.slope), wt.Kb, wt.KB, wt.MT,
                 wt.mtiles, in.row_words(), in.pair_words(), in.off.data(), packed.data(), bias, y};
   for_each_task(in, RB, wt.groups(MG), threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1,
                                                     const uint32_t* buf) {

@@ -86,14 +86,14 @@ inline void tile(const Plan& pl, const uint32_t* __restrict u, const uint32_t* _
           for (int j = 0; j < NV; ++j) dot2(acc[i][j], b[j], u[i]);
       }
     }
-  const bool relu = P.activation == int(Activation::relu);
+  const float slope = float(P.slope);
   const int64_t plane = P.Ho * P.Wo;
   for (int i = 0; i < MR && i < m; ++i) {
     const F bv = splat(bias0 ? bias0[i] : 0.0f);
     float* dst = y0 + i * plane;
     for (int j = 0; j < NV; ++j) {
       F v = acc[i][j] + bv;
-      if (relu) v = v > 0 ? v : F{};
+      v = conv2d_activate(v, P.activation, slope);
       if ((j + 1) * L <= width) {
         store(dst + j * L, v);
       } else {  // the row's last, partial vector

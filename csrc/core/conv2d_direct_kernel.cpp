@@ -9,7 +9,7 @@
 // ow + kw / sw of phase kw % sw, so NV vectors of consecutive output pixels are NV contiguous loads at any stride.
 // Then per MR output channels (weights packed [C_out / MR][C_in][kH][kW][MR], once, kept in the WeightCache) and per
 // output row, the micro-kernel walks along the row: MR x NV accumulators in registers, per tap MR broadcasts from
-// the packed weights and NV loads, bias and relu applied to the accumulators, each output stored once. MR and NV
+// the packed weights and NV loads, bias and activation applied to the accumulators, each output stored once. MR and NV
 // depend on C_out: a few output channels (the RGB output layer of a style network) get MR = C_out and a wide NV,
 // so no FMA is spent on zero weight rows.
 #include <algorithm>
@@ -131,14 +131,13 @@ inline void tile(const Plan<T>& pl, const T* __restrict u, const T* __restrict r
         }
       }
     }
-  const bool relu = P.activation == int(Activation::relu);
   const int64_t plane = P.Ho * P.Wo;
   for (int i = 0; i < MR && i < m; ++i) {
     const V bv = splat(bias0 ? bias0[i] : T(0));
     T* dst = y0 + i * plane;
     for (int j = 0; j < NV; ++j) {
       V v = acc[i][j] + bv;
-      if (relu) v = v > 0 ? v : V{};
+      v = conv2d_activate(v, P.activation, T(P.slope));
       if ((j + 1) * L <= width) {
         store(dst + j * L, v);
       } else {  // the row's last, partial vector

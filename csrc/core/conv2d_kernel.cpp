@@ -13,7 +13,7 @@
 //      over tiles (one vector lane per tile);
 //   2. per chunk of KC output channels: the 36 GEMMs (KC x C_in) x (C_in x TB) with an MR x NV-vector register
 //      tile (weights broadcast, tiles in vectors) into M (36, KC, TB), then the output transform of that chunk
-//      with bias and relu, writing only the parts of tiles inside the output (the rest is cropped).
+//      with bias and activation, writing only the parts of tiles inside the output (the rest is cropped).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -238,14 +238,14 @@ void input_transform(const Plan<T>& pl, int64_t n, int64_t blk, T* __restrict vb
   }
 }
 
-// Step 2b: output channels [k0, k1) of the block from M (36, KC, TB), with bias and relu; cropped to the output.
+// Step 2b: output channels [k0, k1) of the block from M (36, KC, TB), with bias and activation; cropped to the output.
 template <typename T>
 void output_transform(const Plan<T>& pl, int64_t n, int64_t blk, int64_t k0, int64_t k1, const T* __restrict mbuf) {
   using V = vec_t<T>;
   constexpr int L = Vec<T>::size;
   const Conv2dProblem& P = pl.P;
   const int64_t Ho = P.Ho, Wo = P.Wo, TB = pl.TB, KC = pl.KC;
-  const bool relu = P.activation == int(Activation::relu);
+  const T slope = T(P.slope);
   for (int64_t k = k0; k < k1; ++k) {
     const V b = splat(pl.bias ? pl.bias[k] : T(0));
     T* yk = pl.y + (n * P.Cout + k) * Ho * Wo;
@@ -269,7 +269,7 @@ void output_transform(const Plan<T>& pl, int64_t n, int64_t blk, int64_t k0, int
         V cols[4], row[4];
         for (int s = 0; s < 4; ++s) {
           cols[s] = out[s][r] + b;
-          if (relu) cols[s] = cols[s] > 0 ? cols[s] : V{};
+          cols[s] = conv2d_activate(cols[s], P.activation, slope);
         }
         interleave_columns<T>(cols, row);
         T* dst = yk + (4 * ti + r) * Wo + 4 * tj0;

@@ -15,7 +15,7 @@
 // one block per task: the input transform of the block's tiles for every channel pair into V (16, C_in / 2, TB) as
 // bfloat16 pairs (channel 2 c2 in the low half), then per chunk of KC output channels the 16 GEMMs
 // (KC x C_in / 2 pairs) x (pairs x TB) with an MR x NV register tile into M (16, KC, TB) in float32, then the output
-// transform of that chunk with bias and relu, writing only the parts of tiles inside the output.
+// transform of that chunk with bias and activation, writing only the parts of tiles inside the output.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -182,12 +182,12 @@ inline void micro_kernel(const uint32_t* __restrict u, const uint32_t* __restric
     for (int j = 0; j < NV; ++j) store(m + i * ldm + j * L, acc[i][j]);
 }
 
-// Output channels [k0, k1) of the block from M (16, KC, TB), with bias and relu; cropped to the output.
+// Output channels [k0, k1) of the block from M (16, KC, TB), with bias and activation; cropped to the output.
 void output_transform(const Plan& pl, int64_t n, int64_t blk, int64_t k0, int64_t k1, const float* __restrict mbuf) {
   constexpr auto seq = std::make_index_sequence<L>{};
   const Conv2dProblem& P = pl.P;
   const int64_t Ho = P.Ho, Wo = P.Wo, TB = pl.TB, KC = pl.KC;
-  const bool relu = P.activation == int(Activation::relu);
+  const float slope = float(P.slope);
   for (int64_t k = k0; k < k1; ++k) {
     const F b = splat(pl.bias ? pl.bias[k] : 0.0f);
     float* yk = pl.y + (n * P.Cout + k) * Ho * Wo;
@@ -214,7 +214,7 @@ void output_transform(const Plan& pl, int64_t n, int64_t blk, int64_t k0, int64_
         F o[2] = {out[r][0], out[r][1]};
         for (int s = 0; s < 2; ++s) {
           o[s] += b;
-          if (relu) o[s] = o[s] > 0 ? o[s] : F{};
+          o[s] = conv2d_activate(o[s], P.activation, slope);
         }
         const F row[2] = {zip_low(o[0], o[1], seq), zip_high(o[0], o[1], seq)};
         float* dst = yk + (2 * ti + r) * Wo + 2 * tj0;

@@ -168,5 +168,13 @@ inline V zip_high(V a, V b, std::index_sequence<I...>) {  // second halves
   return __builtin_shufflevector(a, b, (I % 2 * sizeof...(I) + sizeof...(I) / 2 + I / 2)...);
 }
 
+// conv2d's fused activation on a vector: `act` is Activation's code (0 none, 1 relu, 2 leaky_relu with `slope`).
+template <typename V, typename S>
+inline V conv2d_activate(V v, int act, S slope) {
+  if (act == 1) return v > 0 ? v : V{};
+  if (act == 2) return v > 0 ? v : v * slope;
+  return v;
+}
+
 }  // namespace GENRT_ISA_NS
 }  // namespace genrt

@@ -1,11 +1,12 @@
-// genrt.Conv: [Pad(mode)] -> Conv(kH x kW, strides) [-> Relu] in one node, with genrt's conv2d kernel
+// genrt.Conv: [Pad(mode)] -> Conv(kH x kW, strides) [-> Relu | LeakyRelu] in one node, with genrt's conv2d kernel
 // (Winograd for 3x3 stride 1, a direct implicit GEMM otherwise).
 //
 // Inputs: X (N, C_in, H, W), W (C_out, C_in, kH, kW), optional B (C_out). Attributes: pads [top, left, bottom,
-// right] (top, bottom up to kH - 1; left, right up to kW - 1), strides [sh, sw] (default 1, 1), padding_mode ("zeros", "reflect", "edge": ONNX Pad's constant-0 / reflect / edge), activation
-// ("none", "relu"), precision ("f32", the default, or "bf16": float32 operands rounded to bfloat16, float32 sums)
-// and threads. genrt.load writes these nodes in place of Pad -> Conv [-> Relu] chains where the
-// kernel measured faster.
+// right] (top, bottom up to kH - 1; left, right up to kW - 1), strides [sh, sw] (default 1, 1), padding_mode
+// ("zeros", "reflect", "edge": ONNX Pad's constant-0 / reflect / edge), activation ("none", "relu", "leaky_relu"),
+// alpha (leaky_relu's slope, default 0.01), precision ("f32", the default, or "bf16": float32 operands rounded to
+// bfloat16, float32 sums) and threads. genrt.load writes these nodes in place of Pad -> Conv [-> Relu | LeakyRelu]
+// chains where the kernel measured faster.
 #include "../core/conv2d.h"
 
 #include "ort_ops.h"
@@ -73,6 +74,10 @@ struct ConvOp : Ort::CustomOpBase<ConvOp<Type>, ConvKernel, true> {
       k->params.stride[1] = strides[1];
       k->params.padding_mode = parse_padding_mode(string_attribute(info, "padding_mode", "zeros"));
       k->params.activation = parse_activation(string_attribute(info, "activation", "none"));
+      try {
+        k->params.negative_slope = info.GetAttribute<float>("alpha");
+      } catch (const Ort::Exception&) {
+      }
       k->params.precision = parse_precision(string_attribute(info, "precision", "f32"));
       k->threads = int(int_attribute(raw, "threads", hardware_threads()));
       if (constant_input(raw, 1)) k->cache = std::make_unique<WeightCache>();

@@ -150,7 +150,7 @@ py::array conv_transpose2d_forward(py::handle x_obj, py::handle w_obj, py::handl
 py::array conv2d_forward(py::handle x_obj, py::handle w_obj, py::handle bias_obj, const std::vector<int64_t>& padding,
                          const std::string& padding_mode, const std::string& activation, int threads,
                          genrt::WeightCache* cache, const std::vector<int64_t>& stride,
-                         const std::string& precision) {
+                         const std::string& precision, double negative_slope) {
   Arg x("x", x_obj), w("weight", w_obj);
   genrt::Conv2dParams p;
   p.precision = genrt::parse_precision(precision);
@@ -165,6 +165,7 @@ py::array conv2d_forward(py::handle x_obj, py::handle w_obj, py::handle bias_obj
   for (int i = 0; i < 4; ++i) p.padding[i] = padding[i];
   p.padding_mode = genrt::parse_padding_mode(padding_mode);
   p.activation = genrt::parse_activation(activation);
+  p.negative_slope = negative_slope;
   std::unique_ptr<Arg> bias;
   genrt::TensorRef none{"bias", nullptr, x.ref.dtype, 0, nullptr, nullptr};
   if (!bias_obj.is_none()) bias = std::make_unique<Arg>("bias", bias_obj);
@@ -245,10 +246,12 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("padding") = std::vector<int64_t>{0, 0, 0, 0}, py::arg("padding_mode") = "zeros",
           py::arg("activation") = "none", py::arg("threads") = 0, py::arg("cache") = nullptr,
           py::arg("stride") = std::vector<int64_t>{1, 1}, py::arg("precision") = "f32",
+          py::arg("negative_slope") = 0.01,
           "2-D convolution (float32 3x3 stride 1: Winograd F(4x4, 3x3), other kernel sizes and strides direct; "
           "precision 'bf16': AMX tiles where the CPU has them, else Winograd F(2x2, 3x3) for 3x3 stride 1 and direct "
           "otherwise) with "
-          "in-kernel padding (top, left, bottom, right; zeros/reflect/edge), fused bias and relu; x (N, C_in, H, W), "
+          "in-kernel padding (top, left, bottom, right; zeros/reflect/edge), fused bias and relu or leaky_relu "
+          "(negative_slope); x (N, C_in, H, W), "
           "weight (C_out, C_in, kH, kW), stride (sh, sw) -> (N, C_out, (H + top + bottom - kH) / sh + 1, "
           "(W + left + right - kW) / sw + 1). cache: a WeightCache that keeps the transformed or packed weights.");
   mod.def("instance_norm_forward", &instance_norm_forward, py::arg("x"), py::arg("scale") = py::none(),

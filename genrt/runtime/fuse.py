@@ -1,8 +1,8 @@
 """Load-time rewrite of standard ONNX nodes into genrt's ops where genrt's kernel measured faster:
 
 - ``ConvTranspose [-> BatchNormalization] [-> activation]`` -> ``genrt.ConvTranspose``;
-- ``[Pad] -> Conv(kH x kW, strides) [-> Relu]`` -> ``genrt.Conv`` (Winograd for 3x3 stride 1, a direct implicit
-  GEMM otherwise; the padding done in the kernel).
+- ``[Pad] -> Conv(kH x kW, strides) [-> Relu | LeakyRelu]`` -> ``genrt.Conv`` (Winograd for 3x3 stride 1, a direct
+  implicit GEMM otherwise; the padding done in the kernel).
 
 Which chains qualify is genrt.runtime.fuse_chains' to say. A chain is rewritten only where genrt's kernel measured
 faster than ONNX Runtime running the original nodes, on that layer's shape, dtype, thread count and instruction
@@ -54,8 +54,9 @@ _ENV = {"ConvTranspose": "GENRT_CONV_TRANSPOSE", "Conv": "GENRT_CONV"}
 BUCKETS = (1, 32)  # the batch size each bucket is measured at
 _SMALL_BATCH_LIMIT = 4  # batches up to this size use the first bucket's choices
 # Part of every cached decision's key: bumped when genrt's kernel gets faster (2: weights packed once per
-# session), so choices measured against an older kernel are measured again.
-KERNEL_REVISION = 2
+# session; 3: the bfloat16 convolutions' faster input copies), so choices measured against an older kernel are
+# measured again.
+KERNEL_REVISION = 3
 
 
 _MAX_SIZE_CLASS = 2048  # larger sizes share the 2048 class: past it, time per pixel no longer changes

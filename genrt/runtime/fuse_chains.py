@@ -3,9 +3,9 @@
 - ``ConvTranspose [-> BatchNormalization] [-> activation]`` -> ``genrt.ConvTranspose`` (the BatchNormalization
   folded into per-channel scale and shift);
 - ``[Pad(constant 0 | reflect | edge)] -> Conv(kH x kW up to 16 x 16, strides up to 8, dilation 1, group 1)
-  [-> Relu]`` -> ``genrt.Conv``, the Pad (on H and W only, each side at most the kernel size - 1) done inside the
-  kernel, merged with the Conv's own pads when the Pad pads with zeros. A Conv with its own nonzero pads after a
-  reflect or edge Pad is left to ONNX Runtime.
+  [-> Relu | LeakyRelu]`` -> ``genrt.Conv``, the Pad (on H and W only, each side at most the kernel size - 1) done
+  inside the kernel, merged with the Conv's own pads when the Pad pads with zeros. A Conv with its own nonzero pads
+  after a reflect or edge Pad is left to ONNX Runtime.
 
 A node joins a chain only where the previous node's output has it as its only consumer and is no graph output.
 """
@@ -263,13 +263,16 @@ def _conv_chain(node, g: _Graph) -> Chain | None:
     if not _pads_fit(pads, w_shape[2:]) or len(g.shapes.get(nodes[0].input[0], [])) != 4:
         return None
     act = g.only_consumer(node.output[0])
-    if act is not None and act.op_type == "Relu" and act.domain in STANDARD:
+    if act is not None and act.op_type in ("Relu", "LeakyRelu") and act.domain in STANDARD:
         nodes.append(act)
+    else:
+        act = None
     inputs = [nodes[0].input[0], node.input[1]] + ([node.input[2]] if len(node.input) > 2 and node.input[2] else [])
     attrs = dict(
         pads=pads,
         strides=[int(v) for v in attr(node, "strides", [1, 1])],
         padding_mode=mode,
-        activation="relu" if nodes[-1].op_type == "Relu" else "none",
+        activation="none" if act is None else ACTIVATIONS[act.op_type],
+        **({"alpha": float(attr(act, "alpha", 0.01))} if act is not None and act.op_type == "LeakyRelu" else {}),
     )
     return Chain("Conv", node, nodes, g.shapes[nodes[0].input[0]], inputs, attrs, consts=consts)

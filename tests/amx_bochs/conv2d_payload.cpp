@@ -17,7 +17,7 @@ static float y[CASE_COUT * CASE_HO * CASE_WO];
 extern "C" void payload_main(void) {
   namespace amx = genrt::isa_amx::amx;
   namespace conv = genrt::isa_amx::conv2d_amx;
-  const conv::Plan pl{CASE_COUT, CASE_HO, CASE_WO, CASE_KH, CASE_KW, CASE_SH, CASE_RELU != 0, CASE_KB_PAIRS,
+  const conv::Plan pl{CASE_COUT, CASE_HO, CASE_WO, CASE_KH, CASE_KW, CASE_SH, CASE_RELU != 0, 0.0f, CASE_KB_PAIRS,
                       CASE_KBLOCKS, CASE_MT, CASE_MTILES, CASE_ROW_WORDS, CASE_PAIR_WORDS, case_off, case_u,
                       CASE_BIAS ? case_bias : nullptr, y};
   alignas(64) static float out[4 * 256];

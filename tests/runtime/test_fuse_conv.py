@@ -1,4 +1,5 @@
-"""Load-time rewrite of [Pad] -> Conv(kH x kW, strides) [-> Relu] chains into genrt.Conv (GENRT_CONV=...)."""
+"""Load-time rewrite of [Pad] -> Conv(kH x kW, strides) [-> Relu | LeakyRelu] chains into genrt.Conv
+(GENRT_CONV=...)."""
 
 import json
 
@@ -52,7 +53,9 @@ def _layer(
             **conv_attrs,
         ),
     ]
-    if relu:
+    if relu == "LeakyRelu":
+        nodes.append(helper.make_node("LeakyRelu", ["c"], ["Y"], alpha=0.2))
+    elif relu:
         nodes.append(helper.make_node("Relu", ["c"], ["Y"]))
     return _save(path, nodes, inits)
 
@@ -70,6 +73,8 @@ def _rewritten(model, shape=(1, 4, 16, 16)) -> list:
     [
         ({}, True),
         ({"mode": "edge", "relu": False}, True),
+        ({"relu": "LeakyRelu"}, True),  # Real-ESRGAN's layers
+        ({"k": 5, "pads": (2, 2, 2, 2), "relu": "LeakyRelu", "mode": "constant"}, True),
         ({"mode": "constant", "pads": (2, 0, 1, 1), "conv_pads": (0, 1, 0, 1)}, True),  # zero pads merged
         ({"pads_const": True}, True),  # pads from a Constant node
         ({"conv_pads": (1, 1, 1, 1)}, False),  # reflect, then the Conv's own zero padding: left alone
@@ -97,7 +102,7 @@ def test_rewrite_matches_onnxruntime(tmp_path, monkeypatch, kwargs, fused):
     ops = [n.domain + "." + n.op_type for n in _rewritten(model)]
     if fused:
         assert "Conv" in model.kernels and "1 layer(s)" in model.kernels["Conv"]
-        assert ops == ["genrt.Conv"]  # Pad, Relu and a pads Constant are gone
+        assert ops == ["genrt.Conv"]  # Pad, Relu or LeakyRelu, and a pads Constant are gone
         (node,) = _rewritten(model)
         strides = [list(a.ints) for a in node.attribute if a.name == "strides"]
         assert strides == [[kwargs.get("stride", 1)] * 2]
