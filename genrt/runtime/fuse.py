@@ -280,6 +280,9 @@ def _session(model: bytes, threads: int, library: str | None, device: str):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # The two sides run in turn: a pool left spinning after one side's run would take a core from the other's
+    # (decisions flipped between processes: sr-x4 kept 2, 2 and 6 of its 10 layers in bf16 in three loads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = _log_severity()  # a layer that fails here is kept as ORT's, silently
     if library:
         options.register_custom_ops_library(library)
