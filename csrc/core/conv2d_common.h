@@ -212,7 +212,7 @@ struct PairRows {
   int64_t rows = 0;           // padded input rows held per pair: set by the kernel
   std::vector<int64_t> off;   // per kw: (kw % sw) Wph + kw / sw, the tap's offset in a buffer row
   std::vector<int64_t> cols;  // per padded column: the input column it reads, or -1 for a zero
-  std::vector<ColumnSpan> spans;  // stride 1: per vector of a buffer row, how unit_stride_row reads it
+  std::vector<ColumnSpan> spans;  // stride 1: per vector of a buffer row, how it is read
 
   PairRows(const Conv2dProblem& P_, const float* x_, int64_t C2_, int64_t Wph_)
       : P(P_), x(x_), C2(C2_), Wph(Wph_), off(size_t(P_.kW)), cols(size_t(P_.sw * Wph_)) {
@@ -251,8 +251,8 @@ struct PairRows {
     }
   }
 
-  // Stride 1 (one phase): padded row `pr` of pair c2 converted straight from the input rows, the padding's values
-  // gathered only for the vectors that reach into it.
+  // Stride 1 (one phase): padded row `pr` of pair c2 converted straight from the input rows, each vector read as
+  // its ColumnSpan says.
   void unit_stride_row(int64_t n, int64_t c2, int64_t pr, uint32_t* __restrict dst) const {
     const int64_t sr = source_index(pr - P.pad[0], P.H, P.mode), W = P.W;
     if (sr < 0 || 2 * c2 >= P.Cin) {

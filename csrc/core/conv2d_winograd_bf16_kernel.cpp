@@ -102,8 +102,8 @@ struct Plan {
   int64_t C2, th, tw, twp;  // channel pairs, tile rows, tiles per row, rounded up to whole vectors
   int64_t TB, blocks;       // tiles per block, blocks per image
   int64_t Kp, KC;           // output channels rounded up to MR, per chunk
-  const int64_t* cols;       // per padded column (2 twp + 2 L of them): the input column it reads, or -1 for a zero
-  const ColumnSpan* spans;   // per L of those columns: how a vector of them is read
+  const int64_t* cols;      // per padded column (2 twp + 2 L of them): the input column it reads, or -1 for a zero
+  const ColumnSpan* spans;  // per L of those columns: how a vector of them is read
 };
 
 // The 16 transformed vectors of L tiles (tile row ti, tiles tj0 ..) of channel c of image n.
