@@ -14,6 +14,7 @@ post-ReLU activations, against the exact convolution: the reason bfloat16 uses F
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -67,8 +68,6 @@ def speed(threads: int, repeats: int) -> None:
 
 
 def other(threads: int, repeats: int) -> None:
-    import os
-
     rng = np.random.default_rng(0)
     print(f"isa={kernels.cpu_isa()} threads={threads}: direct bf16 kernel, batch 1, padding k // 2")
     print(f"{'layer':>24}{'size':>6}{'f32 ms':>9}{'bf16 ms':>9}{'bf16 vs f32':>12}{'PSNR':>9}")

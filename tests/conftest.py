@@ -23,6 +23,18 @@ def isa(request):
 
 
 @pytest.fixture
+def amx_tiles():
+    """Runs a test at the amx level (the CPU's own AMX tiles), restoring the default after; skips, saying so, where
+    the CPU has no usable AMX (the tile kernels then run only emulated, and on their encodings under Bochs)."""
+    if "amx" not in _C.available_isas():
+        pytest.skip(f"this CPU has no usable AMX (isas {_C.available_isas()}): the tile kernel ran emulated only")
+    previous = _C.active_isa()
+    _C.set_isa("amx")
+    yield
+    _C.set_isa(previous)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

@@ -269,20 +269,13 @@ def test_bf16_is_faithful_to_float32_on_a_real_layer():
     assert 50 < psnr < 80, psnr  # not float32-exact (it is bfloat16), not far off either
 
 
-def test_amx_tiles_on_this_cpu():
+def test_amx_tiles_on_this_cpu(amx_tiles):
     """At the amx level the default bf16 convolution runs on the CPU's own tiles (every shape): checked here where
     the CPU has AMX, and said so where it has not (the tile kernel then runs emulated in the tests above and on the
     real instruction encodings under Bochs, tests/test_amx_bochs.py)."""
-    if "amx" not in _C.available_isas():
-        pytest.skip(f"this CPU has no usable AMX (isas {_C.available_isas()}): the tile kernel ran emulated only")
     rng = np.random.default_rng(5)
-    before = _C.active_isa()
-    try:
-        _C.set_isa("amx")
-        for k, stride in [(3, 1), (9, 1), (3, 2)]:
-            x = rng.standard_normal((2, 40, 23, 37)).astype(np.float32)
-            w = rng.standard_normal((33, 40, k, k)).astype(np.float32)
-            b = rng.standard_normal(33).astype(np.float32)
-            check(x, w, b, stride=stride, padding=(k // 2,) * 4, activation="relu")
-    finally:
-        _C.set_isa(before)
+    for k, stride in [(3, 1), (9, 1), (3, 2)]:
+        x = rng.standard_normal((2, 40, 23, 37)).astype(np.float32)
+        w = rng.standard_normal((33, 40, k, k)).astype(np.float32)
+        b = rng.standard_normal(33).astype(np.float32)
+        check(x, w, b, stride=stride, padding=(k // 2,) * 4, activation="relu")

@@ -224,20 +224,13 @@ def test_bf16_is_faithful_to_float32_on_a_real_layer():
     assert 50 < psnr < 80, psnr
 
 
-def test_amx_tiles_on_this_cpu():
+def test_amx_tiles_on_this_cpu(amx_tiles):
     """At the amx level the default bf16 transposed convolution runs on the CPU's own tiles: checked here where the
     CPU has AMX, and said so where it has not (emulated tiles above, real encodings under Bochs elsewhere)."""
-    if "amx" not in _C.available_isas():
-        pytest.skip(f"this CPU has no usable AMX (isas {_C.available_isas()}): the tile kernel ran emulated only")
     rng = np.random.default_rng(6)
-    before = _C.active_isa()
-    try:
-        _C.set_isa("amx")
-        for k, stride in [(3, 2), (4, 2), (5, 3)]:
-            x = rng.standard_normal((2, 40, 9, 21)).astype(np.float32)
-            w = rng.standard_normal((40, 33, k, k)).astype(np.float32)
-            vec = lambda: rng.standard_normal(33).astype(np.float32)  # noqa: E731
-            check(x, w, vec(), vec(), vec(), activation="leaky_relu", stride=stride, padding=1,
-                  output_padding=stride - 1)  # fmt: skip
-    finally:
-        _C.set_isa(before)
+    for k, stride in [(3, 2), (4, 2), (5, 3)]:
+        x = rng.standard_normal((2, 40, 9, 21)).astype(np.float32)
+        w = rng.standard_normal((40, 33, k, k)).astype(np.float32)
+        vec = lambda: rng.standard_normal(33).astype(np.float32)  # noqa: E731
+        check(x, w, vec(), vec(), vec(), activation="leaky_relu", stride=stride, padding=1,
+              output_padding=stride - 1)  # fmt: skip
