@@ -29,11 +29,15 @@ from _util import cpu, interleaved_medians  # noqa: E402
 # (name, C_in, C_out, kernel, stride, input side); transposed layers: padding 1, output_padding stride - 1
 CONVS = [
     ("style first 9x9", 3, 32, 9, 1, 512),
+    ("style last 9x9", 32, 3, 9, 1, 512),
+    ("sr-x4 first 9x9", 3, 64, 9, 1, 256),
     ("style down 3x3/2", 32, 64, 3, 2, 512),
     ("style residual 3x3", 128, 128, 3, 1, 128),
     ("sr-x4 body 3x3", 64, 64, 3, 1, 256),
     ("sr-x4 last 9x9", 64, 3, 9, 1, 1024),
     ("rrdb 3x3", 64, 32, 3, 1, 128),
+    ("rrdb first 3x3", 3, 64, 3, 1, 128),
+    ("rrdb last 3x3", 64, 3, 3, 1, 512),
 ]
 TRANSPOSED = [
     ("style up 128->64", 128, 64, 3, 2, 128),

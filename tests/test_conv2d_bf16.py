@@ -218,6 +218,12 @@ def test_nan_and_inf_propagate(isa, algo, k):
         (3, 32, 40, (9, 9), 1),  # a style network's first layer: 2 pairs, so K = 2
         (48, 64, 31, (4, 4), 2),  # stride 2 across phases
         (2, 3, 5, (2, 3), 3),  # tiny everything
+        # stride 1 with a small side: the forms that fold the column taps into the tiles
+        (3, 40, 37, (9, 9), 1),  # taps in K: K = 9 word-shifted rows per pair, 2 pairs (the odd one half zero)
+        (5, 20, 19, (3, 4), 1),  # taps in K with kW > kH, 3 pairs; two weight tiles, the second of 4 channels
+        (32, 3, 45, (9, 9), 1),  # taps in M: 27 rows of (channel, tap), 2 weight tiles; 45 pixels: the row's tail
+        (64, 3, 33, (3, 3), 1),  # taps in M, 9 rows, 2 pair blocks (Real-ESRGAN's last layer)
+        (40, 7, 16, (1, 5), 1),  # taps in M, 35 rows: 3 weight tiles, the third partly zero
     ],
 )
 def test_amx_tile_blocking(isa, monkeypatch, cin, cout, width, k, stride):
@@ -236,9 +242,11 @@ def test_unknown_algorithm_is_refused(monkeypatch):
         kernels.conv2d(np.ones((1, 2, 4, 4), np.float32), np.ones((2, 2, 3, 3), np.float32), precision="bf16")
 
 
-def test_every_isa_gives_the_same_rounding():
-    """The packing and rounding are shared code: every instruction set gives the reference's rounded result up to
-    float32 summation order, and the VDPBF16PS path is checked where the CPU has it."""
+@pytest.mark.parametrize("algorithm", ["winograd", "direct", "amx"])
+def test_every_isa_gives_the_same_rounding(monkeypatch, algorithm):
+    """The packing and rounding are shared code: with the algorithm fixed, every instruction set gives the same
+    result up to float32 summation order, and the VDPBF16PS and tile paths are checked where the CPU has them."""
+    monkeypatch.setenv("GENRT_CONV2D_BF16_ALGO", algorithm)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 7, 19, 37)).astype(np.float32)
     w = rng.standard_normal((11, 7, 3, 3)).astype(np.float32)
@@ -253,8 +261,9 @@ def test_every_isa_gives_the_same_rounding():
     scale, R = _bounds(x, w, padding=(1, 1, 1, 1), padding_mode="reflect")
     for isa, y in outs.items():
         assert np.all(np.abs(y - outs["baseline"]) <= 2 * (R + 2) * U32 * scale + 1e-30), isa
-    if "avx512bf16" not in outs:
-        pytest.skip("this CPU has no AVX512-BF16: the VDPBF16PS path did not run here (the emulated path did)")
+    native = {"winograd": "avx512bf16", "direct": "avx512bf16", "amx": "amx"}[algorithm]
+    if native not in outs:
+        pytest.skip(f"this CPU has no {native}: the {algorithm} kernel ran emulated only, not on its instructions")
 
 
 def test_bf16_is_faithful_to_float32_on_a_real_layer():

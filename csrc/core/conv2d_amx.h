@@ -28,17 +28,24 @@ struct Plan {
   const uint32_t* u;                // packed weights
   const float* bias;                // or null
   float* y;                         // (N, C_out, H_out, W_out)
+  // An input tile's rows: 0 for one pair apart (pair_words; pair blocks Kb pairs apart), or 1 for one word apart,
+  // one pair's column taps (the taps-in-K form below; pair blocks are then single pairs).
+  int64_t tap_rows = 0;
   int64_t tile_words() const { return MT * Kb; }
   int64_t mtile_words() const { return KB * kH * kW * tile_words(); }
+  long b_stride() const { return long(4 * (tap_rows ? 1 : pair_words)); }
+  int64_t b_block() const { return tap_rows ? pair_words : Kb * pair_words; }
 };
 
 // NM weight tiles from u (the second mtile_words() on) x NN input tiles of 16 pixels from `rows` (the task's
-// buffer at this output row and first pixel): the float32 result tiles into out[(i * 2 + j) * 256].
+// buffer at this output row and first pixel): the float32 result tile (i, j) to out + i di + j dj, its rows ld
+// floats apart.
 template <int NM, int NN>
-inline void tiles(const Plan& pl, const uint32_t* rows, const uint32_t* u, float* out) {
+inline void tiles(const Plan& pl, const uint32_t* rows, const uint32_t* u, float* out, int64_t ld = kTile,
+                  int64_t di = 512, int64_t dj = 256) {
   const int64_t kH = pl.kH, kW = pl.kW, tw = pl.tile_words(), mw = pl.mtile_words();
-  const int64_t rw = pl.row_words, block = pl.Kb * pl.pair_words;
-  const long bstride = long(4 * pl.pair_words), astride = long(4 * pl.Kb);
+  const int64_t rw = pl.row_words, block = pl.b_block();
+  const long bstride = pl.b_stride(), astride = long(4 * pl.Kb);
   const int64_t* off = pl.off;
   GENRT_TILE_ZERO(0);
   if constexpr (NN == 2) GENRT_TILE_ZERO(1);
@@ -61,11 +68,11 @@ inline void tiles(const Plan& pl, const uint32_t* rows, const uint32_t* u, float
           if constexpr (NN == 2) GENRT_TILE_DPBF16PS(3, 5, 7);
         }
       }
-  constexpr long kOut = 4 * kTile;  // result rows are 16 floats apart
+  const long kOut = long(4 * ld);
   GENRT_TILE_STORE(0, out, kOut);
-  if constexpr (NN == 2) GENRT_TILE_STORE(1, out + 256, kOut);
-  if constexpr (NM == 2) GENRT_TILE_STORE(2, out + 512, kOut);
-  if constexpr (NM == 2 && NN == 2) GENRT_TILE_STORE(3, out + 768, kOut);
+  if constexpr (NN == 2) GENRT_TILE_STORE(1, out + dj, kOut);
+  if constexpr (NM == 2) GENRT_TILE_STORE(2, out + di, kOut);
+  if constexpr (NM == 2 && NN == 2) GENRT_TILE_STORE(3, out + di + dj, kOut);
 }
 
 // Bias, activation and the store of result tile rows: channel c0 + m, pixels ow .. ow + width of output row oh.
@@ -104,6 +111,49 @@ inline void run_rows(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0
         for (int j = 0; j < NN; ++j)
           epilogue(pl, out + (i * 2 + j) * 256, n, (mt + i) * pl.MT, oh, ow + j * kTile,
                    pl.Wo - ow - j * kTile < kTile ? pl.Wo - ow - j * kTile : kTile);
+    }
+  }
+}
+
+// Taps in M, for few output channels at stride 1 (a network's last layer, C_out = 3): a weight tile row is a
+// (channel c, column tap kw) pair, row c taps + kw, and the plan's own kW is 1, so the tiles sum over pair blocks and
+// kernel rows only. Result row c taps + kw, column j holds channel c's sum for tap kw at buffer column j, and
+// y[c][oh][ow] = sum over kw of R[c taps + kw][ow + kw]: one output row through R (rows ld floats apart, at least
+// the buffer row's words plus 16), from `rows`, the task's buffer at this output row.
+inline void taps_in_m_row(const Plan& pl, int64_t taps, const uint32_t* rows, float* R, int64_t ld, int64_t n,
+                          int64_t oh) {
+  const int64_t cols = (pl.Wo + taps - 1 + kTile - 1) / kTile * kTile;  // the R columns the output reads
+  for (int64_t mt = 0; mt < pl.mtiles; mt += 2) {
+    const uint32_t* u = pl.u + mt * pl.mtile_words();
+    float* r = R + mt * pl.MT * ld;
+    const int64_t di = pl.MT * ld;
+    for (int64_t col = 0; col < cols; col += 2 * kTile) {
+      const bool both = mt + 1 < pl.mtiles, two = cols - col > kTile;
+      if (both && two)
+        tiles<2, 2>(pl, rows + col, u, r + col, ld, di, kTile);
+      else if (both)
+        tiles<2, 1>(pl, rows + col, u, r + col, ld, di, kTile);
+      else if (two)
+        tiles<1, 2>(pl, rows + col, u, r + col, ld, di, kTile);
+      else
+        tiles<1, 1>(pl, rows + col, u, r + col, ld, di, kTile);
+    }
+  }
+  for (int64_t c = 0; c < pl.Cout; ++c) {
+    const F bv = splat(pl.bias ? pl.bias[c] : 0.0f);
+    const float* rc = R + c * taps * ld;
+    float* dst = pl.y + ((n * pl.Cout + c) * pl.Ho + oh) * pl.Wo;
+    for (int64_t l = 0; l < pl.Wo; l += L) {
+      F v = bv;
+      for (int64_t kw = 0; kw < taps; ++kw) v = v + load(rc + kw * ld + kw + l);
+      v = conv2d_activate(v, pl.act, pl.slope);
+      if (l + L <= pl.Wo) {
+        store(dst + l, v);
+      } else {
+        alignas(64) float tmp[L];
+        store(tmp, v);
+        for (int64_t i = 0; i < pl.Wo - l; ++i) dst[l + i] = tmp[i];
+      }
     }
   }
 }

@@ -15,6 +15,14 @@
 // pairs there are; more are rounded up to a multiple of 16 with zero pairs; fewer than 16 output channels shrink
 // the tiles' rows.
 //
+// Two other forms keep the tiles full where one side is small, at stride 1 (the first and last layers of image
+// networks, 3 channels against 32-64, 9x9 kernels):
+// - taps in K, for few input channels (pairs < kW): an input tile's K rows are one pair's kW column taps, each
+//   row the one before shifted by one word (a tile load with a 4-byte stride), so K = kW, not the 2 pairs of C_in = 3;
+//   weights as [C_out / 16][pair][kH][16 channels][kW taps];
+// - taps in M, for few output channels: weight tile rows are (channel, column tap) pairs, and the taps are summed
+//   after the tiles, shifted (conv2d_amx.h's taps_in_m_row); weights as [rows / 16][pair block][kH][16 rows][Kb].
+//
 // Built for the amx level (GENRT_AMX_TILES, the instructions) and for every other level with amx_tiles.h's
 // emulation, which runs the same code everywhere (GENRT_CONV2D_BF16_ALGO=amx; the tests).
 #include <algorithm>
@@ -37,24 +45,73 @@ using conv2d_amx::Plan;
 using conv2d_detail::for_each_task;
 using conv2d_detail::PairRows;
 using conv2d_detail::rows_per_task;
+using conv2d_detail::Scratch;
+
+namespace {
+
+enum class Form { standard, taps_in_k, taps_in_m };
+
+// The form with the fewest TDPBF16PS per 16 pixels (the tile loads follow them): standard mtiles KB kH kW, taps in K
+// mtiles C2 kH, taps in M ceil(C_out kW / 16) KB kH (plus its shifted sums: counted as a quarter more).
+Form choose_form(const Conv2dProblem& P) {
+  if (P.sw != 1 || P.kW == 1) return Form::standard;
+  const amx::WeightTiles wt(P.Cin, P.Cout, P.kH * P.kW);
+  const int64_t C2 = (P.Cin + 1) / 2, standard = wt.mtiles * wt.KB * P.kW;
+  const int64_t by_k = wt.mtiles * C2, by_m = (P.Cout * P.kW + kTile - 1) / kTile * wt.KB * 5 / 4;
+  if (by_k < standard && by_k <= by_m) return Form::taps_in_k;
+  if (by_m < standard) return Form::taps_in_m;
+  return Form::standard;
+}
+
+}  // namespace
 
 void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, const float* bias, float* y,
                        int threads) {
-  const amx::WeightTiles wt(P.Cin, P.Cout, P.kH * P.kW);
-  const int64_t s = P.sw;
+  const Form form = choose_form(P);
+  const int64_t khw = P.kH * P.kW, C2 = (P.Cin + 1) / 2, s = P.sw;
+  // Weight tiles: taps in K packs "channels" 2 kw + e (pair kw of the tile's K) and taps (pair p, kh); taps in M packs
+  // "output channels" c kW + kw.
+  const amx::WeightTiles wt = form == Form::taps_in_k   ? amx::WeightTiles(2 * P.kW, P.Cout, C2 * P.kH)
+                              : form == Form::taps_in_m ? amx::WeightTiles(P.Cin, P.Cout * P.kW, P.kH)
+                                                        : amx::WeightTiles(P.Cin, P.Cout, khw);
   // An input tile reads 16 pixels from any output column below Wo rounded up to 16, at up to (kW - 1) / s on.
   const int64_t Wph = ((P.Wo + kTile - 1) / kTile * kTile + (P.kW - 1) / s + kTile - 1) / kTile * kTile;
-  PairRows in(P, x, wt.KB * wt.Kb, Wph);
+  PairRows in(P, x, form == Form::taps_in_k ? C2 : wt.KB * wt.Kb, Wph);
   const int64_t RB = rows_per_task(in, threads);
   in.rows = (RB - 1) * P.sh + P.kH;
-  const int64_t MG = wt.group(P.N * ((P.Ho + RB - 1) / RB), threads);
-  const int64_t khw = P.kH * P.kW;
-  const auto packed = wt.pack(P.cache, "conv2d/amx/" GENRT_CONV2D_AMX_STR(GENRT_ISA_NS), P.Cin, P.Cout,
-                              [&](int64_t k, int64_t c, int64_t t) { return w[(k * P.Cin + c) * khw + t]; });
-  const Plan pl{P.Cout, P.Ho, P.Wo, P.kH, P.kW, P.sh, P.activation, float(P.slope), wt.Kb, wt.KB, wt.MT,
-                wt.mtiles, in.row_words(), in.pair_words(), in.off.data(), packed.data(), bias, y};
+  const int64_t MG = form == Form::standard ? wt.group(P.N * ((P.Ho + RB - 1) / RB), threads) : wt.mtiles;
+  const std::string key = std::string("conv2d/amx") +
+                          (form == Form::taps_in_k ? "-taps-k/" : form == Form::taps_in_m ? "-taps-m/" : "/") +
+                          GENRT_CONV2D_AMX_STR(GENRT_ISA_NS);
+  const int64_t all_in = 2 * wt.KB * wt.Kb, all_out = wt.mtiles * wt.MT;  // every slot: at() says what is zero
+  const auto packed = wt.pack(P.cache, key, all_in, all_out, [&](int64_t k, int64_t c, int64_t t) {
+    if (form == Form::taps_in_k) {  // c = 2 kw + e, t = p kH + kh: input channel 2 p + e
+      const int64_t ci = 2 * (t / P.kH) + c % 2;
+      return k < P.Cout && ci < P.Cin ? w[((k * P.Cin + ci) * P.kH + t % P.kH) * P.kW + c / 2] : 0.0f;
+    }
+    if (form == Form::taps_in_m)  // k = co kW + kw, t = kh
+      return k < P.Cout * P.kW && c < P.Cin ? w[((k / P.kW * P.Cin + c) * P.kH + t) * P.kW + k % P.kW] : 0.0f;
+    return k < P.Cout && c < P.Cin ? w[(k * P.Cin + c) * khw + t] : 0.0f;
+  });
+  const int64_t zero = 0;
+  const bool folded = form != Form::standard;  // the plan's kW is 1: taps in K or M
+  Plan pl{P.Cout, P.Ho, P.Wo, P.kH, folded ? 1 : P.kW, P.sh, P.activation, float(P.slope), wt.Kb,
+          form == Form::taps_in_k ? C2 : wt.KB, wt.MT, wt.mtiles, in.row_words(), in.pair_words(),
+          folded ? &zero : in.off.data(), packed.data(), bias, y};
+  pl.tap_rows = form == Form::taps_in_k;
+  // taps in M: one output row's result rows, ld floats apart (an odd number of cache lines)
+  const int64_t ld = ((Wph + kTile) / kTile | 1) * kTile;
   for_each_task(in, RB, wt.groups(MG), threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1,
                                                     const uint32_t* buf) {
+    if (form == Form::taps_in_m) {
+      Scratch<float> R(size_t(wt.mtiles * wt.MT * ld));
+      std::memset(R.p, 0, size_t(wt.mtiles * wt.MT * ld) * sizeof(float));
+      amx::load_config(wt.config());
+      for (int64_t oh = oh0; oh < oh1; ++oh)
+        conv2d_amx::taps_in_m_row(pl, P.kW, buf + (oh - oh0) * P.sh * pl.row_words, R.p, ld, n, oh);
+      amx::release();
+      return;
+    }
     alignas(64) float out[4 * 256];  // the result tiles
     wt.each_pair(g, MG, [&](int64_t mt, bool both) {
       if (both)

@@ -294,13 +294,17 @@ struct PairRows {
 
 // The bfloat16 direct kernels' tasks: (image, block of rb output rows, group g of output channels), split over
 // threads; a thread builds a row block's PairRows once for all its groups and calls task(g, n, oh0, oh1, buf).
-// rows_per_task: as many output rows as fill about one core's share of L2 with input rows (at most 32), fewer
-// while there would be under 8 tasks per thread.
+// rows_per_task: as many output rows as fill about one core's share of L2 with input rows (at most 32), and at least
+// kH - 1 while the buffer stays under 4 MiB (a block of rb rows converts rb - 1 + kH input rows: wide rows of many
+// channels, a super-resolution network's last layer, would otherwise convert each input row kH times); fewer while
+// there would be under 8 tasks per thread.
 inline int64_t rows_per_task(const PairRows& in, int threads) {
-  constexpr int64_t kBufferBytes = 512 << 10;
+  constexpr int64_t kBufferBytes = 512 << 10, kMaxBufferBytes = 4 << 20;
   const Conv2dProblem& P = in.P;
   const int64_t row_bytes = in.C2 * in.row_words() * 4;
+  const int64_t most = std::clamp<int64_t>((kMaxBufferBytes / row_bytes - P.kH) / P.sh + 1, 1, 32);
   int64_t rb = std::clamp<int64_t>((kBufferBytes / row_bytes - P.kH) / P.sh + 1, 1, 32);
+  rb = std::max(rb, std::min(most, P.kH - 1));
   while (rb > 1 && P.N * ((P.Ho + rb - 1) / rb) < 8 * int64_t(threads)) rb = (rb + 1) / 2;
   return rb;
 }
