@@ -163,21 +163,25 @@ inline int64_t odd_lines(int64_t words) {
 // anything else lane by lane.
 struct ColumnSpan {
   static constexpr int L = Vec<float>::size;
-  enum class Read { zero, run, shuffle, gather } how = Read::gather;
-  int64_t base = 0;  // run: its first column; shuffle: the first column of the vector it shuffles
+  enum class Read { zero, run, every_second, shuffle, gather } how = Read::gather;
+  int64_t base = 0;  // run, every_second: the first column; shuffle: the first column of the vector it shuffles
   I idx{}, valid{};  // shuffle: per lane, the column - base, and all ones where the lane reads a column (else zero)
 
   ColumnSpan(const int64_t* c, int64_t W) {
     int64_t lo = W, hi = -1;
-    bool run = c[0] >= 0;
+    bool run = c[0] >= 0, second = c[0] >= 0 && c[0] + 2 * L <= W;  // every_second loads 2 L columns
     for (int l = 0; l < L; ++l) {
       if (c[l] >= 0) lo = std::min(lo, c[l]), hi = std::max(hi, c[l]);
       run = run && c[l] == c[0] + l;
+      second = second && c[l] == c[0] + 2 * l;
     }
     if (hi < 0) {
       how = Read::zero;
     } else if (run) {
       how = Read::run, base = c[0];
+    } else if (second) {  // a stride-2 phase: the even lanes of two vectors
+      how = Read::every_second, base = c[0];
+      for (int l = 0; l < L; ++l) idx[l] = 2 * l;
     } else if (W >= L && hi - lo < L) {
       how = Read::shuffle, base = std::min(lo, W - L);
       for (int l = 0; l < L; ++l) {
@@ -190,6 +194,7 @@ struct ColumnSpan {
   // The vector from input row `row`; c: the same columns as planned.
   F read(const float* row, const int64_t* c) const {
     if (how == Read::run) return load(row + base);
+    if (how == Read::every_second) return __builtin_shuffle(load(row + base), load(row + base + L), idx);
     if (how == Read::shuffle) return (F)((I)__builtin_shuffle(load(row + base), idx) & valid);
     F v{};
     if (how == Read::gather)
@@ -211,58 +216,34 @@ struct PairRows {
   int64_t Wph;                // words per phase row, a multiple of the vector width (zero past the input)
   int64_t rows = 0;           // padded input rows held per pair: set by the kernel
   std::vector<int64_t> off;   // per kw: (kw % sw) Wph + kw / sw, the tap's offset in a buffer row
-  std::vector<int64_t> cols;  // per padded column: the input column it reads, or -1 for a zero
-  std::vector<ColumnSpan> spans;  // stride 1: per vector of a buffer row, how it is read
+  std::vector<int64_t> cols;  // per buffer row word (phase q, word j at q Wph + j): its input column, or -1 for zero
+  std::vector<ColumnSpan> spans;  // per vector of a buffer row, how it is read
 
   PairRows(const Conv2dProblem& P_, const float* x_, int64_t C2_, int64_t Wph_)
       : P(P_), x(x_), C2(C2_), Wph(Wph_), off(size_t(P_.kW)), cols(size_t(P_.sw * Wph_)) {
     const int64_t s = P.sw, Wp = P.W + P.pad[1] + P.pad[3];
     for (int64_t kw = 0; kw < P.kW; ++kw) off[size_t(kw)] = (kw % s) * Wph + kw / s;
-    for (int64_t pc = 0; pc < s * Wph; ++pc)
-      cols[size_t(pc)] = pc < Wp ? source_index(pc - P.pad[1], P.W, P.mode) : -1;
-    if (s == 1)
-      for (int64_t j = 0; j < Wph; j += L) spans.emplace_back(cols.data() + j, P.W);
+    for (int64_t q = 0; q < s; ++q)
+      for (int64_t j = 0; j < Wph; ++j) {
+        const int64_t pc = q + j * s;  // the padded column
+        cols[size_t(q * Wph + j)] = pc < Wp ? source_index(pc - P.pad[1], P.W, P.mode) : -1;
+      }
+    for (int64_t j = 0; j < s * Wph; j += L) spans.emplace_back(cols.data() + j, P.W);
   }
   int64_t row_words() const { return P.sw * Wph; }        // one padded row of one pair, all phases
   int64_t pair_words() const { return odd_lines(rows * row_words()); }  // one pair's rows, padded
 
-  // Padded row `pr` of channel c of image n, split into phases: dst[q Wph + j] = xp[pr][q + j sw] (float32).
-  void phase_row(int64_t n, int64_t c, int64_t pr, float* __restrict dst) const {
-    const int64_t H = P.H, W = P.W, s = P.sw;
-    const int64_t sr = c < P.Cin ? source_index(pr - P.pad[0], H, P.mode) : -1;
-    if (sr < 0) {
-      std::memset(dst, 0, size_t(s * Wph) * sizeof(float));
-      return;
-    }
-    const float* src = x + ((n * P.Cin + c) * H + sr) * W;
-    const int64_t left = P.pad[1];
-    const int64_t* cl = cols.data();
-    for (int64_t q = 0; q < s; ++q) {
-      float* ph = dst + q * Wph;
-      const int64_t lo = std::min(Wph, std::max<int64_t>(0, (left - q + s - 1) / s));
-      const int64_t hi = std::max(lo, std::min(Wph, (left + W - q + s - 1) / s));
-      for (int64_t j = 0; j < lo; ++j) ph[j] = cl[q + j * s] >= 0 ? src[cl[q + j * s]] : 0.0f;
-      const float* sp = src + q - left;
-      if (s == 1)
-        std::memcpy(ph + lo, sp + lo, size_t(hi - lo) * sizeof(float));
-      else
-        for (int64_t j = lo; j < hi; ++j) ph[j] = sp[j * s];
-      for (int64_t j = hi; j < Wph; ++j) ph[j] = cl[q + j * s] >= 0 ? src[cl[q + j * s]] : 0.0f;
-    }
-  }
-
-  // Stride 1 (one phase): padded row `pr` of pair c2 converted straight from the input rows, each vector read as
-  // its ColumnSpan says.
-  void unit_stride_row(int64_t n, int64_t c2, int64_t pr, uint32_t* __restrict dst) const {
+  // Padded row `pr` of pair c2 converted straight from the input rows, each vector read as its ColumnSpan says.
+  void row(int64_t n, int64_t c2, int64_t pr, uint32_t* __restrict dst) const {
     const int64_t sr = source_index(pr - P.pad[0], P.H, P.mode), W = P.W;
     if (sr < 0 || 2 * c2 >= P.Cin) {
-      std::memset(dst, 0, size_t(Wph) * sizeof(uint32_t));
+      std::memset(dst, 0, size_t(row_words()) * sizeof(uint32_t));
       return;
     }
     const float* xa = x + ((n * P.Cin + 2 * c2) * P.H + sr) * W;
     const float* xb = 2 * c2 + 1 < P.Cin ? xa + P.H * W : nullptr;
     const ColumnSpan* sp = spans.data();
-    for (int64_t j = 0; j < Wph; j += L, ++sp) {
+    for (int64_t j = 0; j < row_words(); j += L, ++sp) {
       const F a = sp->read(xa, cols.data() + j), b = xb ? sp->read(xb, cols.data() + j) : F{};
       const I w = pack_pair(a, b);
       std::memcpy(dst + j, &w, sizeof(w));
@@ -270,25 +251,10 @@ struct PairRows {
   }
 
   // Padded rows r0 .. r0 + nrows of every pair of image n: pair row (c2, r) at buf + c2 pair_words() + r
-  // row_words(), its phase q at + q Wph. tmp: 2 row_words() floats.
-  void build(int64_t n, int64_t r0, int64_t nrows, uint32_t* __restrict buf, float* __restrict tmp) const {
-    const int64_t width = row_words();  // a multiple of L
-    float* a = tmp;
-    float* b = tmp + width;
+  // row_words(), its phase q at + q Wph.
+  void build(int64_t n, int64_t r0, int64_t nrows, uint32_t* __restrict buf) const {
     for (int64_t c2 = 0; c2 < C2; ++c2)
-      for (int64_t r = 0; r < nrows; ++r) {
-        if (P.sw == 1) {
-          unit_stride_row(n, c2, r0 + r, buf + c2 * pair_words() + r * width);
-          continue;
-        }
-        phase_row(n, 2 * c2, r0 + r, a);
-        phase_row(n, 2 * c2 + 1, r0 + r, b);
-        uint32_t* dst = buf + c2 * pair_words() + r * width;
-        for (int64_t j = 0; j < width; j += L) {
-          const I w = pack_pair(load(a + j), load(b + j));
-          std::memcpy(dst + j, &w, sizeof(w));
-        }
-      }
+      for (int64_t r = 0; r < nrows; ++r) row(n, c2, r0 + r, buf + c2 * pair_words() + r * row_words());
   }
 };
 
@@ -314,13 +280,12 @@ void for_each_task(const PairRows& in, int64_t rb, int64_t groups, int threads, 
   const int64_t row_blocks = (P.Ho + rb - 1) / rb;
   parallel_for(P.N * row_blocks * groups, threads, [&](int64_t b0, int64_t b1) {
     Scratch<uint32_t> buf(size_t(in.C2 * in.pair_words()));
-    Scratch<float> tmp(size_t(2 * in.row_words()));
     int64_t built = -1;  // the (image, row block) the buffer holds
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b % groups, n = b / groups / row_blocks;
       const int64_t oh0 = b / groups % row_blocks * rb, oh1 = std::min(P.Ho, oh0 + rb);
       if (built != b / groups) {
-        in.build(n, oh0 * P.sh, (oh1 - 1 - oh0) * P.sh + P.kH, buf.p, tmp.p);
+        in.build(n, oh0 * P.sh, (oh1 - 1 - oh0) * P.sh + P.kH, buf.p);
         built = b / groups;
       }
       task(g, n, oh0, oh1, buf.p);
