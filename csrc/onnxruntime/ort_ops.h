@@ -11,6 +11,7 @@ void add_conv(Ort::CustomOpDomain& domain);
 void add_conv_transpose(Ort::CustomOpDomain& domain);
 void add_instance_norm(Ort::CustomOpDomain& domain);
 void add_fill_sweeps(Ort::CustomOpDomain& domain);
+void add_resize(Ort::CustomOpDomain& domain);
 void add_minibatch_discrimination(Ort::CustomOpDomain& domain);
 #ifdef GENRT_WITH_CUDA
 void add_cuda_conv_transpose(Ort::CustomOpDomain& domain);  // CUDA execution-provider kernels

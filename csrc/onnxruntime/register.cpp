@@ -17,6 +17,7 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
       genrt::ort::add_conv_transpose(*d);
       genrt::ort::add_instance_norm(*d);
       genrt::ort::add_fill_sweeps(*d);
+      genrt::ort::add_resize(*d);
       genrt::ort::add_minibatch_discrimination(*d);
 #ifdef GENRT_WITH_CUDA
       genrt::ort::add_cuda_conv_transpose(*d);

@@ -17,7 +17,7 @@ import onnx
 
 import genrt
 from genrt.errors import RunError
-from genrt.runtime import fuse, fuse_norms, fuse_sweeps, precision
+from genrt.runtime import fuse, fuse_norms, fuse_resize, fuse_sweeps, precision
 from genrt.runtime.onnx_session import (
     base_model,
     has_cuda_kernels,
@@ -71,13 +71,15 @@ class OrtRunner:
         self._how = fuse.modes(how)  # per op; `how` given: for every op, else the environment's, read now
         self._library = ort_ops_library(device)
         # What the CPU sessions run: the base model with its shape-building constants folded (so the Conv rewrite
-        # sees every Pad's pads), its instance norms as genrt.InstanceNorm nodes (genrt.runtime.fuse_norms) and an
-        # inpainter's fill sweeps as genrt.FillSweeps nodes (genrt.runtime.fuse_sweeps).
+        # sees every Pad's pads), its instance norms as genrt.InstanceNorm nodes (genrt.runtime.fuse_norms), an
+        # inpainter's fill sweeps as genrt.FillSweeps nodes (genrt.runtime.fuse_sweeps) and its linear and cubic
+        # Resize nodes as genrt.Resize nodes (genrt.runtime.fuse_resize).
         # self._base, what `graph` returns and genrt.tiles cuts, stays as it is.
         cpu = self._library is not None and providers is None and device == "cpu"
         self._prepared = fuse_norms.fold_constants(self._base) if cpu else self._base
         self._norms = fuse_norms.find(self._prepared) if cpu and fuse_norms.mode() == "genrt" else []
         self._sweeps = fuse_sweeps.find(self._prepared) if cpu and fuse_sweeps.mode() == "genrt" else []
+        self._resizes = fuse_resize.find(self._prepared) if cpu and fuse_resize.mode() == "genrt" else []
         self._dynamic = dynamic_axes(self._base)
         self._options = run_options()
         self._lock = threading.Lock()
@@ -126,6 +128,8 @@ class OrtRunner:
             )
         if self._sweeps:
             kernels["FillSweeps"] = fuse_sweeps.describe(self._sweeps)
+        if self._resizes:
+            kernels["Resize"] = fuse_resize.describe(self._resizes)
         what = {
             "ConvTranspose": "genrt fused kernel",
             "Conv": "genrt conv2d kernel (Winograd for 3x3 stride 1, direct otherwise)",
@@ -249,8 +253,9 @@ class OrtRunner:
 
     def _session(self, chosen: tuple, model: onnx.ModelProto | None = None):
         if chosen not in self._sessions:
-            model = fuse_sweeps.apply(fuse_norms.apply(model or self._prepared, self._norms), self._sweeps)
-            native = self._native or bool(chosen) or bool(self._norms) or bool(self._sweeps)
+            model = fuse_norms.apply(model or self._prepared, self._norms)
+            model = fuse_resize.apply(fuse_sweeps.apply(model, self._sweeps), self._resizes)
+            native = self._native or bool(chosen) or bool(self._norms) or bool(self._sweeps) or bool(self._resizes)
             device, threads, providers = (self._settings[k] for k in ("device", "threads", "providers"))
             self._sessions[chosen] = new_session(
                 model, self._path, device=device, threads=threads, providers=providers, native=native,
