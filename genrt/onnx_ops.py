@@ -27,6 +27,7 @@ def register_schemas() -> None:
         if _registered:
             return
         T = ("T", ["tensor(float)", "tensor(double)"], "float32 or float64")
+        F = ("F", ["tensor(float)"], "float32")
         param = defs.OpSchema.FormalParameter
         attr = defs.OpSchema.Attribute
         INT = defs.OpSchema.AttrType.INT
@@ -53,11 +54,12 @@ def register_schemas() -> None:
                     param("X", "T", "(N, C_in, H, W)"),
                     param("W", "T", "(C_out, C_in, kH, kW), kH and kW 1..16"),
                     param("B", "T", "(C_out,)", param_option=optional),
+                    param("A", "F", "(N, C_in, 2): a x + b per input plane, before padding", param_option=optional),
                 ],
                 outputs=[
                     param("Y", "T", "(N, C_out, (H + top + bottom - kH) / sh + 1, (W + left + right - kW) / sw + 1)")
                 ],
-                type_constraints=[T],
+                type_constraints=[T, F],
                 attributes=[
                     attr("pads", INTS, "[top, left, bottom, right]: top/bottom < kH, left/right < kW", required=False),
                     attr("strides", INTS, "[sh, sw], each 1..8; default [1, 1]", required=False),
@@ -70,6 +72,25 @@ def register_schemas() -> None:
                         "f32 (default) | bf16: X and W rounded to bfloat16, float32 sums",
                         required=False,
                     ),
+                    attr("input_activation", defs.OpSchema.AttrType.STRING, "none|relu, after A", required=False),
+                    attr("threads", INT, "kernel threads; set by genrt.load", required=False),
+                ],
+            ),
+            defs.OpSchema(
+                "InstanceNormAffine",
+                DOMAIN,
+                VERSION,
+                doc="Per (n, c) plane of X, (a, b) = (scale / sqrt(var + epsilon), bias - mean a): the instance norm "
+                "a genrt.Conv applies to its input (its input A).",
+                inputs=[
+                    param("X", "F", "(N, C, H, W)"),
+                    param("scale", "F", "C or N x C values, as InstanceNorm's", param_option=optional),
+                    param("bias", "F", "like scale", param_option=optional),
+                ],
+                outputs=[param("A", "F", "(N, C, 2)")],
+                type_constraints=[F],
+                attributes=[
+                    attr("epsilon", defs.OpSchema.AttrType.FLOAT, "default 1e-5", required=False),
                     attr("threads", INT, "kernel threads; set by genrt.load", required=False),
                 ],
             ),

@@ -54,6 +54,23 @@ std::string pads_str(const int64_t p[4]) {
          std::to_string(p[3]) + ")";
 }
 
+// x' = a x + b [then ReLU] per plane of `size` values (Conv2dParams::input_affine), into `store`; returns its data.
+template <typename T>
+const T* affine_copy(const T* x, const float* ab, bool relu, int64_t planes, int64_t size, std::vector<T>& store) {
+  std::vector<T> out(size_t(planes * size));
+  for (int64_t k = 0; k < planes; ++k) {
+    const T a = T(ab[2 * k]), b = T(ab[2 * k + 1]);
+    const T* src = x + k * size;
+    T* dst = out.data() + k * size;
+    for (int64_t i = 0; i < size; ++i) {
+      const T v = src[i] * a + b;
+      dst[i] = relu && v < T(0) ? T(0) : v;
+    }
+  }
+  store.swap(out);
+  return store.data();
+}
+
 template <typename T>
 void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out, const Conv2dParams& p,
          int threads, WeightCache* cache) {
@@ -79,17 +96,26 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   const T* xd = contiguous<T>(x, xs);
   const T* wd = contiguous<T>(w, ws);
   const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
+  Bf16Algo algo = bf16_algo();
+  if (algo == Bf16Algo::automatic) algo = active_isa() == Isa::amx ? Bf16Algo::amx : Bf16Algo::winograd;
+  const bool winograd = P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1;
+  if (p.input_affine) {
+    if (p.precision == Precision::bf16 && (algo == Bf16Algo::amx || algo == Bf16Algo::direct || !winograd)) {
+      P.in_affine = p.input_affine;  // applied as the input rows are converted
+      P.in_act = int(p.input_relu ? Activation::relu : Activation::none);
+    } else {
+      xd = affine_copy(xd, p.input_affine, p.input_relu, P.N * P.Cin, P.H * P.W, xs);
+    }
+  }
   if constexpr (std::is_same_v<T, float>)
     if (p.precision == Precision::bf16) {
-      Bf16Algo algo = bf16_algo();
-      if (algo == Bf16Algo::automatic) algo = active_isa() == Isa::amx ? Bf16Algo::amx : Bf16Algo::winograd;
       if (algo == Bf16Algo::amx)
         GENRT_DISPATCH_AMX(conv2d_amx_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
-      if (algo == Bf16Algo::winograd && P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1)
+      if (algo == Bf16Algo::winograd && winograd)
         GENRT_DISPATCH_BF16(conv2d_winograd_bf16_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
       GENRT_DISPATCH_BF16(conv2d_bf16_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
     }
-  if (P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1)
+  if (winograd)
     GENRT_DISPATCH(conv2d_forward_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
   else
     GENRT_DISPATCH(conv2d_direct_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
@@ -144,6 +170,8 @@ void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dPar
     throw_value("negative_slope: expected a finite number, got " + std::to_string(p.negative_slope));
   if (p.precision == Precision::bf16 && x.dtype != DType::f32)
     throw_value("precision: bf16 takes float32 operands, got " + std::string(dtype_name(x.dtype)));
+  if (p.input_affine && x.dtype != DType::f32)
+    throw_value("input affine: takes float32 operands, got " + std::string(dtype_name(x.dtype)));
   const int64_t hp = x.size(2) + p.padding[0] + p.padding[2], wp = x.size(3) + p.padding[1] + p.padding[3];
   if (hp < kh || wp < kw)
     throw_shape("padding: output size must be positive, but x " + x.shape_str() + " padded by " +

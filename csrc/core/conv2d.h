@@ -43,6 +43,12 @@ struct Conv2dParams {
   Activation activation = Activation::none;  // none, relu or leaky_relu
   double negative_slope = 0.01;              // leaky_relu's slope for negative inputs
   Precision precision = Precision::f32;      // bf16: float32 operands rounded to bfloat16, float32 sums
+  // Optional, float32 operands only: an affine map per (image, input channel) applied to x before the padding,
+  // x' = a x + b, then a ReLU where input_relu: N x C_in pairs (a, b), C-contiguous. An instance norm folded into
+  // the convolution that reads it (genrt/runtime/fuse_norms.py): the bfloat16 direct and AMX kernels apply it as
+  // they convert their input rows, the others to a copy of x first.
+  const float* input_affine = nullptr;
+  bool input_relu = false;
 };
 
 // Output shape (N, C_out, H_out, W_out) after validating x, w and params (bias is checked by the forward call).
@@ -65,6 +71,8 @@ struct Conv2dProblem {
   int activation;  // Activation: none, relu or leaky_relu (conv2d_activate)
   double slope = 0;  // leaky_relu's negative slope
   WeightCache* cache = nullptr;
+  const float* in_affine = nullptr;  // Conv2dParams::input_affine, for the kernels that apply it (PairRows)
+  int in_act = 0;                    // Activation: none or relu, after in_affine
 };
 
 }  // namespace genrt

@@ -165,7 +165,8 @@ struct ColumnSpan {
   static constexpr int L = Vec<float>::size;
   enum class Read { zero, run, every_second, shuffle, gather } how = Read::gather;
   int64_t base = 0;  // run, every_second: the first column; shuffle: the first column of the vector it shuffles
-  I idx{}, valid{};  // shuffle: per lane, the column - base, and all ones where the lane reads a column (else zero)
+  I idx{};    // shuffle: per lane, the column - base; every_second: 2 lane
+  I valid{};  // all ones where the lane reads a column, zero where it is padding
 
   ColumnSpan(const int64_t* c, int64_t W) {
     int64_t lo = W, hi = -1;
@@ -175,6 +176,7 @@ struct ColumnSpan {
       run = run && c[l] == c[0] + l;
       second = second && c[l] == c[0] + 2 * l;
     }
+    for (int l = 0; l < L; ++l) valid[l] = c[l] >= 0 ? -1 : 0;
     if (hi < 0) {
       how = Read::zero;
     } else if (run) {
@@ -184,10 +186,7 @@ struct ColumnSpan {
       for (int l = 0; l < L; ++l) idx[l] = 2 * l;
     } else if (W >= L && hi - lo < L) {
       how = Read::shuffle, base = std::min(lo, W - L);
-      for (int l = 0; l < L; ++l) {
-        idx[l] = int32_t(c[l] >= 0 ? c[l] - base : 0);
-        valid[l] = c[l] >= 0 ? -1 : 0;
-      }
+      for (int l = 0; l < L; ++l) idx[l] = int32_t(c[l] >= 0 ? c[l] - base : 0);
     }
   }
 
@@ -243,6 +242,20 @@ struct PairRows {
     const float* xa = x + ((n * P.Cin + 2 * c2) * P.H + sr) * W;
     const float* xb = 2 * c2 + 1 < P.Cin ? xa + P.H * W : nullptr;
     const ColumnSpan* sp = spans.data();
+    if (P.in_affine) {  // x' = act(a x + b) on the columns read, the padding still zero
+      const float* ab = P.in_affine + 2 * (n * P.Cin + 2 * c2);
+      const F sa = splat(ab[0]), ta = splat(ab[1]), sb = splat(xb ? ab[2] : 0.0f), tb = splat(xb ? ab[3] : 0.0f);
+      auto affine = [&](F v, F scale, F shift, I valid) {
+        return (F)((I)conv2d_activate(v * scale + shift, P.in_act, 0.0f) & valid);
+      };
+      for (int64_t j = 0; j < row_words(); j += L, ++sp) {
+        const F a = affine(sp->read(xa, cols.data() + j), sa, ta, sp->valid);
+        const F b = xb ? affine(sp->read(xb, cols.data() + j), sb, tb, sp->valid) : F{};
+        const I w = pack_pair(a, b);
+        std::memcpy(dst + j, &w, sizeof(w));
+      }
+      return;
+    }
     for (int64_t j = 0; j < row_words(); j += L, ++sp) {
       const F a = sp->read(xa, cols.data() + j), b = xb ? sp->read(xb, cols.data() + j) : F{};
       const I w = pack_pair(a, b);

@@ -12,7 +12,9 @@
                             int threads);                                                                          \
   void instance_norm_kernel(const double* x, int64_t planes, int64_t plane_size, const double* scale,             \
                             const double* bias, const double* residual, double* out, double epsilon, bool relu,    \
-                            int threads);
+                            int threads);                                                                          \
+  void instance_norm_stats_kernel(const float* x, int64_t planes, int64_t plane_size, double* mean, double* var,  \
+                                  int threads);
 GENRT_DECLARE_ISA_KERNELS(GENRT_INSTANCE_NORM_DECLS)
 
 namespace genrt {
@@ -55,6 +57,11 @@ void _forward(const TensorRef& x, const TensorRef& scale, const TensorRef& bias,
                  relu, threads);
 }
 
+// Per plane, mean and (population) variance. (GENRT_DISPATCH returns from the function it is in.)
+void _statistics(const float* x, int64_t planes, int64_t size, double* mean, double* var, int threads) {
+  GENRT_DISPATCH(instance_norm_stats_kernel, x, planes, size, mean, var, threads);
+}
+
 }  // namespace
 
 void instance_norm_forward(const TensorRef& x, const TensorRef& scale, const TensorRef& bias,
@@ -83,6 +90,36 @@ void instance_norm_forward(const TensorRef& x, const TensorRef& scale, const Ten
     _forward<float>(x, scale, bias, residual, out, epsilon, relu, threads);
   else
     _forward<double>(x, scale, bias, residual, out, epsilon, relu, threads);
+}
+
+void instance_norm_affine(const TensorRef& x, const TensorRef& scale, const TensorRef& bias, const TensorRef& out,
+                          double epsilon, int threads) {
+  check_ndim(x, 4, "x of shape (N, C, H, W)");
+  if (x.dtype != DType::f32)
+    throw Error(Error::Kind::dtype, std::string(x.name) + ": expected float32, got " + dtype_name(x.dtype));
+  for (const TensorRef* t : {&scale, &bias})
+    if (t->data != nullptr) check_same_dtype(x, *t);
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
+  if (out.ndim != 3 || out.size(0) != N || out.size(1) != C || out.size(2) != 2 || out.dtype != DType::f32)
+    throw_shape(std::string(out.name) + ": expected float32 of shape (" + std::to_string(N) + ", " +
+                std::to_string(C) + ", 2), got " + out.shape_str());
+  check_contiguous_output(out);
+  if (!(epsilon >= 0.0) || !std::isfinite(epsilon))
+    throw_value("epsilon: expected a finite value >= 0, got " + std::to_string(epsilon));
+  if (threads < 1) throw_value("threads: expected >= 1, got " + std::to_string(threads));
+  if (N * C == 0) return;
+  if (HW == 0) throw_shape(std::string(x.name) + ": expected planes of at least one value, got " + x.shape_str());
+  const std::vector<double> s = _affine<float>(scale, N, C, 1.0), b = _affine<float>(bias, N, C, 0.0);
+  std::vector<float> packed;
+  const float* xp = contiguous<float>(x, packed);
+  std::vector<double> mean(size_t(N * C)), var(size_t(N * C));
+  _statistics(xp, N * C, HW, mean.data(), var.data(), threads);
+  float* ab = static_cast<float*>(out.data);
+  for (size_t k = 0; k < mean.size(); ++k) {
+    const double a = s[k] / std::sqrt(var[k] + epsilon);
+    ab[2 * k] = float(a);
+    ab[2 * k + 1] = float(b[k] - mean[k] * a);
+  }
 }
 
 }  // namespace genrt

@@ -23,4 +23,10 @@ void instance_norm_forward(const TensorRef& x, const TensorRef& scale, const Ten
                            const TensorRef& residual, const TensorRef& out, double epsilon, Activation activation,
                            int threads);
 
+// The same normalization as an affine map per plane, for a consumer that applies it itself (genrt.Conv's input
+// affine, conv2d.h): out (N, C, 2) float32, C-contiguous, (a, b) per plane with a = scale / sqrt(var + eps) and
+// b = bias - mean a, so that a x + b is the normalized x. x: (N, C, H, W) float32, any strides; scale, bias as above.
+void instance_norm_affine(const TensorRef& x, const TensorRef& scale, const TensorRef& bias, const TensorRef& out,
+                          double epsilon, int threads);
+
 }  // namespace genrt

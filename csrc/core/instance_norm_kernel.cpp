@@ -168,6 +168,14 @@ void _instance_norm(const T* x, int64_t planes, int64_t P, const double* scale, 
 
 }  // namespace
 
+void instance_norm_stats_kernel(const float* x, int64_t planes, int64_t plane_size, double* mean, double* var,
+                                int threads) {
+  if (double(planes) * double(plane_size) < 32768.0) threads = 1;
+  parallel_for(planes, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) _statistics<float>(x + k * plane_size, plane_size, mean[k], var[k]);
+  });
+}
+
 void instance_norm_kernel(const float* x, int64_t planes, int64_t plane_size, const double* scale,
                           const double* bias, const float* residual, float* out, double epsilon, bool relu,
                           int threads) {

@@ -1,7 +1,10 @@
 // genrt.Conv: [Pad(mode)] -> Conv(kH x kW, strides) [-> Relu | LeakyRelu] in one node, with genrt's conv2d kernel
 // (Winograd for 3x3 stride 1, a direct implicit GEMM otherwise).
 //
-// Inputs: X (N, C_in, H, W), W (C_out, C_in, kH, kW), optional B (C_out). Attributes: pads [top, left, bottom,
+// Inputs: X (N, C_in, H, W), W (C_out, C_in, kH, kW), optional B (C_out), optional A (N, C_in, 2) float32: an
+// affine map (a, b) per input plane, x' = a x + b [then ReLU: input_activation "relu"] before the padding, a
+// genrt.InstanceNormAffine's output (genrt.load folds an instance norm into the convolution that reads it, with
+// precision bf16 only: genrt/runtime/fuse_norms.py). Attributes: pads [top, left, bottom,
 // right] (top, bottom up to kH - 1; left, right up to kW - 1), strides [sh, sw] (default 1, 1), padding_mode
 // ("zeros", "reflect", "edge": ONNX Pad's constant-0 / reflect / edge), activation ("none", "relu", "leaky_relu"),
 // alpha (leaky_relu's slope, default 0.01), precision ("f32", the default, or "bf16": float32 operands rounded to
@@ -39,14 +42,23 @@ struct ConvKernel {
         b = std::make_unique<OrtTensor>(input_tensor(ctx, 2, "B"));
         bias = b->ref;
       }
+      Conv2dParams p = params;
+      if (has_input(ctx, 3)) {  // the input's affine map, (N, C_in, 2) float32
+        OrtTensor a = input_tensor(ctx, 3, "A");
+        if (a.ref.dtype != DType::f32 || a.ref.ndim != 3 || a.sizes[0] != x.sizes[0] || a.sizes[1] != x.sizes[1] ||
+            a.sizes[2] != 2)
+          throw_shape("A: expected float32 of shape (" + std::to_string(x.sizes[0]) + ", " +
+                      std::to_string(x.sizes[1]) + ", 2) (X's N and C_in), got " + a.ref.shape_str());
+        p.input_affine = static_cast<const float*>(a.ref.data);
+      }
       int64_t shape[4];
-      conv2d_output_shape(x.ref, w.ref, params, shape);
+      conv2d_output_shape(x.ref, w.ref, p, shape);
       const auto type =
           x.ref.dtype == DType::f64 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
       OrtTensor y = output_tensor(ctx, 0, "Y", type, {shape[0], shape[1], shape[2], shape[3]});
       OrtExecutor executor(context);
       ScopedExecutor scope(&executor);
-      conv2d_forward(x.ref, w.ref, bias, y.ref, params, threads, cache.get());
+      conv2d_forward(x.ref, w.ref, bias, y.ref, p, threads, cache.get());
     });
   }
 };
@@ -79,14 +91,20 @@ struct ConvOp : Ort::CustomOpBase<ConvOp<Type>, ConvKernel, true> {
       } catch (const Ort::Exception&) {
       }
       k->params.precision = parse_precision(string_attribute(info, "precision", "f32"));
+      const std::string input_activation = string_attribute(info, "input_activation", "none");
+      if (input_activation != "none" && input_activation != "relu")
+        throw_value("input_activation: expected none or relu, got '" + input_activation + "'");
+      k->params.input_relu = input_activation == "relu";
       k->threads = int(int_attribute(raw, "threads", hardware_threads()));
       if (constant_input(raw, 1)) k->cache = std::make_unique<WeightCache>();
       *kernel = k.release();
     });
   }
   const char* GetName() const { return "Conv"; }
-  size_t GetInputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return Type; }
+  size_t GetInputTypeCount() const { return 4; }
+  ONNXTensorElementDataType GetInputType(size_t index) const {
+    return index == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : Type;
+  }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
     return index < 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED
                      : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL;

@@ -93,13 +93,68 @@ struct InstanceNormOp : Ort::CustomOpBase<InstanceNormOp<Type>, InstanceNormKern
   ONNXTensorElementDataType GetOutputType(size_t) const { return Type; }
 };
 
+// genrt.InstanceNormAffine: the same statistics as an affine map, for a genrt.Conv that normalizes its input itself.
+// Inputs: X (N, C, H, W) float32, optional scale and bias as above. Output: A (N, C, 2) float32, per plane (a, b) with
+// a x + b the normalized x. Attributes: epsilon, threads.
+struct InstanceNormAffineKernel {
+  double epsilon = 1e-5;
+  int threads = 1;
+
+  OrtStatus* ComputeV2(OrtKernelContext* context) {
+    return guarded([&] {
+      Ort::KernelContext ctx(context);
+      OrtTensor x = input_tensor(ctx, 0, "X");
+      check_ndim(x.ref, 4, "X of shape (N, C, H, W)");
+      std::unique_ptr<OrtTensor> affine[2];
+      TensorRef refs[2] = {{"scale", nullptr, x.ref.dtype, 0, nullptr, nullptr},
+                           {"bias", nullptr, x.ref.dtype, 0, nullptr, nullptr}};
+      const char* names[2] = {"scale", "bias"};
+      for (int i = 0; i < 2; ++i)
+        if (has_input(ctx, size_t(i + 1))) {
+          affine[i] = std::make_unique<OrtTensor>(input_tensor(ctx, size_t(i + 1), names[i]));
+          refs[i] = affine[i]->ref;
+        }
+      OrtTensor a = output_tensor(ctx, 0, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {x.sizes[0], x.sizes[1], 2});
+      OrtExecutor executor(context);
+      ScopedExecutor scope(&executor);
+      instance_norm_affine(x.ref, refs[0], refs[1], a.ref, epsilon, threads);
+    });
+  }
+};
+
+struct InstanceNormAffineOp : Ort::CustomOpBase<InstanceNormAffineOp, InstanceNormAffineKernel, true> {
+  OrtStatus* CreateKernelV2(const OrtApi&, const OrtKernelInfo* raw, void** kernel) const {
+    return guarded([&] {
+      Ort::ConstKernelInfo info(raw);
+      auto k = std::make_unique<InstanceNormAffineKernel>();
+      try {
+        k->epsilon = info.GetAttribute<float>("epsilon");
+      } catch (const Ort::Exception&) {
+      }
+      k->threads = int(int_attribute(raw, "threads", hardware_threads()));
+      *kernel = k.release();
+    });
+  }
+  const char* GetName() const { return "InstanceNormAffine"; }
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index < 1 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED
+                     : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
 }  // namespace
 
 void add_instance_norm(Ort::CustomOpDomain& domain) {
   static InstanceNormOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT> op_f32;
   static InstanceNormOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE> op_f64;
+  static InstanceNormAffineOp op_affine;
   domain.Add(&op_f32);
   domain.Add(&op_f64);
+  domain.Add(&op_affine);
 }
 
 }  // namespace ort

@@ -498,3 +498,68 @@ def apply(model: onnx.ModelProto, norms: list[Norm], threads: int = 0) -> onnx.M
         elif n.output[0] not in replaced:
             kept.append(n)
     return with_nodes(out, kept)
+
+
+def _applies_affine(conv, model: onnx.ModelProto, isa: str) -> bool:
+    """Whether genrt.Conv node `conv` converts its input rows itself, so that it applies an input affine as it goes:
+    precision bf16 on AMX tiles (every shape) or in the direct bfloat16 kernel (all but 3x3 stride 1, which take
+    Winograd's; they would apply it to a copy of the input first, costing what the norm's own write does)."""
+    if attr(conv, "precision", b"f32") not in (b"bf16", "bf16") or len(conv.input) > 3 and conv.input[3]:
+        return False
+    if isa == "amx":
+        return True
+    w = next((t for t in model.graph.initializer if t.name == conv.input[1]), None)
+    winograd = w is not None and list(w.dims[2:]) == [3, 3] and list(attr(conv, "strides", [1, 1])) == [1, 1]
+    return isa == "avx512bf16" and w is not None and not winograd
+
+
+def fold_into_convs(model: onnx.ModelProto, isa: str) -> onnx.ModelProto:
+    """A copy of `model` in which each genrt.InstanceNorm without a residual whose output only bfloat16 genrt.Conv
+    nodes read (as their input X, where they apply it themselves: _applies_affine) becomes a
+    genrt.InstanceNormAffine node feeding those convs their input's (a, b) per plane, and the convs read the norm's
+    input: the normalized tensor is never written (an instance norm's output is as large as its input, and the norm
+    reads its input twice and writes once). `model` where there is none."""
+    graph = model.graph
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    outputs = {o.name for o in graph.output}
+    folds = {}
+    for n in graph.node:
+        if n.domain != onnx_ops.DOMAIN or n.op_type != "InstanceNorm" or (len(n.input) > 3 and n.input[3]):
+            continue
+        readers = consumers.get(n.output[0], [])
+        if n.output[0] in outputs or not readers:
+            continue
+        if all(
+            r.domain == onnx_ops.DOMAIN and r.op_type == "Conv" and r.input[0] == n.output[0]
+            and n.output[0] not in r.input[1:] and _applies_affine(r, model, isa)
+            for r in readers
+        ):  # fmt: skip
+            folds[n.output[0]] = n
+    if not folds:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes = []
+    for n in out.graph.node:
+        if n.domain == onnx_ops.DOMAIN and n.op_type == "InstanceNorm" and n.output[0] in folds:
+            kept = [a for a in n.attribute if a.name in ("epsilon", "threads")]
+            affine = helper.make_node("InstanceNormAffine", list(n.input[:3]), [f"{n.output[0]}_affine"],
+                                      name=f"{n.name}_affine", domain=onnx_ops.DOMAIN)  # fmt: skip
+            affine.attribute.extend(kept)
+            nodes.append(affine)
+            continue
+        if n.domain == onnx_ops.DOMAIN and n.op_type == "Conv" and n.input and n.input[0] in folds:
+            norm = folds[n.input[0]]
+            relu = attr(norm, "activation", b"none") in (b"relu", "relu")
+            inputs = list(n.input) + [""] * (3 - len(n.input))
+            copy = onnx.NodeProto()
+            copy.CopyFrom(n)
+            n = copy
+            del n.input[:]
+            n.input.extend([norm.input[0], *inputs[1:3], f"{norm.output[0]}_affine"])
+            n.attribute.append(helper.make_attribute("input_activation", "relu" if relu else "none"))
+        nodes.append(n)
+    return with_nodes(out, nodes)
