@@ -15,6 +15,22 @@ namespace genrt {
 namespace ort {
 namespace {
 
+// The optional scale and bias inputs (1 and 2): absent ones as data == nullptr.
+struct AffineInputs {
+  std::unique_ptr<OrtTensor> held[2];
+  TensorRef refs[2];
+
+  AffineInputs(Ort::KernelContext& ctx, DType dtype)
+      : refs{{"scale", nullptr, dtype, 0, nullptr, nullptr}, {"bias", nullptr, dtype, 0, nullptr, nullptr}} {
+    const char* names[2] = {"scale", "bias"};
+    for (int i = 0; i < 2; ++i)
+      if (has_input(ctx, size_t(i + 1))) {
+        held[i] = std::make_unique<OrtTensor>(input_tensor(ctx, size_t(i + 1), names[i]));
+        refs[i] = held[i]->ref;
+      }
+  }
+};
+
 struct InstanceNormKernel {
   double epsilon = 1e-5;
   Activation activation = Activation::none;
@@ -25,15 +41,8 @@ struct InstanceNormKernel {
       Ort::KernelContext ctx(context);
       OrtTensor x = input_tensor(ctx, 0, "X");
       check_ndim(x.ref, 4, "X of shape (N, C, H, W)");
-      std::unique_ptr<OrtTensor> affine[2];
-      TensorRef refs[2] = {{"scale", nullptr, x.ref.dtype, 0, nullptr, nullptr},
-                           {"bias", nullptr, x.ref.dtype, 0, nullptr, nullptr}};
-      const char* names[2] = {"scale", "bias"};
-      for (int i = 0; i < 2; ++i)
-        if (has_input(ctx, size_t(i + 1))) {
-          affine[i] = std::make_unique<OrtTensor>(input_tensor(ctx, size_t(i + 1), names[i]));
-          refs[i] = affine[i]->ref;
-        }
+      const AffineInputs affine(ctx, x.ref.dtype);
+      const TensorRef* refs = affine.refs;
       // The residual as a view of X's shape: broadcast axes get stride 0 (the kernel packs such a view).
       std::unique_ptr<OrtTensor> res;
       int64_t res_strides[4] = {0, 0, 0, 0};
@@ -105,15 +114,8 @@ struct InstanceNormAffineKernel {
       Ort::KernelContext ctx(context);
       OrtTensor x = input_tensor(ctx, 0, "X");
       check_ndim(x.ref, 4, "X of shape (N, C, H, W)");
-      std::unique_ptr<OrtTensor> affine[2];
-      TensorRef refs[2] = {{"scale", nullptr, x.ref.dtype, 0, nullptr, nullptr},
-                           {"bias", nullptr, x.ref.dtype, 0, nullptr, nullptr}};
-      const char* names[2] = {"scale", "bias"};
-      for (int i = 0; i < 2; ++i)
-        if (has_input(ctx, size_t(i + 1))) {
-          affine[i] = std::make_unique<OrtTensor>(input_tensor(ctx, size_t(i + 1), names[i]));
-          refs[i] = affine[i]->ref;
-        }
+      const AffineInputs affine(ctx, x.ref.dtype);
+      const TensorRef* refs = affine.refs;
       OrtTensor a = output_tensor(ctx, 0, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {x.sizes[0], x.sizes[1], 2});
       OrtExecutor executor(context);
       ScopedExecutor scope(&executor);
