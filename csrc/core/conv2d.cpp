@@ -96,11 +96,11 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   const T* xd = contiguous<T>(x, xs);
   const T* wd = contiguous<T>(w, ws);
   const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
-  Bf16Algo algo = bf16_algo();
-  if (algo == Bf16Algo::automatic) algo = active_isa() == Isa::amx ? Bf16Algo::amx : Bf16Algo::winograd;
-  const bool winograd = P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1;
+  const bool bf16 = p.precision == Precision::bf16, winograd = P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1;
+  Bf16Algo algo = bf16 ? bf16_algo() : Bf16Algo::automatic;  // the environment is read for bf16 calls only
+  if (algo == Bf16Algo::automatic && bf16) algo = active_isa() == Isa::amx ? Bf16Algo::amx : Bf16Algo::winograd;
   if (p.input_affine) {
-    if (p.precision == Precision::bf16 && (algo == Bf16Algo::amx || algo == Bf16Algo::direct || !winograd)) {
+    if (bf16 && (algo == Bf16Algo::amx || algo == Bf16Algo::direct || !winograd)) {
       P.in_affine = p.input_affine;  // applied as the input rows are converted
       P.in_act = int(p.input_relu ? Activation::relu : Activation::none);
     } else {
@@ -108,7 +108,7 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
     }
   }
   if constexpr (std::is_same_v<T, float>)
-    if (p.precision == Precision::bf16) {
+    if (bf16) {
       if (algo == Bf16Algo::amx)
         GENRT_DISPATCH_AMX(conv2d_amx_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
       if (algo == Bf16Algo::winograd && winograd)

@@ -120,9 +120,12 @@ inline void run_rows(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0
 // kernel rows only. Result row c taps + kw, column j holds channel c's sum for tap kw at buffer column j, and
 // y[c][oh][ow] = sum over kw of R[c taps + kw][ow + kw]: one output row through R (rows ld floats apart, at least
 // the buffer row's words plus 16), from `rows`, the task's buffer at this output row.
+// The R columns the tiles write (the output reads up to Wo + taps - 1; past them, lanes it discards).
+inline int64_t taps_in_m_cols(const Plan& pl, int64_t taps) { return (pl.Wo + taps - 1 + kTile - 1) / kTile * kTile; }
+
 inline void taps_in_m_row(const Plan& pl, int64_t taps, const uint32_t* rows, float* R, int64_t ld, int64_t n,
                           int64_t oh) {
-  const int64_t cols = (pl.Wo + taps - 1 + kTile - 1) / kTile * kTile;  // the R columns the output reads
+  const int64_t cols = taps_in_m_cols(pl, taps);
   for (int64_t mt = 0; mt < pl.mtiles; mt += 2) {
     const uint32_t* u = pl.u + mt * pl.mtile_words();
     float* r = R + mt * pl.MT * ld;

@@ -105,7 +105,8 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
                                                     const uint32_t* buf) {
     if (form == Form::taps_in_m) {
       Scratch<float> R(size_t(wt.mtiles * wt.MT * ld));
-      std::memset(R.p, 0, size_t(wt.mtiles * wt.MT * ld) * sizeof(float));
+      const int64_t cols = conv2d_amx::taps_in_m_cols(pl, P.kW);  // the rest of each row, read and discarded: zero
+      for (int64_t r = 0; r < wt.mtiles * wt.MT; ++r) std::memset(R.p + r * ld + cols, 0, size_t(ld - cols) * 4);
       amx::load_config(wt.config());
       for (int64_t oh = oh0; oh < oh1; ++oh)
         conv2d_amx::taps_in_m_row(pl, P.kW, buf + (oh - oh0) * P.sh * pl.row_words, R.p, ld, n, oh);

@@ -62,15 +62,26 @@ void _statistics(const float* x, int64_t planes, int64_t size, double* mean, dou
   GENRT_DISPATCH(instance_norm_stats_kernel, x, planes, size, mean, var, threads);
 }
 
+// The checks instance_norm_forward and instance_norm_affine share: x 4-D, scale and bias of x's dtype, epsilon and
+// threads in range.
+void _check_args(const TensorRef& x, const TensorRef& scale, const TensorRef& bias, double epsilon, int threads) {
+  check_ndim(x, 4, "x of shape (N, C, H, W)");
+  check_float(x);
+  for (const TensorRef* t : {&scale, &bias})
+    if (t->data != nullptr) check_same_dtype(x, *t);
+  checked_mul(checked_mul(x.size(0), x.size(1), x.name), checked_mul(x.size(2), x.size(3), x.name), x.name);
+  if (!(epsilon >= 0.0) || !std::isfinite(epsilon))
+    throw_value("epsilon: expected a finite value >= 0, got " + std::to_string(epsilon));
+  if (threads < 1) throw_value("threads: expected >= 1, got " + std::to_string(threads));
+}
+
 }  // namespace
 
 void instance_norm_forward(const TensorRef& x, const TensorRef& scale, const TensorRef& bias,
                            const TensorRef& residual, const TensorRef& out, double epsilon, Activation activation,
                            int threads) {
-  check_ndim(x, 4, "x of shape (N, C, H, W)");
-  check_float(x);
-  for (const TensorRef* t : {&scale, &bias, &residual})
-    if (t->data != nullptr) check_same_dtype(x, *t);
+  _check_args(x, scale, bias, epsilon, threads);
+  if (residual.data != nullptr) check_same_dtype(x, residual);
   check_same_dtype(x, out);
   for (const TensorRef* t : {&residual, &out})
     if (t->data != nullptr && (t->ndim != 4 || t->size(0) != x.size(0) || t->size(1) != x.size(1) ||
@@ -78,12 +89,8 @@ void instance_norm_forward(const TensorRef& x, const TensorRef& scale, const Ten
       throw_shape(std::string(t->name) + ": expected shape " + x.shape_str() + " (that of " + x.name + "), got " +
                   t->shape_str());
   check_contiguous_output(out);
-  checked_mul(checked_mul(x.size(0), x.size(1), x.name), checked_mul(x.size(2), x.size(3), x.name), x.name);
-  if (!(epsilon >= 0.0) || !std::isfinite(epsilon))
-    throw_value("epsilon: expected a finite value >= 0, got " + std::to_string(epsilon));
   if (activation != Activation::none && activation != Activation::relu)
     throw_value("activation: expected none or relu");
-  if (threads < 1) throw_value("threads: expected >= 1, got " + std::to_string(threads));
   if (x.size(0) * x.size(1) * x.size(2) * x.size(3) == 0) return;
   const bool relu = activation == Activation::relu;
   if (x.dtype == DType::f32)
@@ -94,19 +101,14 @@ void instance_norm_forward(const TensorRef& x, const TensorRef& scale, const Ten
 
 void instance_norm_affine(const TensorRef& x, const TensorRef& scale, const TensorRef& bias, const TensorRef& out,
                           double epsilon, int threads) {
-  check_ndim(x, 4, "x of shape (N, C, H, W)");
+  _check_args(x, scale, bias, epsilon, threads);
   if (x.dtype != DType::f32)
     throw Error(Error::Kind::dtype, std::string(x.name) + ": expected float32, got " + dtype_name(x.dtype));
-  for (const TensorRef* t : {&scale, &bias})
-    if (t->data != nullptr) check_same_dtype(x, *t);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   if (out.ndim != 3 || out.size(0) != N || out.size(1) != C || out.size(2) != 2 || out.dtype != DType::f32)
     throw_shape(std::string(out.name) + ": expected float32 of shape (" + std::to_string(N) + ", " +
                 std::to_string(C) + ", 2), got " + out.shape_str());
   check_contiguous_output(out);
-  if (!(epsilon >= 0.0) || !std::isfinite(epsilon))
-    throw_value("epsilon: expected a finite value >= 0, got " + std::to_string(epsilon));
-  if (threads < 1) throw_value("threads: expected >= 1, got " + std::to_string(threads));
   if (N * C == 0) return;
   if (HW == 0) throw_shape(std::string(x.name) + ": expected planes of at least one value, got " + x.shape_str());
   const std::vector<double> s = _affine<float>(scale, N, C, 1.0), b = _affine<float>(bias, N, C, 0.0);

@@ -31,6 +31,15 @@ struct AffineInputs {
   }
 };
 
+// The attributes both ops read: epsilon (default 1e-5) and threads.
+void read_epsilon_threads(const OrtKernelInfo* raw, double& epsilon, int& threads) {
+  try {
+    epsilon = Ort::ConstKernelInfo(raw).GetAttribute<float>("epsilon");
+  } catch (const Ort::Exception&) {
+  }
+  threads = int(int_attribute(raw, "threads", hardware_threads()));
+}
+
 struct InstanceNormKernel {
   double epsilon = 1e-5;
   Activation activation = Activation::none;
@@ -75,10 +84,7 @@ struct InstanceNormOp : Ort::CustomOpBase<InstanceNormOp<Type>, InstanceNormKern
     return guarded([&] {
       Ort::ConstKernelInfo info(raw);
       auto k = std::make_unique<InstanceNormKernel>();
-      try {
-        k->epsilon = info.GetAttribute<float>("epsilon");
-      } catch (const Ort::Exception&) {
-      }
+      read_epsilon_threads(raw, k->epsilon, k->threads);
       std::string activation = "none";
       try {
         activation = info.GetAttribute<std::string>("activation");
@@ -87,7 +93,6 @@ struct InstanceNormOp : Ort::CustomOpBase<InstanceNormOp<Type>, InstanceNormKern
       k->activation = parse_activation(activation);
       if (k->activation != Activation::none && k->activation != Activation::relu)
         throw_value("activation: expected none or relu, got " + activation);
-      k->threads = int(int_attribute(raw, "threads", hardware_threads()));
       *kernel = k.release();
     });
   }
@@ -127,13 +132,8 @@ struct InstanceNormAffineKernel {
 struct InstanceNormAffineOp : Ort::CustomOpBase<InstanceNormAffineOp, InstanceNormAffineKernel, true> {
   OrtStatus* CreateKernelV2(const OrtApi&, const OrtKernelInfo* raw, void** kernel) const {
     return guarded([&] {
-      Ort::ConstKernelInfo info(raw);
       auto k = std::make_unique<InstanceNormAffineKernel>();
-      try {
-        k->epsilon = info.GetAttribute<float>("epsilon");
-      } catch (const Ort::Exception&) {
-      }
-      k->threads = int(int_attribute(raw, "threads", hardware_threads()));
+      read_epsilon_threads(raw, k->epsilon, k->threads);
       *kernel = k.release();
     });
   }

@@ -438,6 +438,12 @@ def fuse(
     return with_nodes(out, nodes), chosen
 
 
+def genrt_or_ort(env: str) -> str:
+    """How a load-time rewrite that is not timed runs on the CPU: "ort" where $env says so (the graph's nodes kept),
+    else "genrt"."""
+    return "ort" if os.environ.get(env) == "ort" else "genrt"
+
+
 def with_nodes(out: onnx.ModelProto, nodes: list) -> onnx.ModelProto:
     """`out` (changed in place) running `nodes`, genrt's nodes among them: what they left unused dropped, the genrt
     opset declared."""

@@ -36,7 +36,6 @@ changed, and a part graph whose norms read given statistics has no ReduceMean le
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +43,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from genrt import onnx_ops
-from genrt.runtime.fuse import _drop_unused_initializers, with_nodes
+from genrt.runtime.fuse import _drop_unused_initializers, genrt_or_ort, with_nodes
 from genrt.runtime.fuse_chains import attr, other_input
 
 STANDARD = ("", "ai.onnx")
@@ -59,8 +58,7 @@ _MAX_FOLDED = 1 << 16  # elements of one folded value
 
 def mode() -> str:
     """How instance norms run on the CPU: $GENRT_INSTANCE_NORM, "genrt" (the default) or "ort"."""
-    value = os.environ.get(ENV, "genrt")
-    return value if value in ("genrt", "ort") else "genrt"
+    return genrt_or_ort(ENV)
 
 
 # --- constant folding ---------------------------------------------------------------------------------------------

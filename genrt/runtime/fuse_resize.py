@@ -12,7 +12,6 @@ it changes only the models OrtRunner gives its CPU sessions.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import onnx
@@ -29,7 +28,7 @@ COORDINATES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"
 
 def mode() -> str:
     """How Resize runs on the CPU: $GENRT_RESIZE, "genrt" (the default) or "ort"."""
-    return "ort" if os.environ.get(ENV) == "ort" else "genrt"
+    return fuse.genrt_or_ort(ENV)
 
 
 @dataclass

@@ -19,7 +19,6 @@ graph's nodes. Like genrt.runtime.fuse_norms, it changes only the models OrtRunn
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import onnx
@@ -35,7 +34,7 @@ ENV = "GENRT_FILL_SWEEPS"
 
 def mode() -> str:
     """How fill sweeps run on the CPU: $GENRT_FILL_SWEEPS, "genrt" (the default) or "ort"."""
-    return "ort" if os.environ.get(ENV) == "ort" else "genrt"
+    return fuse.genrt_or_ort(ENV)
 
 
 @dataclass
