@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
+#include "instance_norm.h"  // plane_statistics
 
 #define GENRT_CONV2D_DECLS                                                                                  \
   void conv2d_forward_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w,              \
@@ -71,6 +72,24 @@ const T* affine_copy(const T* x, const float* ab, bool relu, int64_t planes, int
   return store.data();
 }
 
+// The kernel for P: bf16 (float32 only) with algorithm `algo`, or float32/float64 (automatic). (GENRT_DISPATCH
+// returns from the function it is in.)
+template <typename T>
+void compute(const Conv2dProblem& P, Bf16Algo algo, bool winograd, const T* xd, const T* wd, const T* bd, T* y,
+             int threads) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (algo == Bf16Algo::amx) GENRT_DISPATCH_AMX(conv2d_amx_kernel, P, xd, wd, bd, y, threads);
+    if (algo == Bf16Algo::winograd && winograd)
+      GENRT_DISPATCH_BF16(conv2d_winograd_bf16_kernel, P, xd, wd, bd, y, threads);
+    if (algo == Bf16Algo::direct || algo == Bf16Algo::winograd)
+      GENRT_DISPATCH_BF16(conv2d_bf16_kernel, P, xd, wd, bd, y, threads);
+  }
+  if (winograd)
+    GENRT_DISPATCH(conv2d_forward_kernel, P, xd, wd, bd, y, threads);
+  else
+    GENRT_DISPATCH(conv2d_direct_kernel, P, xd, wd, bd, y, threads);
+}
+
 template <typename T>
 void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out, const Conv2dParams& p,
          int threads, WeightCache* cache) {
@@ -91,6 +110,7 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   P.activation = int(p.activation);
   P.slope = p.negative_slope;
   P.cache = cache;
+  P.out_stats = p.output_stats;
   if (P.N == 0) return;
   std::vector<T> xs, ws, bs;
   const T* xd = contiguous<T>(x, xs);
@@ -107,18 +127,11 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
       xd = affine_copy(xd, p.input_affine, p.input_relu, P.N * P.Cin, P.H * P.W, xs);
     }
   }
+  T* y = static_cast<T*>(out.data);
+  compute<T>(P, algo, winograd, xd, wd, bd, y, threads);
   if constexpr (std::is_same_v<T, float>)
-    if (bf16) {
-      if (algo == Bf16Algo::amx)
-        GENRT_DISPATCH_AMX(conv2d_amx_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
-      if (algo == Bf16Algo::winograd && winograd)
-        GENRT_DISPATCH_BF16(conv2d_winograd_bf16_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
-      GENRT_DISPATCH_BF16(conv2d_bf16_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
-    }
-  if (winograd)
-    GENRT_DISPATCH(conv2d_forward_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
-  else
-    GENRT_DISPATCH(conv2d_direct_kernel, P, xd, wd, bd, static_cast<T*>(out.data), threads);
+    if (p.output_stats && !(bf16 && algo == Bf16Algo::amx))  // the tile kernel sums them itself
+      plane_statistics(y, P.N * P.Cout, P.Ho * P.Wo, p.output_stats, threads);
 }
 
 }  // namespace
@@ -172,6 +185,8 @@ void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dPar
     throw_value("precision: bf16 takes float32 operands, got " + std::string(dtype_name(x.dtype)));
   if (p.input_affine && x.dtype != DType::f32)
     throw_value("input affine: takes float32 operands, got " + std::string(dtype_name(x.dtype)));
+  if (p.output_stats && x.dtype != DType::f32)
+    throw_value("output statistics: take float32 operands, got " + std::string(dtype_name(x.dtype)));
   const int64_t hp = x.size(2) + p.padding[0] + p.padding[2], wp = x.size(3) + p.padding[1] + p.padding[3];
   if (hp < kh || wp < kw)
     throw_shape("padding: output size must be positive, but x " + x.shape_str() + " padded by " +

@@ -49,6 +49,10 @@ struct Conv2dParams {
   // they convert their input rows, the others to a copy of x first.
   const float* input_affine = nullptr;
   bool input_relu = false;
+  // Optional, float32 only: each output plane's mean and population variance, N x C_out pairs (mean, var), the
+  // statistics an instance norm reading y needs (genrt/runtime/fuse_norms.py hands them on, so that the norm reads y
+  // once). The AMX kernel sums them as it writes its result tiles; the other paths read y once more afterwards.
+  double* output_stats = nullptr;
 };
 
 // Output shape (N, C_out, H_out, W_out) after validating x, w and params (bias is checked by the forward call).
@@ -73,6 +77,7 @@ struct Conv2dProblem {
   WeightCache* cache = nullptr;
   const float* in_affine = nullptr;  // Conv2dParams::input_affine, for the kernels that apply it (PairRows)
   int in_act = 0;                    // Activation: none or relu, after in_affine
+  double* out_stats = nullptr;       // Conv2dParams::output_stats, for the kernel that sums them (conv2d_amx_kernel)
 };
 
 }  // namespace genrt

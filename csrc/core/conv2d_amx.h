@@ -95,9 +95,30 @@ inline void epilogue(const Plan& pl, const float* tile, int64_t n, int64_t c0, i
   }
 }
 
+// conv2d's output statistics of one output row of one channel, just written (in cache): the sums of d = y - t[0] and
+// d^2 added to t[1] and t[2], with the pivot t[0] (a value of the plane: it keeps the sum of squares from cancelling)
+// set to the row's first value where `first`.
+inline void row_sums(const float* y, int64_t width, double* t, bool first) {
+  if (first) t[0] = y[0];
+  const float p = float(t[0]);
+  const F pv = splat(p);
+  F s0{}, s1{}, q0{}, q1{};
+  int64_t l = 0;
+  for (; l + 2 * L <= width; l += 2 * L) {
+    const F d0 = load(y + l) - pv, d1 = load(y + l + L) - pv;
+    s0 += d0, s1 += d1, q0 += d0 * d0, q1 += d1 * d1;
+  }
+  double s = double(hsum<float>(s0 + s1)), q = double(hsum<float>(q0 + q1));
+  for (; l < width; ++l) s += double(y[l] - p), q += double(y[l] - p) * double(y[l] - p);
+  t[1] += s;
+  t[2] += q;
+}
+
+// Output rows oh0 .. oh1 of weight tiles mt .. mt + NM. part: null, or this task's output statistics, (pivot, sum of
+// d, sum of d^2) per output channel (row_sums'), taken as each output row is written.
 template <int NM>
 inline void run_rows(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0, int64_t oh1, int64_t mt,
-                     float* out) {
+                     float* out, double* part = nullptr) {
   const uint32_t* u = pl.u + mt * pl.mtile_words();
   for (int64_t oh = oh0; oh < oh1; ++oh) {
     const uint32_t* rows = buf + (oh - oh0) * pl.sh * pl.row_words;
@@ -112,6 +133,9 @@ inline void run_rows(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0
           epilogue(pl, out + (i * 2 + j) * 256, n, (mt + i) * pl.MT, oh, ow + j * kTile,
                    pl.Wo - ow - j * kTile < kTile ? pl.Wo - ow - j * kTile : kTile);
     }
+    if (part)
+      for (int64_t c = mt * pl.MT; c < (mt + NM) * pl.MT && c < pl.Cout; ++c)
+        row_sums(pl.y + ((n * pl.Cout + c) * pl.Ho + oh) * pl.Wo, pl.Wo, part + 3 * c, oh == oh0);
   }
 }
 

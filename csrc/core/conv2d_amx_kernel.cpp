@@ -28,8 +28,10 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "conv2d.h"
+#include "instance_norm.h"  // plane_statistics
 #include "amx_weights.h"
 #include "conv2d_amx.h"
 #include "conv2d_common.h"
@@ -61,6 +63,43 @@ Form choose_form(const Conv2dProblem& P) {
   if (by_k < standard && by_k <= by_m) return Form::taps_in_k;
   if (by_m < standard) return Form::taps_in_m;
   return Form::standard;
+}
+
+// P.out_stats from the tasks' sums (part: per (image, row block of RB rows), per channel, (pivot p, sum S of d = y - p,
+// sum Q of d^2)): each task's mean p + S / n and sum of squared deviations Q - S^2 / n, combined exactly (Chan et al.
+// 1979). A plane where some task's pivot lay far from that task's mean ((S / n)^2 > 16 var, as
+// instance_norm_kernel.cpp) is read again from y; without sums (taps in M), every plane.
+void output_statistics(const Conv2dProblem& P, const float* y, const double* part, int64_t RB, int threads) {
+  const int64_t size = P.Ho * P.Wo, row_blocks = (P.Ho + RB - 1) / RB;
+  if (!part) return plane_statistics(y, P.N * P.Cout, size, P.out_stats, threads);
+  std::vector<int64_t> again;
+  std::vector<double> mean(static_cast<size_t>(row_blocks)), m2(mean.size());
+  for (int64_t k = 0; k < P.N * P.Cout; ++k) {
+    const int64_t n = k / P.Cout, c = k % P.Cout;
+    double total = 0, sum = 0, squares = 0;
+    bool far = false;
+    for (int64_t b = 0; b < row_blocks; ++b) {
+      const double* t = part + ((n * row_blocks + b) * P.Cout + c) * 3;
+      const double count = double((std::min(P.Ho, (b + 1) * RB) - b * RB) * P.Wo), shift = t[1] / count;
+      mean[size_t(b)] = t[0] + shift;
+      m2[size_t(b)] = std::max(t[2] - t[1] * shift, 0.0);
+      far = far || shift * shift * count > 16.0 * m2[size_t(b)];  // NaN and inf compare false
+      sum += mean[size_t(b)] * count;
+      total += count;
+    }
+    const double mu = sum / total;
+    for (int64_t b = 0; b < row_blocks; ++b) {
+      const double count = double((std::min(P.Ho, (b + 1) * RB) - b * RB) * P.Wo), dm = mean[size_t(b)] - mu;
+      squares += m2[size_t(b)] + count * dm * dm;
+    }
+    P.out_stats[2 * k] = mu;
+    P.out_stats[2 * k + 1] = squares / total;
+    if (far) again.push_back(k);
+  }
+  parallel_for(int64_t(again.size()), threads, [&](int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i)
+      plane_statistics(y + again[size_t(i)] * size, 1, size, P.out_stats + 2 * again[size_t(i)], 1);
+  });
 }
 
 }  // namespace
@@ -101,6 +140,11 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
   pl.tap_rows = form == Form::taps_in_k;
   // taps in M: one output row's result rows, ld floats apart (an odd number of cache lines)
   const int64_t ld = ((Wph + kTile) / kTile | 1) * kTile;
+  // Output statistics (standard and taps in K): per task (image, row block), each channel's pivot and sums of d and d^2
+  // (run_rows), combined below in a fixed order.
+  const bool sums = P.out_stats && form != Form::taps_in_m;
+  const int64_t row_blocks = (P.Ho + RB - 1) / RB;
+  std::vector<double> part(sums ? size_t(P.N * row_blocks * P.Cout * 3) : 0);
   for_each_task(in, RB, wt.groups(MG), threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1,
                                                     const uint32_t* buf) {
     if (form == Form::taps_in_m) {
@@ -114,13 +158,15 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
       return;
     }
     alignas(64) float out[4 * 256];  // the result tiles
+    double* task_sums = sums ? part.data() + (n * row_blocks + oh0 / RB) * P.Cout * 3 : nullptr;
     wt.each_pair(g, MG, [&](int64_t mt, bool both) {
       if (both)
-        conv2d_amx::run_rows<2>(pl, buf, n, oh0, oh1, mt, out);
+        conv2d_amx::run_rows<2>(pl, buf, n, oh0, oh1, mt, out, task_sums);
       else
-        conv2d_amx::run_rows<1>(pl, buf, n, oh0, oh1, mt, out);
+        conv2d_amx::run_rows<1>(pl, buf, n, oh0, oh1, mt, out, task_sums);
     });
   });
+  if (P.out_stats) output_statistics(P, y, sums ? part.data() : nullptr, RB, threads);
 }
 
 }  // namespace GENRT_ISA_NS

@@ -9,12 +9,11 @@
 #define GENRT_INSTANCE_NORM_DECLS                                                                                  \
   void instance_norm_kernel(const float* x, int64_t planes, int64_t plane_size, const double* scale,              \
                             const double* bias, const float* residual, float* out, double epsilon, bool relu,      \
-                            int threads);                                                                          \
+                            int threads, const double* stats);                                                     \
   void instance_norm_kernel(const double* x, int64_t planes, int64_t plane_size, const double* scale,             \
                             const double* bias, const double* residual, double* out, double epsilon, bool relu,    \
-                            int threads);                                                                          \
-  void instance_norm_stats_kernel(const float* x, int64_t planes, int64_t plane_size, double* mean, double* var,  \
-                                  int threads);
+                            int threads, const double* stats);                                                     \
+  void instance_norm_stats_kernel(const float* x, int64_t planes, int64_t plane_size, double* stats, int threads);
 GENRT_DECLARE_ISA_KERNELS(GENRT_INSTANCE_NORM_DECLS)
 
 namespace genrt {
@@ -47,19 +46,14 @@ std::vector<double> _affine(const TensorRef& t, int64_t N, int64_t C, double fil
 
 template <typename T>
 void _forward(const TensorRef& x, const TensorRef& scale, const TensorRef& bias, const TensorRef& residual,
-              const TensorRef& out, double epsilon, bool relu, int threads) {
+              const TensorRef& out, double epsilon, bool relu, int threads, const double* stats) {
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   const std::vector<double> s = _affine<T>(scale, N, C, 1.0), b = _affine<T>(bias, N, C, 0.0);
   std::vector<T> packed, packed_residual;
   const T* xp = contiguous<T>(x, packed);
   const T* rp = residual.data == nullptr ? nullptr : contiguous<T>(residual, packed_residual);
   GENRT_DISPATCH(instance_norm_kernel, xp, N * C, HW, s.data(), b.data(), rp, static_cast<T*>(out.data), epsilon,
-                 relu, threads);
-}
-
-// Per plane, mean and (population) variance. (GENRT_DISPATCH returns from the function it is in.)
-void _statistics(const float* x, int64_t planes, int64_t size, double* mean, double* var, int threads) {
-  GENRT_DISPATCH(instance_norm_stats_kernel, x, planes, size, mean, var, threads);
+                 relu, threads, stats);
 }
 
 // The checks instance_norm_forward and instance_norm_affine share: x 4-D, scale and bias of x's dtype, epsilon and
@@ -79,7 +73,7 @@ void _check_args(const TensorRef& x, const TensorRef& scale, const TensorRef& bi
 
 void instance_norm_forward(const TensorRef& x, const TensorRef& scale, const TensorRef& bias,
                            const TensorRef& residual, const TensorRef& out, double epsilon, Activation activation,
-                           int threads) {
+                           int threads, const double* stats) {
   _check_args(x, scale, bias, epsilon, threads);
   if (residual.data != nullptr) check_same_dtype(x, residual);
   check_same_dtype(x, out);
@@ -94,13 +88,13 @@ void instance_norm_forward(const TensorRef& x, const TensorRef& scale, const Ten
   if (x.size(0) * x.size(1) * x.size(2) * x.size(3) == 0) return;
   const bool relu = activation == Activation::relu;
   if (x.dtype == DType::f32)
-    _forward<float>(x, scale, bias, residual, out, epsilon, relu, threads);
+    _forward<float>(x, scale, bias, residual, out, epsilon, relu, threads, stats);
   else
-    _forward<double>(x, scale, bias, residual, out, epsilon, relu, threads);
+    _forward<double>(x, scale, bias, residual, out, epsilon, relu, threads, stats);
 }
 
 void instance_norm_affine(const TensorRef& x, const TensorRef& scale, const TensorRef& bias, const TensorRef& out,
-                          double epsilon, int threads) {
+                          double epsilon, int threads, const double* stats) {
   _check_args(x, scale, bias, epsilon, threads);
   if (x.dtype != DType::f32)
     throw Error(Error::Kind::dtype, std::string(x.name) + ": expected float32, got " + dtype_name(x.dtype));
@@ -112,16 +106,24 @@ void instance_norm_affine(const TensorRef& x, const TensorRef& scale, const Tens
   if (N * C == 0) return;
   if (HW == 0) throw_shape(std::string(x.name) + ": expected planes of at least one value, got " + x.shape_str());
   const std::vector<double> s = _affine<float>(scale, N, C, 1.0), b = _affine<float>(bias, N, C, 0.0);
-  std::vector<float> packed;
-  const float* xp = contiguous<float>(x, packed);
-  std::vector<double> mean(size_t(N * C)), var(size_t(N * C));
-  _statistics(xp, N * C, HW, mean.data(), var.data(), threads);
-  float* ab = static_cast<float*>(out.data);
-  for (size_t k = 0; k < mean.size(); ++k) {
-    const double a = s[k] / std::sqrt(var[k] + epsilon);
-    ab[2 * k] = float(a);
-    ab[2 * k + 1] = float(b[k] - mean[k] * a);
+  std::vector<double> computed;
+  if (!stats) {
+    std::vector<float> packed;
+    computed.resize(size_t(2 * N * C));
+    plane_statistics(contiguous<float>(x, packed), N * C, HW, computed.data(), threads);
+    stats = computed.data();
   }
+  float* ab = static_cast<float*>(out.data);
+  for (size_t k = 0; k < size_t(N * C); ++k) {
+    const double a = s[k] / std::sqrt(stats[2 * k + 1] + epsilon);
+    ab[2 * k] = float(a);
+    ab[2 * k + 1] = float(b[k] - stats[2 * k] * a);
+  }
+}
+
+// (GENRT_DISPATCH returns from the function it is in.)
+void plane_statistics(const float* x, int64_t planes, int64_t size, double* stats, int threads) {
+  GENRT_DISPATCH(instance_norm_stats_kernel, x, planes, size, stats, threads);
 }
 
 }  // namespace genrt

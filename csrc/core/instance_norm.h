@@ -18,15 +18,21 @@ namespace genrt {
 // (absent), or x's dtype with C elements ((C,), (1, C) or (1, C, 1, 1)) or N x C elements ((N, C) or
 // (N, C, 1, 1)), any strides. residual: data == nullptr (absent) or x's shape and dtype, any strides (zero strides
 // broadcast). out: C-contiguous (N, C, H, W), x's dtype; it may alias a contiguous x or residual.
-// activation: none or relu. epsilon >= 0.
+// activation: none or relu. epsilon >= 0. stats: null, or each plane's (mean, variance) already known, N x C pairs
+// (plane_statistics' layout, e.g. conv2d's output statistics): x is then read once.
 void instance_norm_forward(const TensorRef& x, const TensorRef& scale, const TensorRef& bias,
                            const TensorRef& residual, const TensorRef& out, double epsilon, Activation activation,
-                           int threads);
+                           int threads, const double* stats = nullptr);
 
 // The same normalization as an affine map per plane, for a consumer that applies it itself (genrt.Conv's input
 // affine, conv2d.h): out (N, C, 2) float32, C-contiguous, (a, b) per plane with a = scale / sqrt(var + eps) and
 // b = bias - mean a, so that a x + b is the normalized x. x: (N, C, H, W) float32, any strides; scale, bias as above.
+// stats: as for instance_norm_forward (x is then not read).
 void instance_norm_affine(const TensorRef& x, const TensorRef& scale, const TensorRef& bias, const TensorRef& out,
-                          double epsilon, int threads);
+                          double epsilon, int threads, const double* stats = nullptr);
+
+// Each plane's mean and population variance, the way the normalization computes them: x holds `planes` contiguous
+// planes of `size` float32 values; stats gets (mean, variance) per plane, 2 planes doubles.
+void plane_statistics(const float* x, int64_t planes, int64_t size, double* stats, int threads);
 
 }  // namespace genrt

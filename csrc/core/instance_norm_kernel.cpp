@@ -134,7 +134,7 @@ void _normalize(const T* x, const T* r, int64_t n, T m, T a, T b, T* y) {
 
 template <typename T>
 void _instance_norm(const T* x, int64_t planes, int64_t P, const double* scale, const double* bias,
-                    const T* residual, T* out, double epsilon, bool relu, int threads) {
+                    const T* residual, T* out, double epsilon, bool relu, int threads, const double* stats) {
   // Small tensors are not worth waking the pool for.
   if (double(planes) * double(P) < 32768.0) threads = 1;
   // An output larger than a last-level cache will not be in cache for its reader anyway: write it past the caches,
@@ -144,7 +144,10 @@ void _instance_norm(const T* x, int64_t planes, int64_t P, const double* scale, 
     for (int64_t k = begin; k < end; ++k) {
       const T* xp = x + k * P;
       double mean, var;
-      _statistics<T>(xp, P, mean, var);
+      if (stats)
+        mean = stats[2 * k], var = stats[2 * k + 1];
+      else
+        _statistics<T>(xp, P, mean, var);
       const double a = scale[k] / std::sqrt(var + epsilon);
       // y = (x - m) a + b with m the mean rounded to T: x - m is exact near the mean, and what the rounding
       // dropped goes into b, so a plane whose mean is far larger than its spread keeps its digits.
@@ -168,24 +171,24 @@ void _instance_norm(const T* x, int64_t planes, int64_t P, const double* scale, 
 
 }  // namespace
 
-void instance_norm_stats_kernel(const float* x, int64_t planes, int64_t plane_size, double* mean, double* var,
-                                int threads) {
+void instance_norm_stats_kernel(const float* x, int64_t planes, int64_t plane_size, double* stats, int threads) {
   if (double(planes) * double(plane_size) < 32768.0) threads = 1;
   parallel_for(planes, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) _statistics<float>(x + k * plane_size, plane_size, mean[k], var[k]);
+    for (int64_t k = begin; k < end; ++k)
+      _statistics<float>(x + k * plane_size, plane_size, stats[2 * k], stats[2 * k + 1]);
   });
 }
 
 void instance_norm_kernel(const float* x, int64_t planes, int64_t plane_size, const double* scale,
                           const double* bias, const float* residual, float* out, double epsilon, bool relu,
-                          int threads) {
-  _instance_norm<float>(x, planes, plane_size, scale, bias, residual, out, epsilon, relu, threads);
+                          int threads, const double* stats) {
+  _instance_norm<float>(x, planes, plane_size, scale, bias, residual, out, epsilon, relu, threads, stats);
 }
 
 void instance_norm_kernel(const double* x, int64_t planes, int64_t plane_size, const double* scale,
                           const double* bias, const double* residual, double* out, double epsilon, bool relu,
-                          int threads) {
-  _instance_norm<double>(x, planes, plane_size, scale, bias, residual, out, epsilon, relu, threads);
+                          int threads, const double* stats) {
+  _instance_norm<double>(x, planes, plane_size, scale, bias, residual, out, epsilon, relu, threads, stats);
 }
 
 }  // namespace GENRT_ISA_NS

@@ -8,8 +8,11 @@
 // right] (top, bottom up to kH - 1; left, right up to kW - 1), strides [sh, sw] (default 1, 1), padding_mode
 // ("zeros", "reflect", "edge": ONNX Pad's constant-0 / reflect / edge), activation ("none", "relu", "leaky_relu"),
 // alpha (leaky_relu's slope, default 0.01), precision ("f32", the default, or "bf16": float32 operands rounded to
-// bfloat16, float32 sums) and threads. genrt.load writes these nodes in place of Pad -> Conv [-> Relu | LeakyRelu]
-// chains where the kernel measured faster.
+// bfloat16, float32 sums) and threads. Outputs: Y (N, C_out, H_out, W_out), optional S (N, C_out, 2) float64, each
+// output plane's (mean, variance), float32 only: for an instance norm reading Y (genrt.InstanceNorm's and
+// genrt.InstanceNormAffine's stats input; genrt.load adds it where the AMX kernel sums them as it writes Y).
+// genrt.load writes these nodes in place of Pad -> Conv [-> Relu | LeakyRelu] chains where the kernel measured
+// faster.
 #include "../core/conv2d.h"
 
 #include "ort_ops.h"
@@ -56,6 +59,12 @@ struct ConvKernel {
       const auto type =
           x.ref.dtype == DType::f64 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
       OrtTensor y = output_tensor(ctx, 0, "Y", type, {shape[0], shape[1], shape[2], shape[3]});
+      std::unique_ptr<OrtTensor> s;
+      if (has_output(ctx, 1)) {
+        s = std::make_unique<OrtTensor>(
+            output_tensor(ctx, 1, "S", ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, {shape[0], shape[1], 2}));
+        p.output_stats = static_cast<double*>(s->ref.data);
+      }
       OrtExecutor executor(context);
       ScopedExecutor scope(&executor);
       conv2d_forward(x.ref, w.ref, bias, y.ref, p, threads, cache.get());
@@ -106,11 +115,15 @@ struct ConvOp : Ort::CustomOpBase<ConvOp<Type>, ConvKernel, true> {
     return index == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : Type;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index < 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED
-                     : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL;
+    return required_first(index, 2);
   }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return Type; }
+  size_t GetOutputTypeCount() const { return 2; }
+  ONNXTensorElementDataType GetOutputType(size_t index) const {
+    return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE : Type;
+  }
+  OrtCustomOpInputOutputCharacteristic GetOutputCharacteristic(size_t index) const {
+    return required_first(index, 1);
+  }
 };
 
 }  // namespace

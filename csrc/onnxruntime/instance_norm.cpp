@@ -4,8 +4,9 @@
 // Inputs: X (N, C, H, W); optional scale and bias, each C values ((C,), (1, C, 1, 1)) or N x C ((N, C),
 // (N, C, 1, 1)), X's type: ONNX InstanceNormalization's scale and B, or the (1, C, 1, 1) tensors a multi-style
 // network computes from its style vector; optional residual, added before the activation (a residual block's skip
-// connection): X's shape, or one that broadcasts to it (numpy rules). Attributes: epsilon (float, default 1e-5), activation ("none", "relu"),
-// threads. genrt.load writes these nodes in place of InstanceNormalization [-> Relu] and of instance norms written
+// connection): X's shape, or one that broadcasts to it (numpy rules); optional stats (N, C, 2) float64, each plane's
+// (mean, variance) when its producer already summed them (genrt.Conv's output S), so X is read once. Attributes:
+// epsilon (float, default 1e-5), activation ("none", "relu"), threads. genrt.load writes these nodes in place of InstanceNormalization [-> Relu] and of instance norms written
 // out in elementary ops (genrt/runtime/fuse_norms.py).
 #include "../core/instance_norm.h"
 
@@ -73,7 +74,8 @@ struct InstanceNormKernel {
       OrtTensor y = output_tensor(ctx, 0, "Y", type, x.sizes);
       OrtExecutor executor(context);
       ScopedExecutor scope(&executor);
-      instance_norm_forward(x.ref, refs[0], refs[1], residual, y.ref, epsilon, activation, threads);
+      const double* stats = stats_input(ctx, 4, x.sizes[0], x.sizes[1]);
+      instance_norm_forward(x.ref, refs[0], refs[1], residual, y.ref, epsilon, activation, threads, stats);
     });
   }
 };
@@ -97,18 +99,20 @@ struct InstanceNormOp : Ort::CustomOpBase<InstanceNormOp<Type>, InstanceNormKern
     });
   }
   const char* GetName() const { return "InstanceNorm"; }
-  size_t GetInputTypeCount() const { return 4; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return Type; }
+  size_t GetInputTypeCount() const { return 5; }
+  ONNXTensorElementDataType GetInputType(size_t index) const {
+    return index == 4 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE : Type;
+  }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index < 1 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED
-                     : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL;
+    return required_first(index, 1);
   }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return Type; }
 };
 
 // genrt.InstanceNormAffine: the same statistics as an affine map, for a genrt.Conv that normalizes its input itself.
-// Inputs: X (N, C, H, W) float32, optional scale and bias as above. Output: A (N, C, 2) float32, per plane (a, b) with
+// Inputs: X (N, C, H, W) float32, optional scale and bias as above, optional stats as above (X is then not read).
+// Output: A (N, C, 2) float32, per plane (a, b) with
 // a x + b the normalized x. Attributes: epsilon, threads.
 struct InstanceNormAffineKernel {
   double epsilon = 1e-5;
@@ -124,7 +128,8 @@ struct InstanceNormAffineKernel {
       OrtTensor a = output_tensor(ctx, 0, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {x.sizes[0], x.sizes[1], 2});
       OrtExecutor executor(context);
       ScopedExecutor scope(&executor);
-      instance_norm_affine(x.ref, refs[0], refs[1], a.ref, epsilon, threads);
+      const double* stats = stats_input(ctx, 3, x.sizes[0], x.sizes[1]);
+      instance_norm_affine(x.ref, refs[0], refs[1], a.ref, epsilon, threads, stats);
     });
   }
 };
@@ -138,11 +143,12 @@ struct InstanceNormAffineOp : Ort::CustomOpBase<InstanceNormAffineOp, InstanceNo
     });
   }
   const char* GetName() const { return "InstanceNormAffine"; }
-  size_t GetInputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  size_t GetInputTypeCount() const { return 4; }
+  ONNXTensorElementDataType GetInputType(size_t index) const {
+    return index == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index < 1 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED
-                     : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL;
+    return required_first(index, 1);
   }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }

@@ -85,6 +85,25 @@ inline OrtTensor output_tensor(Ort::KernelContext& ctx, size_t index, const char
   return OrtTensor(name, v.GetTensorMutableRawData(), type, shape);
 }
 
+// An op's inputs or outputs: the first `required` required, the rest optional.
+inline OrtCustomOpInputOutputCharacteristic required_first(size_t index, size_t required) {
+  return index < required ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED
+                          : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL;
+}
+
+inline bool has_output(Ort::KernelContext& ctx, size_t index) { return index < ctx.GetOutputCount(); }
+
+// Optional input `index`, per-plane statistics: (N, C, 2) float64, each plane's (mean, variance) (genrt.Conv's output
+// S, conv2d.h's output_stats); null where absent.
+inline const double* stats_input(Ort::KernelContext& ctx, size_t index, int64_t N, int64_t C) {
+  if (!has_input(ctx, index)) return nullptr;
+  OrtTensor s = input_tensor(ctx, index, "stats");
+  if (s.ref.dtype != DType::f64 || s.ref.ndim != 3 || s.sizes[0] != N || s.sizes[1] != C || s.sizes[2] != 2)
+    throw_shape("stats: expected float64 of shape (" + std::to_string(N) + ", " + std::to_string(C) +
+                ", 2) (X's N and C), got " + s.ref.shape_str());
+  return static_cast<const double*>(s.ref.data);
+}
+
 // Optional integer attribute; `fallback` when absent.
 inline int64_t int_attribute(const OrtKernelInfo* info, const char* name, int64_t fallback) {
   int64_t value = 0;

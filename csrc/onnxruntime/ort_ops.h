@@ -27,8 +27,7 @@ struct ConvTransposeSchema : Ort::CustomOpBase<Op, Kernel, true> {
   size_t GetInputTypeCount() const { return 5; }
   ONNXTensorElementDataType GetInputType(size_t) const { return Type; }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index < 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED
-                     : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL;
+    return required_first(index, 2);
   }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return Type; }

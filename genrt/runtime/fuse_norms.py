@@ -30,6 +30,11 @@ So the rewrite is not timed per layer: ``GENRT_INSTANCE_NORM=genrt`` (the defaul
 network take their pads from Constant -> ConstantOfShape -> Concat -> Reshape -> Slice -> Transpose -> Reshape ->
 Cast), so that genrt.runtime.fuse sees those pads as constants and can merge each Pad into its genrt.Conv.
 
+With precision bf16, :func:`fold_into_convs` folds a norm that only bfloat16 convs read into them (each conv applies
+the norm's affine as it converts its input rows), and :func:`stats_from_convs` has the bfloat16 conv that writes a
+norm's input hand it that input's statistics (the AMX kernel sums them as it writes its rows), so the norm reads its
+input once, or not at all.
+
 Both apply only to the models OrtRunner gives its CPU sessions: ``runner.graph`` (which genrt.tiles cuts) is never
 changed, and a part graph whose norms read given statistics has no ReduceMean left to match.
 """
@@ -561,3 +566,36 @@ def fold_into_convs(model: onnx.ModelProto, isa: str) -> onnx.ModelProto:
             n.attribute.append(helper.make_attribute("input_activation", "relu" if relu else "none"))
         nodes.append(n)
     return with_nodes(out, nodes)
+
+
+def stats_from_convs(model: onnx.ModelProto, isa: str) -> onnx.ModelProto:
+    """A copy of `model` in which each genrt.InstanceNorm or genrt.InstanceNormAffine whose input a bfloat16
+    genrt.Conv writes takes that input's per-plane statistics from the conv (its second output, S), which the AMX
+    kernel sums as it writes its result tiles: the norm then reads its input once (the affine form not at all)
+    instead of once more for the statistics. At the amx level only: elsewhere the conv would read its output again
+    to compute them, which is what the norm does. `model` where there is none."""
+    if isa != "amx":
+        return model
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    norm_stats = {"InstanceNorm": 4, "InstanceNormAffine": 3}  # the stats input's index
+    feeds = set()
+    for n in graph.node:
+        conv = producers.get(n.input[0]) if n.domain == onnx_ops.DOMAIN and n.op_type in norm_stats else None
+        if (
+            conv is not None and conv.domain == onnx_ops.DOMAIN and conv.op_type == "Conv" and len(conv.output) == 1
+            and attr(conv, "precision", b"f32") in (b"bf16", "bf16") and len(n.input) <= norm_stats[n.op_type]
+        ):  # fmt: skip
+            feeds.add(conv.output[0])
+    if not feeds:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for n in out.graph.node:
+        if n.domain != onnx_ops.DOMAIN:
+            continue
+        if n.op_type == "Conv" and n.output[0] in feeds:
+            n.output.append(f"{n.output[0]}_stats")
+        elif n.op_type in norm_stats and n.input[0] in feeds:
+            n.input.extend([""] * (norm_stats[n.op_type] - len(n.input)) + [f"{n.input[0]}_stats"])
+    return out

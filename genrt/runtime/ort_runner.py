@@ -255,10 +255,12 @@ class OrtRunner:
         if chosen not in self._sessions:
             model = fuse_norms.apply(model or self._prepared, self._norms)
             model = fuse_resize.apply(fuse_sweeps.apply(model, self._sweeps), self._resizes)
-            if self._norms and chosen:  # norms read only by bfloat16 genrt.Conv nodes: folded into them
+            if self._norms and chosen:  # norms read only by bfloat16 genrt.Conv nodes folded into them, and their
+                # statistics summed by the bfloat16 convs that write their inputs
                 from genrt import kernels
 
                 model = fuse_norms.fold_into_convs(model, kernels.cpu_isa())
+                model = fuse_norms.stats_from_convs(model, kernels.cpu_isa())
             native = self._native or bool(chosen) or bool(self._norms) or bool(self._sweeps) or bool(self._resizes)
             device, threads, providers = (self._settings[k] for k in ("device", "threads", "providers"))
             self._sessions[chosen] = new_session(
