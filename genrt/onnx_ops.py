@@ -28,11 +28,13 @@ def register_schemas() -> None:
             return
         T = ("T", ["tensor(float)", "tensor(double)"], "float32 or float64")
         F = ("F", ["tensor(float)"], "float32")
+        D = ("D", ["tensor(double)"], "float64")
         param = defs.OpSchema.FormalParameter
         attr = defs.OpSchema.Attribute
         INT = defs.OpSchema.AttrType.INT
         INTS = defs.OpSchema.AttrType.INTS
         optional = defs.OpSchema.FormalParameterOption.Optional
+        stats = param("stats", "D", "(N, C, 2): each plane's (mean, variance), when known", param_option=optional)
         schemas = [
             defs.OpSchema(
                 "MinibatchDiscrimination",
@@ -55,11 +57,13 @@ def register_schemas() -> None:
                     param("W", "T", "(C_out, C_in, kH, kW), kH and kW 1..16"),
                     param("B", "T", "(C_out,)", param_option=optional),
                     param("A", "F", "(N, C_in, 2): a x + b per input plane, before padding", param_option=optional),
+                    param("R", "T", "Y's shape: added to Y after the activation", param_option=optional),
                 ],
                 outputs=[
-                    param("Y", "T", "(N, C_out, (H + top + bottom - kH) / sh + 1, (W + left + right - kW) / sw + 1)")
+                    param("Y", "T", "(N, C_out, (H + top + bottom - kH) / sh + 1, (W + left + right - kW) / sw + 1)"),
+                    param("S", "D", "(N, C_out, 2): each output plane's (mean, variance)", param_option=optional),
                 ],
-                type_constraints=[T, F],
+                type_constraints=[T, F, D],
                 attributes=[
                     attr("pads", INTS, "[top, left, bottom, right]: top/bottom < kH, left/right < kW", required=False),
                     attr("strides", INTS, "[sh, sw], each 1..8; default [1, 1]", required=False),
@@ -86,11 +90,40 @@ def register_schemas() -> None:
                     param("X", "F", "(N, C, H, W)"),
                     param("scale", "F", "C or N x C values, as InstanceNorm's", param_option=optional),
                     param("bias", "F", "like scale", param_option=optional),
+                    stats,
                 ],
                 outputs=[param("A", "F", "(N, C, 2)")],
-                type_constraints=[F],
+                type_constraints=[F, D],
                 attributes=[
                     attr("epsilon", defs.OpSchema.AttrType.FLOAT, "default 1e-5", required=False),
+                    attr("threads", INT, "kernel threads; set by genrt.load", required=False),
+                ],
+            ),
+            defs.OpSchema(
+                "ConcatConv",
+                DOMAIN,
+                VERSION,
+                doc="genrt.Conv over Concat(X_1 .. X_k, axis 1), the concatenation never written.",
+                inputs=[
+                    param("W", "T", "(C_out, sum of C_i, kH, kW)"),
+                    param("B", "T", "(C_out,)"),
+                    param(
+                        "X",
+                        "T",
+                        "X_1 .. X_k, (N, C_i, H, W)",
+                        param_option=defs.OpSchema.FormalParameterOption.Variadic,
+                    ),
+                ],
+                outputs=[param("Y", "T", "as genrt.Conv's")],
+                type_constraints=[T],
+                attributes=[
+                    attr("pads", INTS, "as genrt.Conv's", required=False),
+                    attr("strides", INTS, "as genrt.Conv's", required=False),
+                    attr("padding_mode", defs.OpSchema.AttrType.STRING, "as genrt.Conv's", required=False),
+                    attr("activation", defs.OpSchema.AttrType.STRING, "as genrt.Conv's", required=False),
+                    attr("alpha", defs.OpSchema.AttrType.FLOAT, "as genrt.Conv's", required=False),
+                    attr("precision", defs.OpSchema.AttrType.STRING, "as genrt.Conv's", required=False),
+                    attr("residual", INT, "1: the first variadic input is R, as genrt.Conv's", required=False),
                     attr("threads", INT, "kernel threads; set by genrt.load", required=False),
                 ],
             ),
@@ -148,9 +181,10 @@ def register_schemas() -> None:
                     param("scale", "T", "C or N x C values: (C,), (N, C), (1 | N, C, 1, 1)", param_option=optional),
                     param("bias", "T", "like scale", param_option=optional),
                     param("residual", "T", "X's shape, or one that broadcasts to it", param_option=optional),
+                    stats,
                 ],
                 outputs=[param("Y", "T", "(N, C, H, W)")],
-                type_constraints=[T],
+                type_constraints=[T, D],
                 attributes=[
                     attr(
                         "epsilon", defs.OpSchema.AttrType.FLOAT, "added to the variance; default 1e-5", required=False

@@ -4,6 +4,7 @@
 // (every shape, on AMX tiles).
 #include "conv2d.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -11,6 +12,7 @@
 
 #include "cpu_isa.h"
 #include "instance_norm.h"  // plane_statistics
+#include "parallel.h"
 
 #define GENRT_CONV2D_DECLS                                                                                  \
   void conv2d_forward_kernel(const ::genrt::Conv2dProblem& P, const float* x, const float* w,              \
@@ -90,9 +92,10 @@ void compute(const Conv2dProblem& P, Bf16Algo algo, bool winograd, const T* xd, 
     GENRT_DISPATCH(conv2d_direct_kernel, P, xd, wd, bd, y, threads);
 }
 
+// x, or with parts (conv2d_concat_forward), the concatenation of parts along channels, x then only its shape.
 template <typename T>
 void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out, const Conv2dParams& p,
-         int threads, WeightCache* cache) {
+         int threads, WeightCache* cache, const std::vector<TensorRef>* parts = nullptr) {
   Conv2dProblem P;
   P.N = x.size(0);
   P.Cin = x.size(1);
@@ -112,15 +115,47 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
   P.cache = cache;
   P.out_stats = p.output_stats;
   if (P.N == 0) return;
-  std::vector<T> xs, ws, bs;
-  const T* xd = contiguous<T>(x, xs);
-  const T* wd = contiguous<T>(w, ws);
-  const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
   const bool bf16 = p.precision == Precision::bf16, winograd = P.kH == 3 && P.kW == 3 && P.sh == 1 && P.sw == 1;
   Bf16Algo algo = bf16 ? bf16_algo() : Bf16Algo::automatic;  // the environment is read for bf16 calls only
   if (algo == Bf16Algo::automatic && bf16) algo = active_isa() == Isa::amx ? Bf16Algo::amx : Bf16Algo::winograd;
+  // The bfloat16 direct and AMX kernels convert their input rows themselves (PairRows), so they read a concatenation's
+  // inputs and apply an input affine where the data is.
+  const bool pair_rows = bf16 && (algo == Bf16Algo::amx || algo == Bf16Algo::direct || !winograd);
+  std::vector<T> xs, ws, bs;
+  std::vector<std::vector<T>> packed(parts ? parts->size() : 0);  // non-contiguous parts, packed
+  std::vector<const float*> planes;
+  const T* xd = nullptr;
+  if (!parts) {
+    xd = contiguous<T>(x, xs);
+  } else {
+    std::vector<const T*> data;
+    for (size_t i = 0; i < parts->size(); ++i) data.push_back(contiguous<T>((*parts)[i], packed[i]));
+    const int64_t plane = P.H * P.W;
+    if (pair_rows) {
+      if constexpr (std::is_same_v<T, float>) {
+        for (int64_t n = 0; n < P.N; ++n)
+          for (size_t i = 0; i < parts->size(); ++i)
+            for (int64_t c = 0; c < (*parts)[i].size(1); ++c)
+              planes.push_back(data[i] + (n * (*parts)[i].size(1) + c) * plane);
+        P.in_planes = planes.data();
+        xd = data[0];
+      }
+    } else {
+      xs.resize(size_t(P.N * P.Cin * plane));
+      T* dst = xs.data();
+      for (int64_t n = 0; n < P.N; ++n)
+        for (size_t i = 0; i < parts->size(); ++i) {
+          const int64_t count = (*parts)[i].size(1) * plane;
+          std::copy(data[i] + n * count, data[i] + (n + 1) * count, dst);
+          dst += count;
+        }
+      xd = xs.data();
+    }
+  }
+  const T* wd = contiguous<T>(w, ws);
+  const T* bd = bias.data ? contiguous<T>(bias, bs) : nullptr;
   if (p.input_affine) {
-    if (bf16 && (algo == Bf16Algo::amx || algo == Bf16Algo::direct || !winograd)) {
+    if (pair_rows) {
       P.in_affine = p.input_affine;  // applied as the input rows are converted
       P.in_act = int(p.input_relu ? Activation::relu : Activation::none);
     } else {
@@ -128,10 +163,17 @@ void run(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const Te
     }
   }
   T* y = static_cast<T*>(out.data);
+  const bool tiles = std::is_same_v<T, float> && bf16 && algo == Bf16Algo::amx;  // adds and sums as it stores
+  if (tiles) P.residual = static_cast<const float*>(p.residual);
   compute<T>(P, algo, winograd, xd, wd, bd, y, threads);
+  if (p.residual && !tiles) {
+    const T* r = static_cast<const T*>(p.residual);
+    parallel_for(P.N * P.Cout, threads, [&](int64_t k0, int64_t k1) {
+      for (int64_t i = k0 * P.Ho * P.Wo; i < k1 * P.Ho * P.Wo; ++i) y[i] += r[i];
+    });
+  }
   if constexpr (std::is_same_v<T, float>)
-    if (p.output_stats && !(bf16 && algo == Bf16Algo::amx))  // the tile kernel sums them itself
-      plane_statistics(y, P.N * P.Cout, P.Ho * P.Wo, p.output_stats, threads);
+    if (p.output_stats && !tiles) plane_statistics(y, P.N * P.Cout, P.Ho * P.Wo, p.output_stats, threads);
 }
 
 }  // namespace
@@ -202,8 +244,11 @@ void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dPar
   checked_mul(checked_mul(w.size(0), w.size(1), "weight"), 36 + kh * kw, "weight");
 }
 
-void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out,
-                    const Conv2dParams& p, int threads, WeightCache* cache) {
+namespace {
+
+// conv2d_forward's checks of the operands beyond conv2d_output_shape's: bias and out.
+void check(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out,
+           const Conv2dParams& p) {
   int64_t shape[4];
   conv2d_output_shape(x, w, p, shape);
   if (bias.data) {
@@ -219,10 +264,43 @@ void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bia
                   std::to_string(shape[1]) + ", " + std::to_string(shape[2]) + ", " + std::to_string(shape[3]) +
                   "), got " + out.shape_str());
   check_contiguous_output(out);
+}
+
+}  // namespace
+
+void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out,
+                    const Conv2dParams& p, int threads, WeightCache* cache) {
+  check(x, w, bias, out, p);
   if (x.dtype == DType::f32)
     run<float>(x, w, bias, out, p, threads, cache);
   else
     run<double>(x, w, bias, out, p, threads, cache);
+}
+
+void conv2d_concat_forward(const std::vector<TensorRef>& xs, const TensorRef& w, const TensorRef& bias,
+                           const TensorRef& out, const Conv2dParams& p, int threads, WeightCache* cache) {
+  if (xs.empty()) throw_value("x: expected at least one input to concatenate");
+  if (p.input_affine) throw_value("input affine: not with a concatenation");
+  int64_t sizes[4] = {0, 0, 0, 0}, strides[4] = {0, 0, 0, 0};
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const TensorRef& t = xs[i];
+    check_ndim(t, 4, "of shape (N, C_i, H, W)");
+    check_float(t);
+    check_same_dtype(xs[0], t);
+    if (t.size(0) != xs[0].size(0) || t.size(2) != xs[0].size(2) || t.size(3) != xs[0].size(3))
+      throw_shape(std::string(t.name) + ": expected the N, H and W of the first input " + xs[0].shape_str() +
+                  " (inputs are concatenated along channels), got " + t.shape_str());
+    sizes[1] += t.size(1);
+  }
+  sizes[0] = xs[0].size(0), sizes[2] = xs[0].size(2), sizes[3] = xs[0].size(3);
+  strides[3] = 1, strides[2] = sizes[3], strides[1] = sizes[2] * sizes[3], strides[0] = sizes[1] * strides[1];
+  const TensorRef x{"x", xs[0].data, xs[0].dtype, 4, sizes, strides};  // the concatenation's shape only
+  if (xs.size() == 1) return conv2d_forward(xs[0], w, bias, out, p, threads, cache);
+  check(x, w, bias, out, p);
+  if (x.dtype == DType::f32)
+    run<float>(x, w, bias, out, p, threads, cache, &xs);
+  else
+    run<double>(x, w, bias, out, p, threads, cache, &xs);
 }
 
 }  // namespace genrt

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common.h"
 #include "conv_transpose2d.h"  // Activation, Precision and their parsers
@@ -53,6 +54,9 @@ struct Conv2dParams {
   // statistics an instance norm reading y needs (genrt/runtime/fuse_norms.py hands them on, so that the norm reads y
   // once). The AMX kernel sums them as it writes its result tiles; the other paths read y once more afterwards.
   double* output_stats = nullptr;
+  // Optional: added to the output after the activation, y = act(conv + bias) + residual (a residual block's skip
+  // connection): x's dtype, y's shape, C-contiguous. The AMX kernel adds it as it stores; the other paths after.
+  const void* residual = nullptr;
 };
 
 // Output shape (N, C_out, H_out, W_out) after validating x, w and params (bias is checked by the forward call).
@@ -66,6 +70,13 @@ void conv2d_output_shape(const TensorRef& x, const TensorRef& w, const Conv2dPar
 void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bias, const TensorRef& out,
                     const Conv2dParams& p, int threads, WeightCache* cache = nullptr);
 
+// The same convolution over the channel concatenation of xs (ONNX Concat(axis 1) -> Conv, torch.cat(xs, 1) then
+// conv2d) without writing the concatenation: with precision bf16 the direct and AMX kernels convert each input
+// channel's rows from where they are; the other paths copy the concatenation first. Each xs[i]: (N, C_i, H, W), the
+// same N, H, W and dtype, any strides; w: (C_out, sum of C_i, kH, kW). No input affine.
+void conv2d_concat_forward(const std::vector<TensorRef>& xs, const TensorRef& w, const TensorRef& bias,
+                           const TensorRef& out, const Conv2dParams& p, int threads, WeightCache* cache = nullptr);
+
 // Shape and options handed to the per-ISA kernels (all operands contiguous).
 struct Conv2dProblem {
   int64_t N, Cin, H, W, Cout, Ho, Wo;
@@ -78,6 +89,10 @@ struct Conv2dProblem {
   const float* in_affine = nullptr;  // Conv2dParams::input_affine, for the kernels that apply it (PairRows)
   int in_act = 0;                    // Activation: none or relu, after in_affine
   double* out_stats = nullptr;       // Conv2dParams::output_stats, for the kernel that sums them (conv2d_amx_kernel)
+  // Per (image, input channel), its H x W plane, where x is a concatenation's inputs (conv2d_concat_forward; read by
+  // PairRows, the bfloat16 direct and AMX kernels' input); null: x.
+  const float* const* in_planes = nullptr;
+  const float* residual = nullptr;  // Conv2dParams::residual, for the kernel that adds it (conv2d_amx_kernel)
 };
 
 }  // namespace genrt

@@ -28,6 +28,7 @@ struct Plan {
   const uint32_t* u;                // packed weights
   const float* bias;                // or null
   float* y;                         // (N, C_out, H_out, W_out)
+  const float* res = nullptr;       // or y's shape: added after the activation (Conv2dProblem::residual)
   // An input tile's rows: 0 for one pair apart (pair_words; pair blocks Kb pairs apart), or 1 for one word apart,
   // one pair's column taps (the taps-in-K form below; pair blocks are then single pairs).
   int64_t tap_rows = 0;
@@ -75,6 +76,18 @@ inline void tiles(const Plan& pl, const uint32_t* rows, const uint32_t* u, float
   if constexpr (NM == 2 && NN == 2) GENRT_TILE_STORE(3, out + di + dj, kOut);
 }
 
+// The store of v to dst[l .. min(l + L, width)), an output row's values, plus the residual's where there is one.
+inline void store_row(const Plan& pl, float* dst, int64_t l, int64_t width, F v) {
+  const float* r = pl.res ? pl.res + (dst - pl.y) + l : nullptr;
+  if (l + L <= width) {
+    store(dst + l, r ? v + load(r) : v);
+  } else {
+    alignas(64) float tmp[L];
+    store(tmp, v);
+    for (int64_t i = 0; i < width - l; ++i) dst[l + i] = r ? tmp[i] + r[i] : tmp[i];
+  }
+}
+
 // Bias, activation and the store of result tile rows: channel c0 + m, pixels ow .. ow + width of output row oh.
 inline void epilogue(const Plan& pl, const float* tile, int64_t n, int64_t c0, int64_t oh, int64_t ow, int64_t width) {
   const int64_t m_end = pl.Cout - c0 < pl.MT ? pl.Cout - c0 : pl.MT;
@@ -84,13 +97,7 @@ inline void epilogue(const Plan& pl, const float* tile, int64_t n, int64_t c0, i
     for (int64_t l = 0; l < width; l += L) {
       F v = load(tile + m * kTile + l) + bv;
       v = conv2d_activate(v, pl.act, pl.slope);
-      if (l + L <= width) {
-        store(dst + l, v);
-      } else {
-        alignas(64) float tmp[L];
-        store(tmp, v);
-        for (int64_t i = 0; i < width - l; ++i) dst[l + i] = tmp[i];
-      }
+      store_row(pl, dst, l, width, v);
     }
   }
 }
@@ -174,13 +181,7 @@ inline void taps_in_m_row(const Plan& pl, int64_t taps, const uint32_t* rows, fl
       F v = bv;
       for (int64_t kw = 0; kw < taps; ++kw) v = v + load(rc + kw * ld + kw + l);
       v = conv2d_activate(v, pl.act, pl.slope);
-      if (l + L <= pl.Wo) {
-        store(dst + l, v);
-      } else {
-        alignas(64) float tmp[L];
-        store(tmp, v);
-        for (int64_t i = 0; i < pl.Wo - l; ++i) dst[l + i] = tmp[i];
-      }
+      store_row(pl, dst, l, pl.Wo, v);
     }
   }
 }

@@ -65,9 +65,9 @@ Form choose_form(const Conv2dProblem& P) {
   return Form::standard;
 }
 
-// P.out_stats from the tasks' sums (part: per (image, row block of RB rows), per channel, (pivot p, sum S of d = y - p,
-// sum Q of d^2)): each task's mean p + S / n and sum of squared deviations Q - S^2 / n, combined exactly (Chan et al.
-// 1979). A plane where some task's pivot lay far from that task's mean ((S / n)^2 > 16 var, as
+// P.out_stats from the tasks' sums (part: per (image, row block of RB rows), per channel, (pivot p, sum S of
+// d = y - p, sum Q of d^2)): each task's mean p + S / n and sum of squared deviations Q - S^2 / n, combined exactly
+// (Chan et al. 1979). A plane where some task's pivot lay far from that task's mean ((S / n)^2 > 16 var, as
 // instance_norm_kernel.cpp) is read again from y; without sums (taps in M), every plane.
 void output_statistics(const Conv2dProblem& P, const float* y, const double* part, int64_t RB, int threads) {
   const int64_t size = P.Ho * P.Wo, row_blocks = (P.Ho + RB - 1) / RB;
@@ -138,10 +138,11 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
           form == Form::taps_in_k ? C2 : wt.KB, wt.MT, wt.mtiles, in.row_words(), in.pair_words(),
           folded ? &zero : in.off.data(), packed.data(), bias, y};
   pl.tap_rows = form == Form::taps_in_k;
+  pl.res = P.residual;
   // taps in M: one output row's result rows, ld floats apart (an odd number of cache lines)
   const int64_t ld = ((Wph + kTile) / kTile | 1) * kTile;
-  // Output statistics (standard and taps in K): per task (image, row block), each channel's pivot and sums of d and d^2
-  // (run_rows), combined below in a fixed order.
+  // Output statistics (standard and taps in K): per task (image, row block), each channel's pivot and sums of d and
+  // d^2 (run_rows), combined below in a fixed order.
   const bool sums = P.out_stats && form != Form::taps_in_m;
   const int64_t row_blocks = (P.Ho + RB - 1) / RB;
   std::vector<double> part(sums ? size_t(P.N * row_blocks * P.Cout * 3) : 0);

@@ -230,6 +230,9 @@ struct PairRows {
     for (int64_t j = 0; j < s * Wph; j += L) spans.emplace_back(cols.data() + j, P.W);
   }
   int64_t row_words() const { return P.sw * Wph; }        // one padded row of one pair, all phases
+  const float* plane(int64_t n, int64_t c) const {        // input channel c of image n
+    return P.in_planes ? P.in_planes[n * P.Cin + c] : x + (n * P.Cin + c) * P.H * P.W;
+  }
   int64_t pair_words() const { return odd_lines(rows * row_words()); }  // one pair's rows, padded
 
   // Padded row `pr` of pair c2 converted straight from the input rows, each vector read as its ColumnSpan says.
@@ -239,8 +242,8 @@ struct PairRows {
       std::memset(dst, 0, size_t(row_words()) * sizeof(uint32_t));
       return;
     }
-    const float* xa = x + ((n * P.Cin + 2 * c2) * P.H + sr) * W;
-    const float* xb = 2 * c2 + 1 < P.Cin ? xa + P.H * W : nullptr;
+    const float* xa = plane(n, 2 * c2) + sr * W;
+    const float* xb = 2 * c2 + 1 < P.Cin ? plane(n, 2 * c2 + 1) + sr * W : nullptr;
     const ColumnSpan* sp = spans.data();
     if (P.in_affine) {  // x' = act(a x + b) on the columns read, the padding still zero
       const float* ab = P.in_affine + 2 * (n * P.Cin + 2 * c2);

@@ -260,6 +260,48 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
 
 
+class _Residuals:
+    """The Adds a chosen genrt.Conv takes over: Add(y, r) reading the chain's output y, its only reader, where r has
+    y's inferred shape (no broadcasting) and is ready before the conv runs (a graph input, a constant, or the output
+    of a node before the chain's). genrt.Conv adds r as it stores y (its input R), saving the Add's pass."""
+
+    def __init__(self, model: onnx.ModelProto, shapes: dict):
+        self.shapes = shapes
+        self.graph_outputs = {o.name for o in model.graph.output}
+        self.position = {}  # tensor name -> index of the node writing it (graph inputs and constants: -1)
+        self.readers: dict[str, list] = {}
+        self.index = {id(n): i for i, n in enumerate(model.graph.node)}
+        for i, n in enumerate(model.graph.node):
+            for name in n.output:
+                self.position[name] = i
+            for name in n.input:
+                self.readers.setdefault(name, []).append(n)
+
+    def add_after(self, chain: Chain):
+        if chain.op != "Conv" or chain.output in self.graph_outputs:
+            return None
+        readers = self.readers.get(chain.output, [])
+        if len(readers) != 1 or readers[0].op_type != "Add" or readers[0].domain not in ("", "ai.onnx"):
+            return None
+        add = readers[0]
+        r = fuse_chains.other_input(add, chain.output)
+        shape = self.shapes.get(chain.output)
+        if r is None or r == chain.output or not shape or None in shape or self.shapes.get(r) != shape:
+            return None
+        return add if self.position.get(r, -1) < self.index[id(chain.nodes[0])] else None
+
+    @staticmethod
+    def with_residual(node, add, y: str):
+        """A copy of genrt node `node` reading Add `add`'s other input as R and writing its output."""
+        out = onnx.NodeProto()
+        out.CopyFrom(node)
+        inputs = list(out.input) + [""] * (4 - len(out.input))
+        del out.input[:]
+        out.input.extend(inputs + [fuse_chains.other_input(add, y)])
+        out.output[0] = add.output[0]
+        return out
+
+
 def _subgraph(chain: Chain, nodes, inits: dict, x_shape, dtype, opset: int) -> bytes:
     used = {name for n in nodes for name in n.input if name in inits}
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
@@ -387,9 +429,13 @@ def fuse(
         return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    chains = find_chains(out, input_shapes, ops)
+    if not has_candidates(out, ops):
+        return model, []
+    shapes = _inferred_shapes(with_input_shapes(out, input_shapes) if input_shapes else out)
+    chains = fuse_chains.find(out, shapes, ops)
     if not chains:
         return model, []
+    residuals = _Residuals(out, shapes)
     inits = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
     opset = _default_opset(out)
     cache = _read_cache() if "auto" in how_of.values() else {}
@@ -423,10 +469,15 @@ def fuse(
                 use = bf16 if cache[key16]["genrt"] else use
             if use is None:
                 continue
+        in_bf16, add = use is bf16, residuals.add_after(chain)
+        if add is not None:  # the skip connection's Add, done as the conv stores its output
+            use = residuals.with_residual(use, add, chain.output)
+            drop.add(id(add))
         replaced[id(chain.main)] = use
         drop.update(id(n) for n in chain.nodes if n is not chain.main)
         out.graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in chain.new_inits)
-        chosen.append((index, chain.op, chain.label + (" in bf16" if use is bf16 else "")))
+        label = chain.label + (" + Add" if add is not None else "") + (" in bf16" if in_bf16 else "")
+        chosen.append((index, chain.op, label))
     if cache_dirty:
         with _lock:
             merged = _read_cache()

@@ -268,6 +268,7 @@ def _conv_chain(node, g: _Graph) -> Chain | None:
     else:
         act = None
     inputs = [nodes[0].input[0], node.input[1]] + ([node.input[2]] if len(node.input) > 2 and node.input[2] else [])
+    new_inits = _scale_into_weights(nodes, act, weight, g, inputs, consts)
     attrs = dict(
         pads=pads,
         strides=[int(v) for v in attr(node, "strides", [1, 1])],
@@ -275,4 +276,30 @@ def _conv_chain(node, g: _Graph) -> Chain | None:
         activation="none" if act is None else ACTIVATIONS[act.op_type],
         **({"alpha": float(attr(act, "alpha", 0.01))} if act is not None and act.op_type == "LeakyRelu" else {}),
     )
-    return Chain("Conv", node, nodes, g.shapes[nodes[0].input[0]], inputs, attrs, consts=consts)
+    return Chain("Conv", node, nodes, g.shapes[nodes[0].input[0]], inputs, attrs, new_inits, consts)
+
+
+def _scale_into_weights(nodes: list, act, weight, g: _Graph, inputs: list, consts: list) -> list:
+    """A Mul by a constant scalar c after the conv chain `nodes` (Real-ESRGAN's 0.2 residual scaling), folded into
+    its constant weight and bias: act(conv(x, W) + B) c = act(conv(x, W c) + B c) for the activations genrt.Conv
+    fuses (relu and leaky relu where c > 0). Appends the Mul to `nodes` (and a Constant node it reads to `consts`),
+    points `inputs` at the scaled constants and returns them as [(name, array)]; [] where there is no such Mul."""
+    mul = g.only_consumer(nodes[-1].output[0])
+    if weight is None or mul is None or mul.op_type != "Mul" or mul.domain not in STANDARD:
+        return []
+    c, const = g.constant(other_input(mul, nodes[-1].output[0]) or "")
+    if c is None or c.size != 1 or not np.isfinite(c).all() or (act is not None and not float(c.reshape(-1)[0]) > 0):
+        return []
+    w = numpy_helper.to_array(weight)
+    bias = inputs[2] if len(inputs) > 2 else None
+    if bias is not None and bias not in g.inits:
+        return []
+    c = float(c.reshape(-1)[0])
+    base = f"{nodes[-1].output[0]}_scaled"
+    scaled = [(f"{base}_w", (w * c).astype(w.dtype))]
+    if bias is not None:
+        scaled.append((f"{base}_b", (numpy_helper.to_array(g.inits[bias]) * c).astype(w.dtype)))
+    nodes.append(mul)
+    consts += [const] if const is not None else []
+    inputs[1:] = [name for name, _ in scaled]
+    return scaled

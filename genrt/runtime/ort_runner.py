@@ -17,7 +17,7 @@ import onnx
 
 import genrt
 from genrt.errors import RunError
-from genrt.runtime import fuse, fuse_norms, fuse_resize, fuse_sweeps, precision
+from genrt.runtime import fuse, fuse_concat, fuse_norms, fuse_resize, fuse_sweeps, precision
 from genrt.runtime.onnx_session import (
     base_model,
     has_cuda_kernels,
@@ -261,6 +261,8 @@ class OrtRunner:
 
                 model = fuse_norms.fold_into_convs(model, kernels.cpu_isa())
                 model = fuse_norms.stats_from_convs(model, kernels.cpu_isa())
+            if chosen:  # channel concatenations read only by bfloat16 genrt.Conv nodes: read in place by them
+                model = fuse_concat.apply(model)
             native = self._native or bool(chosen) or bool(self._norms) or bool(self._sweeps) or bool(self._resizes)
             device, threads, providers = (self._settings[k] for k in ("device", "threads", "providers"))
             self._sessions[chosen] = new_session(

@@ -238,3 +238,36 @@ def test_big_layers_are_timed_smaller_and_say_so(tmp_path, monkeypatch):
     assert timed == [(1, 4, 362, 181)]
     (entry,) = json.loads((tmp_path / "cache" / "conv_transpose_choice.json").read_text()).values()
     assert entry["measured_hw"] == [362, 181] and {"genrt", "ort_ms", "genrt_ms"} <= set(entry)
+
+
+@pytest.mark.parametrize(
+    "act, scale, const_node, folded",
+    [
+        (None, 0.2, False, True),  # Real-ESRGAN's residual scaling after a dense block's last conv
+        (None, -0.5, True, True),  # no activation: any scale, from a Constant node too
+        ("LeakyRelu", 0.2, False, True),  # a positive scale commutes with leaky relu
+        ("Relu", -1.0, False, False),  # a negative one does not: the Mul stays
+    ],
+)
+def test_scalar_mul_folds_into_the_weights(tmp_path, monkeypatch, act, scale, const_node, folded):
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal((6, 4, 3, 3)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "B")]  # fmt: skip
+    nodes = [helper.make_node("Conv", ["X", "W", "B"], ["c"], pads=[1, 1, 1, 1])]
+    if act:
+        nodes.append(helper.make_node(act, ["c"], ["a"], **({"alpha": 0.2} if act == "LeakyRelu" else {})))
+    scalar = numpy_helper.from_array(np.array(scale, np.float32), "s")
+    if const_node:
+        nodes.append(helper.make_node("Constant", [], ["s"], value=scalar))
+    else:
+        inits.append(scalar)
+    nodes.append(helper.make_node("Mul", ["a" if act else "c", "s"], ["Y"]))
+    path = _save(tmp_path / "m.onnx", nodes, inits)
+    x = np.random.default_rng(1).standard_normal((2, 4, 12, 15)).astype(np.float32)
+    monkeypatch.setenv("GENRT_CONV", "ort")
+    want = genrt.load(path)(x)
+    monkeypatch.setenv("GENRT_CONV", "genrt")
+    model = genrt.load(path)
+    np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    ops = [n.domain + "." + n.op_type for n in _rewritten(model)]
+    assert ops == (["genrt.Conv"] if folded else ["genrt.Conv", ".Mul"]), ops
