@@ -153,14 +153,14 @@ def register_schemas() -> None:
                 "Resize",
                 DOMAIN,
                 VERSION,
-                doc="ONNX Resize in linear or cubic mode (no antialias, exclude_outside 0) of dims H and W by fixed "
-                "scales.",
+                doc="ONNX Resize in linear, cubic or nearest mode (no antialias, exclude_outside 0) of dims H and W "
+                "by fixed scales.",
                 inputs=[param("X", "T", "(N, C, H, W)")],
                 outputs=[param("Y", "T", "(N, C, floor(H scales[0]), floor(W scales[1]))")],
                 type_constraints=[T],
                 attributes=[
                     attr("scales", defs.OpSchema.AttrType.FLOATS, "[h, w], each > 0"),
-                    attr("mode", defs.OpSchema.AttrType.STRING, "linear|cubic", required=False),
+                    attr("mode", defs.OpSchema.AttrType.STRING, "linear|cubic|nearest", required=False),
                     attr(
                         "coordinate_transformation_mode",
                         defs.OpSchema.AttrType.STRING,
@@ -168,6 +168,7 @@ def register_schemas() -> None:
                         required=False,
                     ),
                     attr("cubic_coeff_a", defs.OpSchema.AttrType.FLOAT, "default -0.75", required=False),
+                    attr("nearest_mode", defs.OpSchema.AttrType.STRING, "as ONNX Resize's", required=False),
                     attr("threads", INT, "kernel threads; set by genrt.load", required=False),
                 ],
             ),

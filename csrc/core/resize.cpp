@@ -15,6 +15,37 @@ GENRT_DECLARE_ISA_KERNELS(GENRT_RESIZE_DECLS)
 namespace genrt {
 namespace {
 
+// Nearest mode's input index for output index o (before clamping): the coordinate in float32, as ONNX Runtime's
+// Resize computes it, rounded by p.nearest.
+int64_t nearest(const ResizeParams& p, int64_t in, int64_t out, float scale, int64_t o) {
+  const float of = float(o);
+  float x = 0.0f;
+  switch (p.coordinates) {
+    case ResizeCoordinates::half_pixel:
+      x = (of + 0.5f) / scale - 0.5f;
+      break;
+    case ResizeCoordinates::pytorch_half_pixel:
+      x = out > 1 ? (of + 0.5f) / scale - 0.5f : 0.0f;
+      break;
+    case ResizeCoordinates::align_corners:
+      x = out > 1 ? of * float(in - 1) / float(out - 1) : 0.0f;
+      break;
+    case ResizeCoordinates::asymmetric:
+      x = of / scale;
+      break;
+  }
+  switch (p.nearest) {
+    case ResizeNearest::round_prefer_floor:
+      return x == float(int64_t(x)) + 0.5f ? int64_t(std::floor(x)) : int64_t(std::round(x));
+    case ResizeNearest::round_prefer_ceil:
+      return int64_t(std::round(x));
+    case ResizeNearest::floor:
+      return int64_t(std::floor(x));
+    default:
+      return int64_t(std::ceil(x));
+  }
+}
+
 // Per output index o of a dimension of `in` -> `out` values: `taps` clamped input indices and weights, at o taps.
 void plan(const ResizeParams& p, int64_t in, int64_t out, double scale, int taps, std::vector<int64_t>& index,
           std::vector<float>& weight) {
@@ -36,6 +67,11 @@ void plan(const ResizeParams& p, int64_t in, int64_t out, double scale, int taps
       case ResizeCoordinates::asymmetric:
         x = double(o) / scale;
         break;
+    }
+    if (p.mode == ResizeMode::nearest) {
+      index[size_t(o)] = std::min<int64_t>(std::max<int64_t>(nearest(p, in, out, float(scale), o), 0), in - 1);
+      weight[size_t(o)] = 1.0f;
+      continue;
     }
     const double f = std::floor(x), t = x - f;
     double w[4];
@@ -61,7 +97,16 @@ void plan(const ResizeParams& p, int64_t in, int64_t out, double scale, int taps
 ResizeMode parse_resize_mode(const std::string& name) {
   if (name == "linear") return ResizeMode::linear;
   if (name == "cubic") return ResizeMode::cubic;
-  throw_value("mode: expected 'linear' or 'cubic', got '" + name + "'");
+  if (name == "nearest") return ResizeMode::nearest;
+  throw_value("mode: expected 'linear', 'cubic' or 'nearest', got '" + name + "'");
+}
+
+ResizeNearest parse_resize_nearest(const std::string& name) {
+  if (name == "round_prefer_floor") return ResizeNearest::round_prefer_floor;
+  if (name == "round_prefer_ceil") return ResizeNearest::round_prefer_ceil;
+  if (name == "floor") return ResizeNearest::floor;
+  if (name == "ceil") return ResizeNearest::ceil;
+  throw_value("nearest_mode: expected round_prefer_floor, round_prefer_ceil, floor or ceil, got '" + name + "'");
 }
 
 ResizeCoordinates parse_resize_coordinates(const std::string& name) {
@@ -101,7 +146,7 @@ void resize_forward(const TensorRef& x, const TensorRef& out, const ResizeParams
                                              std::to_string(shape[1]) + ", " + std::to_string(shape[2]) + ", " +
                                              std::to_string(shape[3]) + "), got " + out.shape_str());
   if (shape[0] == 0) return;
-  const int taps = p.mode == ResizeMode::cubic ? 4 : 2;
+  const int taps = p.mode == ResizeMode::cubic ? 4 : p.mode == ResizeMode::linear ? 2 : 1;
   std::vector<int64_t> iy, ix;
   std::vector<float> wy, wx;
   plan(p, x.size(2), shape[2], p.scale_h, taps, iy, wy);

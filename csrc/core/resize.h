@@ -9,6 +9,8 @@
 //     asymmetric:          o / scale
 //   linear: weights 1 - t, t at floor(x) and floor(x) + 1 (t = x - floor(x));
 //   cubic: Keys' kernel with coefficient a (cubic_coeff_a, PyTorch's -0.75 by default) at floor(x) - 1 .. + 2;
+//   nearest: the one input pixel x rounds to by nearest_mode (round_prefer_floor, round_prefer_ceil, floor, ceil),
+//   x computed in float32 as ONNX Runtime does (so that ties fall the same way);
 //   each tap's index clamped to 0 .. in - 1.
 //
 // genrt.load writes genrt.Resize nodes in place of the ONNX Resize nodes that are these (genrt/runtime/
@@ -21,17 +23,20 @@
 
 namespace genrt {
 
-enum class ResizeMode { linear = 0, cubic = 1 };
+enum class ResizeMode { linear = 0, cubic = 1, nearest = 2 };
+enum class ResizeNearest { round_prefer_floor = 0, round_prefer_ceil = 1, floor = 2, ceil = 3 };
 enum class ResizeCoordinates { half_pixel = 0, pytorch_half_pixel = 1, align_corners = 2, asymmetric = 3 };
 
 // Parse the ONNX attribute values; throw genrt::Error naming the value otherwise.
 ResizeMode parse_resize_mode(const std::string& name);
 ResizeCoordinates parse_resize_coordinates(const std::string& name);
+ResizeNearest parse_resize_nearest(const std::string& name);
 
 struct ResizeParams {
   ResizeMode mode = ResizeMode::linear;
   ResizeCoordinates coordinates = ResizeCoordinates::half_pixel;
   float cubic_a = -0.75f;
+  ResizeNearest nearest = ResizeNearest::round_prefer_floor;  // nearest mode's rounding
   double scale_h = 1.0, scale_w = 1.0;  // > 0
 };
 

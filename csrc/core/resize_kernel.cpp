@@ -33,8 +33,10 @@ void resize_kernel(const float* x, float* y, int64_t planes, int64_t H, int64_t 
             const float* w = wx + 4 * o;
             dst[o] = ((src[i[0]] * w[0] + src[i[1]] * w[1]) + src[i[2]] * w[2]) + src[i[3]] * w[3];
           }
-        else
+        else if (taps == 2)
           for (int64_t o = 0; o < Wo; ++o) dst[o] = src[ix[2 * o]] * wx[2 * o] + src[ix[2 * o + 1]] * wx[2 * o + 1];
+        else  // nearest: a copy
+          for (int64_t o = 0; o < Wo; ++o) dst[o] = src[ix[o]];
       }
       for (int64_t oh = oh0; oh < oh1; ++oh) {
         float* out = y + (plane * Ho + oh) * Wo;

@@ -1,8 +1,9 @@
-// genrt.Resize: ONNX Resize's linear and cubic modes on the two spatial dimensions (genrt's resize kernel).
+// genrt.Resize: ONNX Resize's linear, cubic and nearest modes on the two spatial dimensions (genrt's resize kernel).
 //
 // Input: X (N, C, H, W) float32. Output: Y (N, C, floor(H scales[0]), floor(W scales[1])). Attributes: scales
-// (floats [h, w], required), mode ("linear" | "cubic"), coordinate_transformation_mode (half_pixel,
-// pytorch_half_pixel, align_corners, asymmetric; default half_pixel), cubic_coeff_a (float, default -0.75), threads.
+// (floats [h, w], required), mode ("linear" | "cubic" | "nearest"), coordinate_transformation_mode (half_pixel,
+// pytorch_half_pixel, align_corners, asymmetric; default half_pixel), cubic_coeff_a (float, default -0.75),
+// nearest_mode (round_prefer_floor, the default, round_prefer_ceil, floor, ceil), threads.
 // genrt.load writes these nodes in place of the ONNX Resize nodes they compute (genrt/runtime/fuse_resize.py).
 #include "../core/resize.h"
 
@@ -51,6 +52,10 @@ struct ResizeOp : Ort::CustomOpBase<ResizeOp, ResizeKernel, true> {
       }
       try {
         k->params.cubic_a = info.GetAttribute<float>("cubic_coeff_a");
+      } catch (const Ort::Exception&) {
+      }
+      try {
+        k->params.nearest = parse_resize_nearest(info.GetAttribute<std::string>("nearest_mode"));
       } catch (const Ort::Exception&) {
       }
       k->threads = int(int_attribute(raw, "threads", hardware_threads()));

@@ -1,5 +1,6 @@
-"""genrt.Resize (csrc/core/resize.h) and its load-time rewrite (genrt.runtime.fuse_resize): ONNX Resize's linear and
-cubic modes against ONNX Runtime's own Resize and torch's interpolate, the rewrite's reach, and bad scales."""
+"""genrt.Resize (csrc/core/resize.h) and its load-time rewrite (genrt.runtime.fuse_resize): ONNX Resize's linear,
+cubic and nearest modes against ONNX Runtime's own Resize and torch's interpolate, the rewrite's reach, and bad
+scales."""
 
 from __future__ import annotations
 
@@ -37,9 +38,10 @@ def onnx_resize(scales, mode, coordinates, a=-0.75, opset=18, **extra) -> onnx.M
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def genrt_resize(scales, mode, coordinates, a=-0.75) -> onnx.ModelProto:
+def genrt_resize(scales, mode, coordinates, a=-0.75, **extra) -> onnx.ModelProto:
     node = helper.make_node("Resize", ["x"], ["y"], domain=onnx_ops.DOMAIN, scales=list(scales), mode=mode,
-                            coordinate_transformation_mode=coordinates, cubic_coeff_a=a, threads=2)  # fmt: skip
+                            coordinate_transformation_mode=coordinates, cubic_coeff_a=a, threads=2,
+                            **extra)  # fmt: skip
     graph = helper.make_graph(
         [node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
@@ -82,8 +84,10 @@ def test_kernel_refuses_bad_scales():
         session(genrt_resize((0.1, 1.0), "linear", "half_pixel"), native=True).run(None, {"x": x})
     with pytest.raises(Exception, match="expected positive finite scales"):
         session(genrt_resize((-1.0, 1.0), "linear", "half_pixel"), native=True).run(None, {"x": x})
-    with pytest.raises(Exception, match="expected 'linear' or 'cubic'"):
-        session(genrt_resize((2.0, 2.0), "nearest", "half_pixel"), native=True)
+    with pytest.raises(Exception, match="expected 'linear', 'cubic' or 'nearest'"):
+        session(genrt_resize((2.0, 2.0), "area", "half_pixel"), native=True)
+    with pytest.raises(Exception, match="nearest_mode: expected round_prefer_floor"):
+        session(genrt_resize((2.0, 2.0), "nearest", "half_pixel", nearest_mode="up"), native=True)
 
 
 def test_sr_x4_runs_its_bicubic_upscale_in_genrt():
@@ -93,11 +97,27 @@ def test_sr_x4_runs_its_bicubic_upscale_in_genrt():
     assert not any(n.op_type == "Resize" and n.domain != onnx_ops.DOMAIN for n in graph.graph.node)
 
 
+@pytest.mark.parametrize("coordinates", COORDINATES)
+@pytest.mark.parametrize("nearest", fuse_resize.NEAREST)
+@pytest.mark.parametrize(
+    "shape, scales",
+    [((1, 3, 13, 17), (2.0, 2.0)), ((2, 2, 9, 31), (2.0, 3.0)), ((1, 1, 40, 33), (0.5, 0.75)),
+     ((1, 2, 5, 7), (1.7, 2.3)), ((1, 1, 1, 6), (3.0, 1.0)), ((1, 1, 12, 10), (1.5, 2.5))],
+)  # fmt: skip
+def test_nearest_matches_onnxruntime_exactly(shape, scales, nearest, coordinates):
+    """The same input pixels as ORT picks, ties (x.5 coordinates at scales 2, 0.5, 1.5, 2.5) included."""
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    want = session(onnx_resize(scales, "nearest", coordinates, nearest_mode=nearest), native=False).run(None, {"x": x})
+    got = session(genrt_resize(scales, "nearest", coordinates, nearest_mode=nearest), native=True).run(None, {"x": x})
+    np.testing.assert_array_equal(got[0], want[0])
+
+
 def test_rewrite_takes_what_the_kernel_computes_and_leaves_the_rest(tmp_path):
     cases = [
         (onnx_resize((2.0, 3.0), "cubic", "half_pixel"), True),
         (onnx_resize((2.0, 2.0), "linear", "asymmetric", opset=13), True),
-        (onnx_resize((2.0, 2.0), "nearest", "asymmetric"), False),
+        (onnx_resize((2.0, 2.0), "nearest", "asymmetric", nearest_mode="floor"), True),  # torch's nearest upsample
+        (onnx_resize((2.0, 2.0), "nearest", "tf_half_pixel_for_nn"), False),
         (onnx_resize((2.0, 2.0), "linear", "half_pixel", antialias=1), False),
         (onnx_resize((2.0, 2.0), "cubic", "half_pixel", exclude_outside=1), False),
         (onnx_resize((2.0, 2.0), "linear", "tf_half_pixel_for_nn"), False),
