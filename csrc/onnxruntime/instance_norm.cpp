@@ -6,8 +6,8 @@
 // network computes from its style vector; optional residual, added before the activation (a residual block's skip
 // connection): X's shape, or one that broadcasts to it (numpy rules); optional stats (N, C, 2) float64, each plane's
 // (mean, variance) when its producer already summed them (genrt.Conv's output S), so X is read once. Attributes:
-// epsilon (float, default 1e-5), activation ("none", "relu"), threads. genrt.load writes these nodes in place of InstanceNormalization [-> Relu] and of instance norms written
-// out in elementary ops (genrt/runtime/fuse_norms.py).
+// epsilon (float, default 1e-5), activation ("none", "relu"), threads. genrt.load writes these nodes in place of
+// InstanceNormalization [-> Relu] and of instance norms written out in elementary ops (genrt/runtime/fuse_norms.py).
 #include "../core/instance_norm.h"
 
 #include "ort_ops.h"
