@@ -412,6 +412,7 @@ def fuse(
     how: str | dict | None = None,
     device: str = "cpu",
     precision: str = "f32",
+    shape_cache: dict | None = None,
 ) -> tuple[onnx.ModelProto, list[tuple[int, str, str]]]:
     """Rewrites the chains where genrt's kernel is faster for graph inputs of `input_shapes` ({name: dims}).
 
@@ -422,6 +423,8 @@ def fuse(
     takes it everywhere. Its label ends in " in bf16".
     Returns the model (the same object where nothing changed) and [(chain index, genrt op, description)] of the
     chains rewritten; the same indices give the same model, so callers can share one session between shape classes.
+    `shape_cache`: a dict the caller keeps for one model and `input_shapes` (the float32 and bfloat16 passes of
+    one shape class), so that the graph's shapes are inferred once.
     """
     how_of = modes(how)
     ops = tuple(op for op in OPS if how_of[op] != "ort")
@@ -431,7 +434,12 @@ def fuse(
     out.CopyFrom(model)
     if not has_candidates(out, ops):
         return model, []
-    shapes = _inferred_shapes(with_input_shapes(out, input_shapes) if input_shapes else out)
+    if shape_cache is not None and "shapes" in shape_cache:
+        shapes = shape_cache["shapes"]
+    else:
+        shapes = _inferred_shapes(with_input_shapes(out, input_shapes) if input_shapes else out)
+        if shape_cache is not None:
+            shape_cache["shapes"] = shapes
     chains = fuse_chains.find(out, shapes, ops)
     if not chains:
         return model, []

@@ -194,11 +194,12 @@ class OrtRunner:
             shapes[value.name] = [reps.get((value.name, axis), dim.dim_value) for axis, dim in enumerate(dims)]
         how = {op: (self._how[op] if op in self._ops else "ort") for op in self._how}
         device = self._settings["device"]
+        shape_cache: dict = {}  # the graph's shapes at `shapes`, inferred once for both precisions
 
         def fused(kind: str):
             ready, chosen = fuse.fuse(
                 self._prepared, threads=self._threads, library=self._library, input_shapes=shapes, how=how,
-                device=device, precision=kind,
+                device=device, precision=kind, shape_cache=shape_cache,
             )  # fmt: skip
             return self._session(tuple((index, label) for index, _, label in chosen), ready), chosen
 
