@@ -35,6 +35,22 @@ def register_schemas() -> None:
         INTS = defs.OpSchema.AttrType.INTS
         optional = defs.OpSchema.FormalParameterOption.Optional
         stats = param("stats", "D", "(N, C, 2): each plane's (mean, variance), when known", param_option=optional)
+
+        def conv_attributes():  # genrt.Conv's and genrt.ConcatConv's
+            return [
+                attr("pads", INTS, "[top, left, bottom, right]: top/bottom < kH, left/right < kW", required=False),
+                attr("strides", INTS, "[sh, sw], each 1..8; default [1, 1]", required=False),
+                attr("padding_mode", defs.OpSchema.AttrType.STRING, "zeros|reflect|edge", required=False),
+                attr("activation", defs.OpSchema.AttrType.STRING, "none|relu|leaky_relu", required=False),
+                attr("alpha", defs.OpSchema.AttrType.FLOAT, "leaky_relu slope; default 0.01", required=False),
+                attr(
+                    "precision",
+                    defs.OpSchema.AttrType.STRING,
+                    "f32 (default) | bf16: X and W rounded to bfloat16, float32 sums",
+                    required=False,
+                ),
+            ]
+
         schemas = [
             defs.OpSchema(
                 "MinibatchDiscrimination",
@@ -65,17 +81,7 @@ def register_schemas() -> None:
                 ],
                 type_constraints=[T, F, D],
                 attributes=[
-                    attr("pads", INTS, "[top, left, bottom, right]: top/bottom < kH, left/right < kW", required=False),
-                    attr("strides", INTS, "[sh, sw], each 1..8; default [1, 1]", required=False),
-                    attr("padding_mode", defs.OpSchema.AttrType.STRING, "zeros|reflect|edge", required=False),
-                    attr("activation", defs.OpSchema.AttrType.STRING, "none|relu|leaky_relu", required=False),
-                    attr("alpha", defs.OpSchema.AttrType.FLOAT, "leaky_relu slope; default 0.01", required=False),
-                    attr(
-                        "precision",
-                        defs.OpSchema.AttrType.STRING,
-                        "f32 (default) | bf16: X and W rounded to bfloat16, float32 sums",
-                        required=False,
-                    ),
+                    *conv_attributes(),
                     attr("input_activation", defs.OpSchema.AttrType.STRING, "none|relu, after A", required=False),
                     attr("threads", INT, "kernel threads; set by genrt.load", required=False),
                 ],
@@ -117,12 +123,7 @@ def register_schemas() -> None:
                 outputs=[param("Y", "T", "as genrt.Conv's")],
                 type_constraints=[T],
                 attributes=[
-                    attr("pads", INTS, "as genrt.Conv's", required=False),
-                    attr("strides", INTS, "as genrt.Conv's", required=False),
-                    attr("padding_mode", defs.OpSchema.AttrType.STRING, "as genrt.Conv's", required=False),
-                    attr("activation", defs.OpSchema.AttrType.STRING, "as genrt.Conv's", required=False),
-                    attr("alpha", defs.OpSchema.AttrType.FLOAT, "as genrt.Conv's", required=False),
-                    attr("precision", defs.OpSchema.AttrType.STRING, "as genrt.Conv's", required=False),
+                    *conv_attributes(),
                     attr("residual", INT, "1: the first variadic input is R, as genrt.Conv's", required=False),
                     attr("threads", INT, "kernel threads; set by genrt.load", required=False),
                 ],

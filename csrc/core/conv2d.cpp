@@ -277,24 +277,42 @@ void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bia
     run<double>(x, w, bias, out, p, threads, cache);
 }
 
-void conv2d_concat_forward(const std::vector<TensorRef>& xs, const TensorRef& w, const TensorRef& bias,
-                           const TensorRef& out, const Conv2dParams& p, int threads, WeightCache* cache) {
+namespace {
+
+// The concatenation of xs along channels as a shape-only TensorRef (sizes and strides held in `dims`), after checking
+// the parts agree.
+TensorRef concat_shape(const std::vector<TensorRef>& xs, int64_t dims[8]) {
   if (xs.empty()) throw_value("x: expected at least one input to concatenate");
-  if (p.input_affine) throw_value("input affine: not with a concatenation");
-  int64_t sizes[4] = {0, 0, 0, 0}, strides[4] = {0, 0, 0, 0};
-  for (size_t i = 0; i < xs.size(); ++i) {
-    const TensorRef& t = xs[i];
+  int64_t channels = 0;
+  for (const TensorRef& t : xs) {
     check_ndim(t, 4, "of shape (N, C_i, H, W)");
     check_float(t);
     check_same_dtype(xs[0], t);
     if (t.size(0) != xs[0].size(0) || t.size(2) != xs[0].size(2) || t.size(3) != xs[0].size(3))
       throw_shape(std::string(t.name) + ": expected the N, H and W of the first input " + xs[0].shape_str() +
                   " (inputs are concatenated along channels), got " + t.shape_str());
-    sizes[1] += t.size(1);
+    channels += t.size(1);
   }
-  sizes[0] = xs[0].size(0), sizes[2] = xs[0].size(2), sizes[3] = xs[0].size(3);
+  int64_t* sizes = dims;
+  int64_t* strides = dims + 4;
+  sizes[0] = xs[0].size(0), sizes[1] = channels, sizes[2] = xs[0].size(2), sizes[3] = xs[0].size(3);
   strides[3] = 1, strides[2] = sizes[3], strides[1] = sizes[2] * sizes[3], strides[0] = sizes[1] * strides[1];
-  const TensorRef x{"x", xs[0].data, xs[0].dtype, 4, sizes, strides};  // the concatenation's shape only
+  return {"x", xs[0].data, xs[0].dtype, 4, sizes, strides};
+}
+
+}  // namespace
+
+void conv2d_concat_output_shape(const std::vector<TensorRef>& xs, const TensorRef& w, const Conv2dParams& p,
+                                int64_t out_shape[4]) {
+  int64_t dims[8];
+  conv2d_output_shape(concat_shape(xs, dims), w, p, out_shape);
+}
+
+void conv2d_concat_forward(const std::vector<TensorRef>& xs, const TensorRef& w, const TensorRef& bias,
+                           const TensorRef& out, const Conv2dParams& p, int threads, WeightCache* cache) {
+  if (p.input_affine) throw_value("input affine: not with a concatenation");
+  int64_t dims[8];
+  const TensorRef x = concat_shape(xs, dims);
   if (xs.size() == 1) return conv2d_forward(xs[0], w, bias, out, p, threads, cache);
   check(x, w, bias, out, p);
   if (x.dtype == DType::f32)

@@ -77,6 +77,10 @@ void conv2d_forward(const TensorRef& x, const TensorRef& w, const TensorRef& bia
 void conv2d_concat_forward(const std::vector<TensorRef>& xs, const TensorRef& w, const TensorRef& bias,
                            const TensorRef& out, const Conv2dParams& p, int threads, WeightCache* cache = nullptr);
 
+// Its output shape, after checking that the parts agree and conv2d_output_shape's checks of the concatenation.
+void conv2d_concat_output_shape(const std::vector<TensorRef>& xs, const TensorRef& w, const Conv2dParams& p,
+                                int64_t out_shape[4]);
+
 // Shape and options handed to the per-ISA kernels (all operands contiguous).
 struct Conv2dProblem {
   int64_t N, Cin, H, W, Cout, Ho, Wo;

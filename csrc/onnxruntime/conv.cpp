@@ -170,14 +170,8 @@ struct ConcatConvKernel {
       std::vector<TensorRef> xs;
       for (size_t i = first; i < ctx.GetInputCount(); ++i)
         xs.push_back(held.emplace_back(input_tensor(ctx, i, "X")).ref);
-      if (xs.empty()) throw_value("X: expected at least one input");
-      int64_t channels = 0;
-      for (const TensorRef& x : xs) channels += x.ndim == 4 ? x.size(1) : 0;
-      const int64_t sizes[4] = {xs[0].ndim == 4 ? xs[0].size(0) : 0, channels, xs[0].ndim == 4 ? xs[0].size(2) : 0,
-                                xs[0].ndim == 4 ? xs[0].size(3) : 0};
-      const int64_t strides[4] = {channels * sizes[2] * sizes[3], sizes[2] * sizes[3], sizes[3], 1};
       int64_t shape[4];
-      conv2d_output_shape({"X", xs[0].data, xs[0].dtype, 4, sizes, strides}, w.ref, params, shape);
+      conv2d_concat_output_shape(xs, w.ref, params, shape);
       Conv2dParams p = params;
       std::unique_ptr<OrtTensor> r;
       if (residual) p.residual = residual_input(ctx, 2, shape, xs[0].dtype, r);

@@ -266,29 +266,19 @@ class _Residuals:
     of a node before the chain's). genrt.Conv adds r as it stores y (its input R), saving the Add's pass."""
 
     def __init__(self, model: onnx.ModelProto, shapes: dict):
-        self.shapes = shapes
-        self.graph_outputs = {o.name for o in model.graph.output}
-        self.position = {}  # tensor name -> index of the node writing it (graph inputs and constants: -1)
-        self.readers: dict[str, list] = {}
+        self.g = fuse_chains._Graph(model, shapes)
         self.index = {id(n): i for i, n in enumerate(model.graph.node)}
-        for i, n in enumerate(model.graph.node):
-            for name in n.output:
-                self.position[name] = i
-            for name in n.input:
-                self.readers.setdefault(name, []).append(n)
 
     def add_after(self, chain: Chain):
-        if chain.op != "Conv" or chain.output in self.graph_outputs:
+        add = self.g.only_consumer(chain.output) if chain.op == "Conv" else None
+        if add is None or add.op_type != "Add" or add.domain not in fuse_chains.STANDARD:
             return None
-        readers = self.readers.get(chain.output, [])
-        if len(readers) != 1 or readers[0].op_type != "Add" or readers[0].domain not in ("", "ai.onnx"):
-            return None
-        add = readers[0]
         r = fuse_chains.other_input(add, chain.output)
-        shape = self.shapes.get(chain.output)
-        if r is None or r == chain.output or not shape or None in shape or self.shapes.get(r) != shape:
+        shape = self.g.shapes.get(chain.output)
+        if r is None or r == chain.output or not shape or None in shape or self.g.shapes.get(r) != shape:
             return None
-        return add if self.position.get(r, -1) < self.index[id(chain.nodes[0])] else None
+        writer = self.g.producer.get(r)  # None: a graph input or an initializer
+        return add if writer is None or self.index[id(writer)] < self.index[id(chain.nodes[0])] else None
 
     @staticmethod
     def with_residual(node, add, y: str):

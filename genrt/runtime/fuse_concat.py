@@ -20,7 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from genrt import onnx_ops
-from genrt.runtime import fuse
+from genrt.runtime import fuse, fuse_chains
 from genrt.runtime.fuse_chains import attr
 
 ENV = "GENRT_CONCAT_CONV"
@@ -32,7 +32,7 @@ def mode() -> str:
     return fuse.genrt_or_ort(ENV)
 
 
-def _reads_as_x(conv, name: str, weights: set[str]) -> bool:
+def _reads_as_x(conv, name: str, weights: dict) -> bool:
     """Whether `conv` is a bfloat16 genrt.Conv reading `name` as X only, with a constant weight and no input affine."""
     return (
         conv.domain == onnx_ops.DOMAIN and conv.op_type == "Conv" and conv.input[0] == name
@@ -46,19 +46,13 @@ def apply(model: onnx.ModelProto) -> onnx.ModelProto:
     genrt.ConcatConv nodes (see the module's docstring); `model` where there is none or the rewrite is off."""
     if mode() == "ort":
         return model
-    graph = model.graph
-    readers: dict[str, list] = {}
-    for n in graph.node:
-        for name in n.input:
-            readers.setdefault(name, []).append(n)
-    outputs = {o.name for o in graph.output}
-    weights = {t.name: t for t in graph.initializer}
+    g = fuse_chains._Graph(model, {})
     concats = {
         n.output[0]: n
-        for n in graph.node
-        if n.op_type == "Concat" and n.domain in ("", "ai.onnx") and attr(n, "axis", None) == 1
-        and n.output[0] not in outputs and readers.get(n.output[0])
-        and all(_reads_as_x(r, n.output[0], set(weights)) for r in readers[n.output[0]])
+        for n in model.graph.node
+        if n.op_type == "Concat" and n.domain in fuse_chains.STANDARD and attr(n, "axis", None) == 1
+        and n.output[0] not in g.graph_outputs and g.consumers.get(n.output[0])
+        and all(_reads_as_x(r, n.output[0], g.inits) for r in g.consumers[n.output[0]])
     }  # fmt: skip
     if not concats:
         return model
@@ -72,7 +66,7 @@ def apply(model: onnx.ModelProto) -> onnx.ModelProto:
             bias = n.input[2] if len(n.input) > 2 and n.input[2] else ""
             if not bias:  # ConcatConv's B is required: zeros
                 bias = f"{n.output[0]}_zero_bias"
-                biases.append(numpy_helper.from_array(np.zeros(weights[n.input[1]].dims[0], np.float32), bias))
+                biases.append(numpy_helper.from_array(np.zeros(g.inits[n.input[1]].dims[0], np.float32), bias))
             residual = [n.input[4]] if len(n.input) > 4 and n.input[4] else []
             fused = helper.make_node("ConcatConv", [n.input[1], bias, *residual, *concats[n.input[0]].input],
                                      list(n.output), name=f"{n.name}_concat", domain=onnx_ops.DOMAIN)  # fmt: skip

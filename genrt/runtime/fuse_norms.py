@@ -48,6 +48,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from genrt import onnx_ops
+from genrt.runtime import fuse_chains
 from genrt.runtime.fuse import _drop_unused_initializers, genrt_or_ort, with_nodes
 from genrt.runtime.fuse_chains import attr, other_input
 
@@ -577,7 +578,7 @@ def stats_from_convs(model: onnx.ModelProto, isa: str) -> onnx.ModelProto:
     if isa != "amx":
         return model
     graph = model.graph
-    producers = {o: n for n in graph.node for o in n.output}
+    producers = fuse_chains._Graph(model, {}).producer
     norm_stats = {"InstanceNorm": 4, "InstanceNormAffine": 3}  # the stats input's index
     feeds = set()
     for n in graph.node:
