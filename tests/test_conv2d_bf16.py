@@ -84,8 +84,8 @@ def winograd23(x, w, padding, padding_mode):
     return y, (2 * U16 + U16**2 + (16 * c + 8) * U32) * scale
 
 
-def check(x, w, b, **kw):
-    y = kernels.conv2d(x, w, b, precision="bf16", **kw)
+def check(x, w, b, threads=None, **kw):
+    y = kernels.conv2d(x, w, b, precision="bf16", threads=threads, **kw)
     if _winograd(w, kw.get("stride", 1)):
         return check_winograd(y, x, w, b, **kw)
     act, slope = kw.pop("activation", "none"), kw.pop("negative_slope", 0.01)
@@ -234,6 +234,25 @@ def test_amx_tile_blocking(isa, monkeypatch, cin, cout, width, k, stride):
     w = rng.standard_normal((cout, cin, *k)).astype(np.float32)
     pads = (k[0] // 2, k[1] // 2, (k[0] - 1) // 2, (k[1] - 1) // 2)
     check(x, w, rng.standard_normal(cout).astype(np.float32), stride=stride, padding=pads, activation="relu")
+
+
+@pytest.mark.parametrize(
+    "cin, height, width, threads",
+    [
+        (96, 48, 300, 1),  # 3 pair blocks, one per chunk; 10 pixel blocks a row: passes of 3 rows, tasks of 6
+        (80, 11, 70, 2),  # 3 pair blocks, the last half zero; 3 pixel blocks, the last 6 pixels
+    ],
+)
+def test_amx_pair_block_chunks(isa, monkeypatch, cin, height, width, threads):
+    """Pair blocks in L1-sized chunks (run_rows: a 3x3 tile pair's weights for one block of 16 pairs at a time),
+    the partial sums kept in memory between chunks, the rows in passes: against the reference, with a residual layer's
+    relu and bias."""
+    monkeypatch.setenv("GENRT_CONV2D_BF16_ALGO", "amx")
+    rng = np.random.default_rng(cin + width)
+    x = rng.standard_normal((1, cin, height, width)).astype(np.float32)
+    w = rng.standard_normal((40, cin, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    check(x, w, b, padding=(1, 1, 1, 1), activation="relu", threads=threads)
 
 
 def test_unknown_algorithm_is_refused(monkeypatch):

@@ -159,12 +159,13 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
       return;
     }
     alignas(64) float out[4 * 256];  // the result tiles
+    Scratch<float> acc(size_t(conv2d_amx::acc_floats(pl, oh1 - oh0)));
     double* task_sums = sums ? part.data() + (n * row_blocks + oh0 / RB) * P.Cout * 3 : nullptr;
     wt.each_pair(g, MG, [&](int64_t mt, bool both) {
       if (both)
-        conv2d_amx::run_rows<2>(pl, buf, n, oh0, oh1, mt, out, task_sums);
+        conv2d_amx::run_rows<2>(pl, buf, n, oh0, oh1, mt, out, acc.p, task_sums);
       else
-        conv2d_amx::run_rows<1>(pl, buf, n, oh0, oh1, mt, out, task_sums);
+        conv2d_amx::run_rows<1>(pl, buf, n, oh0, oh1, mt, out, acc.p, task_sums);
     });
   });
   if (P.out_stats) output_statistics(P, y, sums ? part.data() : nullptr, RB, threads);

@@ -21,12 +21,13 @@ extern "C" void payload_main(void) {
                       CASE_KBLOCKS, CASE_MT, CASE_MTILES, CASE_ROW_WORDS, CASE_PAIR_WORDS, case_off, case_u,
                       CASE_BIAS ? case_bias : nullptr, y};
   alignas(64) static float out[4 * 256];
+  alignas(64) static float acc[CASE_HO * ((CASE_WO + 31) / 32) * 1024];  // run_rows' partial sums, where it chunks
   amx::load_config(amx::gemm_config(int(pl.MT), int(pl.Kb)));
   for (int64_t mt = 0; mt < pl.mtiles; mt += 2) {
     if (mt + 1 < pl.mtiles)
-      conv::run_rows<2>(pl, case_buf, 0, 0, pl.Ho, mt, out);
+      conv::run_rows<2>(pl, case_buf, 0, 0, pl.Ho, mt, out, acc);
     else
-      conv::run_rows<1>(pl, case_buf, 0, 0, pl.Ho, mt, out);
+      conv::run_rows<1>(pl, case_buf, 0, 0, pl.Ho, mt, out, acc);
   }
   amx::release();
   e9_hex32_lines(reinterpret_cast<const uint32_t*>(y), CASE_COUT * CASE_HO * CASE_WO);
