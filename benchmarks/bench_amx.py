@@ -1,4 +1,4 @@
-"""python benchmarks/bench_amx.py [--threads 2] [--repeats 15] [--allow-emulated]
+"""python benchmarks/bench_amx.py [--threads 2] [--repeats 15] [--allow-emulated] [--chunks]
 
 Per layer, genrt's bfloat16 kernels on Intel AMX tiles (TDPBF16PS: conv2d_amx_kernel.cpp,
 conv_transpose2d_amx_kernel.cpp) against its AVX512-BF16 ones (VDPBF16PS: Winograd F(2x2) for 3x3 stride 1, direct
@@ -9,6 +9,9 @@ they run at. Prints milliseconds, AMX's ratio to each, and AMX's PSNR against fl
 The kernel is picked per call with GENRT_CONV2D_BF16_ALGO / GENRT_CONV_TRANSPOSE_BF16_ALGO. Below the ``amx`` level
 (``genrt.kernels.cpu_isa()``) the tile kernel runs on emulated tiles, which is no speed measurement: the script
 refuses unless ``--allow-emulated`` (to check that it runs).
+
+``--chunks`` instead times the tile kernel's convolutions with their pair blocks in L1-sized chunks (the default,
+conv2d_amx.h's run_rows) against all in one chunk (GENRT_AMX_CHUNKS=off), interleaved in one process.
 """
 
 from __future__ import annotations
@@ -52,17 +55,41 @@ def _psnr(ref, out):
     return 10 * np.log10(np.ptp(ref) ** 2 / max(np.mean((ref - out).astype(np.float64) ** 2), 1e-30))
 
 
+def chunks(threads: int, repeats: int) -> None:
+    """The AMX convolutions with pair blocks in chunks vs in one chunk."""
+    rng = np.random.default_rng(0)
+    print(f"{'layer':<22}{'1 chunk':>9}{'chunks':>9}{'ratio':>8}")
+    for name, cin, cout, k, s, side in [*CONVS, ("rrdb 192->32 3x3", 192, 32, 3, 1, 128)]:
+        x = np.maximum(rng.standard_normal((1, cin, side, side), dtype=np.float32), 0)
+        w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2 / (cin * k * k))).astype(np.float32)
+        cache = _C.WeightCache()
+
+        def run(setting, x=x, w=w, k=k, s=s, cache=cache):
+            os.environ["GENRT_AMX_CHUNKS"] = setting
+            return _C.conv2d_forward(x, w, None, [k // 2] * 4, "zeros", "none", threads, cache, [s, s], "bf16")
+
+        os.environ["GENRT_CONV2D_BF16_ALGO"] = "amx"
+        assert np.array_equal(run("off"), run("on"))  # the same sums, in the same order per output
+        t = interleaved_medians({key: (lambda key=key: run(key)) for key in ("off", "on")}, repeats=repeats)
+        print(f"{name:<22}{1e3 * t['off']:>9.3f}{1e3 * t['on']:>9.3f}{t['off'] / t['on']:>7.2f}x")
+    del os.environ["GENRT_AMX_CHUNKS"], os.environ["GENRT_CONV2D_BF16_ALGO"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--allow-emulated", action="store_true")
+    ap.add_argument("--chunks", action="store_true", help="pair blocks in chunks vs in one chunk")
     args = ap.parse_args()
     isa = kernels.cpu_isa()
     if isa != "amx" and not args.allow_emulated:
         sys.exit(
             f"cpu isa is {isa!r}, not 'amx': the tile kernels would run emulated (--allow-emulated to run anyway)"
         )
+    if args.chunks:
+        print(f"{cpu()}, isa={isa}, threads={args.threads}: AMX conv2d, pair blocks in chunks vs in one chunk (ms)")
+        return chunks(args.threads, args.repeats)
     rng = np.random.default_rng(0)
     print(
         f"{cpu()}, isa={isa}, threads={args.threads}: genrt bf16 on AMX tiles vs genrt bf16 AVX512-BF16 vs genrt f32"

@@ -32,6 +32,7 @@ struct Plan {
   // An input tile's rows: 0 for one pair apart (pair_words; pair blocks Kb pairs apart), or 1 for one word apart,
   // one pair's column taps (the taps-in-K form below; pair blocks are then single pairs).
   int64_t tap_rows = 0;
+  bool one_chunk = false;  // run_rows' pair blocks all in one chunk (GENRT_AMX_CHUNKS=off: the A/B of bench_amx.py)
   int64_t tile_words() const { return MT * Kb; }
   int64_t mtile_words() const { return KB * kH * kW * tile_words(); }
   long b_stride() const { return long(4 * (tap_rows ? 1 : pair_words)); }
@@ -41,9 +42,9 @@ struct Plan {
 // NM weight tiles from u (the second mtile_words() on) x NN input tiles of 16 pixels from `rows` (the task's
 // buffer at this output row and first pixel), over pair blocks kb0 .. kb1 (u at kb0's taps): the float32 result tile
 // (i, j) to out + i di + j dj, its rows ld floats apart, added to the one at acc + i di + j dj where acc is not null
-// (a sum over the earlier pair blocks). Each step loads its four tiles before its four products: with each load just
-// before the first product that reads it, a 2 x 2 step whose loads all hit L1 took 26 ns, this way 23 (pure products:
-// 19; a standalone loop on this Xeon).
+// (a sum over the earlier pair blocks). A 2 x 2 step whose loads all hit L1 takes 22-24 ns on the AMX Xeon, in this
+// order or with each load just before its first product, against 19 ns for the four products alone; a tile load whose
+// rows straddle cache lines costs 6x one whose rows lie on them (benchmarks/bench_amx_steps.py).
 template <int NM, int NN>
 inline void tiles(const Plan& pl, const uint32_t* rows, const uint32_t* u, float* out, int64_t ld = kTile,
                   int64_t di = 512, int64_t dj = 256, int64_t kb0 = 0, int64_t kb1 = -1,
@@ -131,6 +132,7 @@ inline void row_sums(const float* y, int64_t width, double* t, bool first) {
 // Pair blocks per chunk of run_rows: as many as keep a pair of weight tiles' chunk (2 KiB per tap and block) within
 // 24 KiB, half of L1, so that it stays there while the chunk runs over all of a task's pixels.
 inline int64_t chunk_blocks(const Plan& pl) {
+  if (pl.one_chunk) return pl.KB;
   const int64_t blocks = (24 << 10) / (8 * pl.kH * pl.kW * pl.tile_words());
   return blocks > 1 ? blocks : 1;
 }
@@ -150,7 +152,7 @@ inline int64_t acc_floats(const Plan& pl, int64_t rows) {
 // The rows run in passes of pass_rows, and in each pass the pair blocks in chunks (chunk_blocks), each chunk over all
 // the pass's 32-pixel blocks, their partial sums kept in acc between chunks (4 result tiles per block: acc_floats):
 // a chunk's weights then stay in L1, where all of them (72 KiB per tile pair for 128 input channels at 3 x 3) would
-// stream from L2 for every block. 128 -> 128 at 128 x 128: 2.6 -> 2.2 ms (bench_amx's layer, with the load order).
+// stream from L2 for every block. 128 -> 128 at 128 x 128: 2.6 -> 2.2 ms (bench_amx's layer, 2 threads).
 template <int NM>
 inline void run_rows(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0, int64_t oh1, int64_t mt,
                      float* out, float* acc, double* part = nullptr) {

@@ -26,6 +26,7 @@
 // Built for the amx level (GENRT_AMX_TILES, the instructions) and for every other level with amx_tiles.h's
 // emulation, which runs the same code everywhere (GENRT_CONV2D_BF16_ALGO=amx; the tests).
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -139,6 +140,8 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
           folded ? &zero : in.off.data(), packed.data(), bias, y};
   pl.tap_rows = form == Form::taps_in_k;
   pl.res = P.residual;
+  const char* chunks = std::getenv("GENRT_AMX_CHUNKS");
+  pl.one_chunk = chunks && std::string(chunks) == "off";
   // taps in M: one output row's result rows, ld floats apart (an odd number of cache lines)
   const int64_t ld = ((Wph + kTile) / kTile | 1) * kTile;
   // Output statistics (standard and taps in K): per task (image, row block), each channel's pivot and sums of d and

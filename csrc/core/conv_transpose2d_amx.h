@@ -70,14 +70,16 @@ inline void taps(const Plan& pl, const uint32_t* rows, const Taps& t, int64_t q,
       for (int64_t s = 0; s < n; ++s) {
         const uint32_t* b = rows + kb * block + t.r[i] * pl.Wb + off[s];
         const uint32_t* a = u + ((kb * pl.kH + t.kh[i]) * pl.kW + kw[s]) * tw;
-        amx::load<4>(a, astride);  // the step's loads before its products, as conv2d_amx.h's tiles()
         amx::load<6 + C>(b, bstride);
         if constexpr (NN == 2) amx::load<7>(b + kTile, bstride);
-        if constexpr (NM == 2) amx::load<5>(a + mw, astride);
+        amx::load<4>(a, astride);
         amx::dpbf16ps<C, 4, 6 + C>();
         if constexpr (NN == 2) amx::dpbf16ps<1, 4, 7>();
-        if constexpr (NM == 2) amx::dpbf16ps<C + 2, 5, 6 + C>();
-        if constexpr (NM == 2 && NN == 2) amx::dpbf16ps<3, 5, 7>();
+        if constexpr (NM == 2) {
+          amx::load<5>(a + mw, astride);
+          amx::dpbf16ps<C + 2, 5, 6 + C>();
+          if constexpr (NN == 2) amx::dpbf16ps<3, 5, 7>();
+        }
       }
 }
 
