@@ -5,8 +5,9 @@
 // mean and var (the population variance) over the H x W plane of x[n, c]. scale and bias are per channel (C,)
 // (ONNX InstanceNormalization, torch's affine InstanceNorm2d) or per sample and channel (N, C) (a conditional
 // instance norm whose affine comes from a style vector, Dumoulin et al. 2017); either may be absent (1 and 0).
-// residual, optional, is added before the activation (a residual block's skip connection). act is none or relu. Each plane is read twice (statistics, then the normalized write), once more only where its
-// mean is far from the first pass's pivot (see instance_norm_kernel.cpp); threads share the N x C planes.
+// residual, optional, is added before the activation (a residual block's skip connection). act is none or relu.
+// Each plane is read twice (statistics, then the normalized write), once more only where its mean is far from the
+// first pass's pivot (see instance_norm_kernel.cpp); threads share the N x C planes.
 #pragma once
 
 #include "common.h"
