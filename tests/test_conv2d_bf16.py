@@ -215,13 +215,12 @@ def test_nan_and_inf_propagate(isa, algo, k):
         (35, 17, 33, (3, 3), 1),  # 18 pairs: two pair blocks, the second mostly zero; 17 channels: a 1-row tile
         (64, 40, 16, (3, 3), 1),  # three weight tiles: a pair and a single; exactly one pixel tile
         (32, 16, 17, (1, 1), 1),  # one pair block exactly; 17 pixels: a full tile and a 1-pixel one
-        (3, 32, 40, (9, 9), 1),  # a style network's first layer (tap pairs)
+        (3, 32, 40, (9, 9), 1),  # a style network's first layer: 2 pairs, so K = 2
         (48, 64, 31, (4, 4), 2),  # stride 2 across phases
         (2, 3, 5, (2, 3), 3),  # tiny everything
         # stride 1 with a small side: the forms that fold the column taps into the tiles
-        (3, 40, 37, (9, 9), 1),  # tap pairs: K = 15 rows, 3 channels x 5 pairs of column taps (the last half zero)
-        (5, 20, 19, (3, 4), 1),  # tap pairs with kW > kH and even: 10 rows; two weight tiles, the second of 4 channels
-        (7, 24, 30, (9, 9), 1),  # taps in K (7 x 5 tap pairs is over 16 rows): 9 word-shifted rows per channel pair
+        (3, 40, 37, (9, 9), 1),  # taps in K: K = 9 word-shifted rows per pair, 2 pairs (the odd one half zero)
+        (5, 20, 19, (3, 4), 1),  # taps in K with kW > kH, 3 pairs; two weight tiles, the second of 4 channels
         (32, 3, 45, (9, 9), 1),  # taps in M: 27 rows of (channel, tap), 2 weight tiles; 45 pixels: the row's tail
         (64, 3, 33, (3, 3), 1),  # taps in M, 9 rows, 2 pair blocks (Real-ESRGAN's last layer)
         (40, 7, 16, (1, 5), 1),  # taps in M, 35 rows: 3 weight tiles, the third partly zero

@@ -29,14 +29,13 @@ struct Plan {
   const float* bias;                // or null
   float* y;                         // (N, C_out, H_out, W_out)
   const float* res = nullptr;       // or y's shape: added after the activation (Conv2dProblem::residual)
-  // An input tile's rows: 0 for one pair apart (pair_words; pair blocks Kb pairs apart), else the words between them:
-  // 1 for one pair's column taps (taps in K; pair blocks are then single pairs), or a TapPairRows row (tap pairs; one
-  // pair block).
+  // An input tile's rows: 0 for one pair apart (pair_words; pair blocks Kb pairs apart), or 1 for one word apart,
+  // one pair's column taps (the taps-in-K form below; pair blocks are then single pairs).
   int64_t tap_rows = 0;
   bool one_chunk = false;  // run_rows' pair blocks all in one chunk (GENRT_AMX_CHUNKS=off: the A/B of bench_amx.py)
   int64_t tile_words() const { return MT * Kb; }
   int64_t mtile_words() const { return KB * kH * kW * tile_words(); }
-  long b_stride() const { return long(4 * (tap_rows ? tap_rows : pair_words)); }
+  long b_stride() const { return long(4 * (tap_rows ? 1 : pair_words)); }
   int64_t b_block() const { return tap_rows ? pair_words : Kb * pair_words; }
 };
 

@@ -20,11 +20,6 @@
 // - taps in K, for few input channels (pairs < kW): an input tile's K rows are one pair's kW column taps, each
 //   row the one before shifted by one word (a tile load with a 4-byte stride), so K = kW, not the 2 pairs of C_in = 3;
 //   weights as [C_out / 16][pair][kH][16 channels][kW taps];
-// - tap pairs, for few input channels (C_in ceil(kW / 2) <= 16, a plain input): an input tile's K rows are (channel,
-//   column tap pair) rows of their own (conv2d_common.h's TapPairRows), each word two neighbouring columns, so one
-//   tile holds every column tap of C_in = 3 at 9x9 (15 rows) and each row is one cache line: one TDPBF16PS per
-//   kernel row where taps in K needs one per channel pair, with rows 4 bytes apart; weights as
-//   [C_out / 16][kH][16 channels][C_in KP pairs of taps];
 // - taps in M, for few output channels: weight tile rows are (channel, column tap) pairs, and the taps are summed
 //   after the tiles, shifted (conv2d_amx.h's taps_in_m_row); weights as [rows / 16][pair block][kH][16 rows][Kb].
 //
@@ -34,7 +29,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "conv2d.h"
@@ -55,22 +49,18 @@ using conv2d_detail::for_each_task;
 using conv2d_detail::PairRows;
 using conv2d_detail::rows_per_task;
 using conv2d_detail::Scratch;
-using conv2d_detail::TapPairRows;
 
 namespace {
 
-enum class Form { standard, taps_in_k, taps_in_m, tap_pairs };
+enum class Form { standard, taps_in_k, taps_in_m };
 
 // The form with the fewest TDPBF16PS per 16 pixels (the tile loads follow them): standard mtiles KB kH kW, taps in K
-// mtiles C2 kH, taps in M ceil(C_out kW / 16) KB kH (plus its shifted sums: counted as a quarter more), tap pairs
-// mtiles kH (where C_in ceil(kW / 2) <= 16, and the input is one plain tensor: no folded norm, no concatenation).
+// mtiles C2 kH, taps in M ceil(C_out kW / 16) KB kH (plus its shifted sums: counted as a quarter more).
 Form choose_form(const Conv2dProblem& P) {
   if (P.sw != 1 || P.kW == 1) return Form::standard;
   const amx::WeightTiles wt(P.Cin, P.Cout, P.kH * P.kW);
   const int64_t C2 = (P.Cin + 1) / 2, standard = wt.mtiles * wt.KB * P.kW;
   const int64_t by_k = wt.mtiles * C2, by_m = (P.Cout * P.kW + kTile - 1) / kTile * wt.KB * 5 / 4;
-  const bool pairs = P.Cin * ((P.kW + 1) / 2) <= kTile && !P.in_affine && !P.in_planes;
-  if (pairs && wt.mtiles <= by_m) return Form::tap_pairs;
   if (by_k < standard && by_k <= by_m) return Form::taps_in_k;
   if (by_m < standard) return Form::taps_in_m;
   return Form::standard;
@@ -118,15 +108,21 @@ void output_statistics(const Conv2dProblem& P, const float* y, const double* par
 void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, const float* bias, float* y,
                        int threads) {
   const Form form = choose_form(P);
-  const int64_t khw = P.kH * P.kW, C2 = (P.Cin + 1) / 2, s = P.sw, KP = (P.kW + 1) / 2;
+  const int64_t khw = P.kH * P.kW, C2 = (P.Cin + 1) / 2, s = P.sw;
   // Weight tiles: taps in K packs "channels" 2 kw + e (pair kw of the tile's K) and taps (pair p, kh); taps in M packs
-  // "output channels" c kW + kw; tap pairs packs "channels" 2 (c KP + p) + e (column tap 2 p + e) and taps kh.
+  // "output channels" c kW + kw.
   const amx::WeightTiles wt = form == Form::taps_in_k   ? amx::WeightTiles(2 * P.kW, P.Cout, C2 * P.kH)
                               : form == Form::taps_in_m ? amx::WeightTiles(P.Cin, P.Cout * P.kW, P.kH)
-                              : form == Form::tap_pairs ? amx::WeightTiles(2 * P.Cin * KP, P.Cout, P.kH)
                                                         : amx::WeightTiles(P.Cin, P.Cout, khw);
-  const char* names[] = {"/", "-taps-k/", "-taps-m/", "-tap-pairs/"};
-  const std::string key = std::string("conv2d/amx") + names[int(form)] + GENRT_CONV2D_AMX_STR(GENRT_ISA_NS);
+  // An input tile reads 16 pixels from any output column below Wo rounded up to 16, at up to (kW - 1) / s on.
+  const int64_t Wph = ((P.Wo + kTile - 1) / kTile * kTile + (P.kW - 1) / s + kTile - 1) / kTile * kTile;
+  PairRows in(P, x, form == Form::taps_in_k ? C2 : wt.KB * wt.Kb, Wph);
+  const int64_t RB = rows_per_task(in, threads);
+  in.rows = (RB - 1) * P.sh + P.kH;
+  const int64_t MG = form == Form::standard ? wt.group(P.N * ((P.Ho + RB - 1) / RB), threads) : wt.mtiles;
+  const std::string key = std::string("conv2d/amx") +
+                          (form == Form::taps_in_k ? "-taps-k/" : form == Form::taps_in_m ? "-taps-m/" : "/") +
+                          GENRT_CONV2D_AMX_STR(GENRT_ISA_NS);
   const int64_t all_in = 2 * wt.KB * wt.Kb, all_out = wt.mtiles * wt.MT;  // every slot: at() says what is zero
   const auto packed = wt.pack(P.cache, key, all_in, all_out, [&](int64_t k, int64_t c, int64_t t) {
     if (form == Form::taps_in_k) {  // c = 2 kw + e, t = p kH + kh: input channel 2 p + e
@@ -135,71 +131,47 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
     }
     if (form == Form::taps_in_m)  // k = co kW + kw, t = kh
       return k < P.Cout * P.kW && c < P.Cin ? w[((k / P.kW * P.Cin + c) * P.kH + t) * P.kW + k % P.kW] : 0.0f;
-    if (form == Form::tap_pairs) {  // c = 2 (ci KP + p) + e, t = kh: column tap 2 p + e
-      const int64_t ci = c / 2 / KP, kw = c / 2 % KP * 2 + c % 2;
-      return k < P.Cout && ci < P.Cin && kw < P.kW ? w[((k * P.Cin + ci) * P.kH + t) * P.kW + kw] : 0.0f;
-    }
     return k < P.Cout && c < P.Cin ? w[(k * P.Cin + c) * khw + t] : 0.0f;
   });
-  // An input tile reads 16 pixels from any output column below Wo rounded up to 16, at up to (kW - 1) / s on (tap
-  // pairs: the taps are in the rows).
-  const int64_t Wo16 = (P.Wo + kTile - 1) / kTile * kTile;
-  const int64_t Wph = form == Form::tap_pairs ? Wo16 : (Wo16 + (P.kW - 1) / s + kTile - 1) / kTile * kTile;
-  const char* chunks = std::getenv("GENRT_AMX_CHUNKS");
-  const bool one_chunk = chunks && std::string(chunks) == "off";
-  // The rest, on either input buffer (PairRows, or TapPairRows for tap pairs).
-  auto run = [&](auto& in, const int64_t* off) {
-    const int64_t RB = rows_per_task(in, threads);
-    in.rows = (RB - 1) * P.sh + P.kH;
-    int64_t pair_words = 0;  // tap pairs: one block of rows, no pair stride
-    if constexpr (std::is_same_v<std::decay_t<decltype(in)>, PairRows>) pair_words = in.pair_words();
-    const int64_t MG = form == Form::standard ? wt.group(P.N * ((P.Ho + RB - 1) / RB), threads) : wt.mtiles;
-    const bool folded = form != Form::standard;  // the plan's kW is 1: the column taps are in K or M
-    const int64_t KB = form == Form::taps_in_k ? C2 : wt.KB;
-    Plan pl{P.Cout, P.Ho, P.Wo, P.kH, folded ? 1 : P.kW, P.sh, P.activation, float(P.slope), wt.Kb, KB, wt.MT,
-            wt.mtiles, in.row_words(), pair_words, off, packed.data(), bias, y};
-    pl.tap_rows = form == Form::taps_in_k ? 1 : form == Form::tap_pairs ? Wph : 0;
-    pl.res = P.residual;
-    pl.one_chunk = one_chunk;
-    // taps in M: one output row's result rows, ld floats apart (an odd number of cache lines)
-    const int64_t ld = ((Wph + kTile) / kTile | 1) * kTile;
-    // Output statistics (all but taps in M): per task (image, row block), each channel's pivot and sums of d and d^2
-    // (run_rows), combined below in a fixed order.
-    const bool sums = P.out_stats && form != Form::taps_in_m;
-    const int64_t row_blocks = (P.Ho + RB - 1) / RB;
-    std::vector<double> part(sums ? size_t(P.N * row_blocks * P.Cout * 3) : 0);
-    for_each_task(in, RB, wt.groups(MG), threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1,
-                                                      const uint32_t* buf) {
-      if (form == Form::taps_in_m) {
-        Scratch<float> R(size_t(wt.mtiles * wt.MT * ld));
-        const int64_t cols = conv2d_amx::taps_in_m_cols(pl, P.kW);  // the rest of each row, read and discarded: zero
-        for (int64_t r = 0; r < wt.mtiles * wt.MT; ++r) std::memset(R.p + r * ld + cols, 0, size_t(ld - cols) * 4);
-        amx::load_config(wt.config());
-        for (int64_t oh = oh0; oh < oh1; ++oh)
-          conv2d_amx::taps_in_m_row(pl, P.kW, buf + (oh - oh0) * P.sh * pl.row_words, R.p, ld, n, oh);
-        amx::release();
-        return;
-      }
-      alignas(64) float out[4 * 256];  // the result tiles
-      Scratch<float> acc(size_t(conv2d_amx::acc_floats(pl, oh1 - oh0)));
-      double* task_sums = sums ? part.data() + (n * row_blocks + oh0 / RB) * P.Cout * 3 : nullptr;
-      wt.each_pair(g, MG, [&](int64_t mt, bool both) {
-        if (both)
-          conv2d_amx::run_rows<2>(pl, buf, n, oh0, oh1, mt, out, acc.p, task_sums);
-        else
-          conv2d_amx::run_rows<1>(pl, buf, n, oh0, oh1, mt, out, acc.p, task_sums);
-      });
-    });
-    if (P.out_stats) output_statistics(P, y, sums ? part.data() : nullptr, RB, threads);
-  };
   const int64_t zero = 0;
-  if (form == Form::tap_pairs) {
-    TapPairRows in(P, x, Wph);
-    run(in, &zero);
-    return;
-  }
-  PairRows in(P, x, form == Form::taps_in_k ? C2 : wt.KB * wt.Kb, Wph);
-  run(in, form == Form::standard ? in.off.data() : &zero);
+  const bool folded = form != Form::standard;  // the plan's kW is 1: taps in K or M
+  Plan pl{P.Cout, P.Ho, P.Wo, P.kH, folded ? 1 : P.kW, P.sh, P.activation, float(P.slope), wt.Kb,
+          form == Form::taps_in_k ? C2 : wt.KB, wt.MT, wt.mtiles, in.row_words(), in.pair_words(),
+          folded ? &zero : in.off.data(), packed.data(), bias, y};
+  pl.tap_rows = form == Form::taps_in_k;
+  pl.res = P.residual;
+  const char* chunks = std::getenv("GENRT_AMX_CHUNKS");
+  pl.one_chunk = chunks && std::string(chunks) == "off";
+  // taps in M: one output row's result rows, ld floats apart (an odd number of cache lines)
+  const int64_t ld = ((Wph + kTile) / kTile | 1) * kTile;
+  // Output statistics (standard and taps in K): per task (image, row block), each channel's pivot and sums of d and
+  // d^2 (run_rows), combined below in a fixed order.
+  const bool sums = P.out_stats && form != Form::taps_in_m;
+  const int64_t row_blocks = (P.Ho + RB - 1) / RB;
+  std::vector<double> part(sums ? size_t(P.N * row_blocks * P.Cout * 3) : 0);
+  for_each_task(in, RB, wt.groups(MG), threads, [&](int64_t g, int64_t n, int64_t oh0, int64_t oh1,
+                                                    const uint32_t* buf) {
+    if (form == Form::taps_in_m) {
+      Scratch<float> R(size_t(wt.mtiles * wt.MT * ld));
+      const int64_t cols = conv2d_amx::taps_in_m_cols(pl, P.kW);  // the rest of each row, read and discarded: zero
+      for (int64_t r = 0; r < wt.mtiles * wt.MT; ++r) std::memset(R.p + r * ld + cols, 0, size_t(ld - cols) * 4);
+      amx::load_config(wt.config());
+      for (int64_t oh = oh0; oh < oh1; ++oh)
+        conv2d_amx::taps_in_m_row(pl, P.kW, buf + (oh - oh0) * P.sh * pl.row_words, R.p, ld, n, oh);
+      amx::release();
+      return;
+    }
+    alignas(64) float out[4 * 256];  // the result tiles
+    Scratch<float> acc(size_t(conv2d_amx::acc_floats(pl, oh1 - oh0)));
+    double* task_sums = sums ? part.data() + (n * row_blocks + oh0 / RB) * P.Cout * 3 : nullptr;
+    wt.each_pair(g, MG, [&](int64_t mt, bool both) {
+      if (both)
+        conv2d_amx::run_rows<2>(pl, buf, n, oh0, oh1, mt, out, acc.p, task_sums);
+      else
+        conv2d_amx::run_rows<1>(pl, buf, n, oh0, oh1, mt, out, acc.p, task_sums);
+    });
+  });
+  if (P.out_stats) output_statistics(P, y, sums ? part.data() : nullptr, RB, threads);
 }
 
 }  // namespace GENRT_ISA_NS

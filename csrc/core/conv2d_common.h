@@ -234,8 +234,6 @@ struct PairRows {
     return P.in_planes ? P.in_planes[n * P.Cin + c] : x + (n * P.Cin + c) * P.H * P.W;
   }
   int64_t pair_words() const { return odd_lines(rows * row_words()); }  // one pair's rows, padded
-  int64_t row_bytes() const { return C2 * row_words() * 4; }             // one padded row of every pair
-  int64_t words() const { return C2 * pair_words(); }                    // the buffer (build's)
 
   // Padded row `pr` of pair c2 converted straight from the input rows, each vector read as its ColumnSpan says.
   void row(int64_t n, int64_t c2, int64_t pr, uint32_t* __restrict dst) const {
@@ -276,80 +274,28 @@ struct PairRows {
   }
 };
 
-// The AMX kernel's tap-pairs input (conv2d_amx_kernel.cpp; stride 1 along W, few input channels): per padded row r
-// and row k = c KP + p (input channel c, column tap pair p of KP = ceil(kW / 2)), Wph words, word j the bfloat16
-// pair of padded columns j + 2p (low half) and j + 2p + 1 of channel c, the high half zero where 2p + 1 = kW. A
-// tile's K rows are then all column taps of up to 16 / KP channels, each row one cache line.
-struct TapPairRows {
-  static constexpr int L = Vec<float>::size;
-  const Conv2dProblem& P;
-  const float* x;
-  int64_t KP, K, Wph;  // tap pairs, rows per padded row (C_in KP), words per row (a multiple of the vector width)
-  int64_t rows = 0;    // padded input rows held: set by the kernel
-  std::vector<std::vector<int64_t>> cols;       // per column shift s < 2 KP, per word: its input column, or -1
-  std::vector<std::vector<ColumnSpan>> spans;  // per shift, per vector: how it is read
-
-  TapPairRows(const Conv2dProblem& P_, const float* x_, int64_t Wph_)
-      : P(P_), x(x_), KP((P_.kW + 1) / 2), K(P_.Cin * KP), Wph(Wph_), cols(size_t(2 * KP)), spans(size_t(2 * KP)) {
-    const int64_t Wp = P.W + P.pad[1] + P.pad[3];
-    for (int64_t s = 0; s < 2 * KP; ++s) {
-      cols[size_t(s)].resize(size_t(Wph));
-      for (int64_t j = 0; j < Wph; ++j)
-        cols[size_t(s)][size_t(j)] = j + s < Wp ? source_index(j + s - P.pad[1], P.W, P.mode) : -1;
-      for (int64_t j = 0; j < Wph; j += L) spans[size_t(s)].emplace_back(cols[size_t(s)].data() + j, P.W);
-    }
-  }
-  int64_t row_words() const { return K * Wph; }
-  int64_t row_bytes() const { return row_words() * 4; }
-  int64_t words() const { return rows * row_words(); }
-
-  // Padded rows r0 .. r0 + nrows of image n: row (r, k) at buf + r row_words() + k Wph.
-  void build(int64_t n, int64_t r0, int64_t nrows, uint32_t* __restrict buf) const {
-    for (int64_t r = 0; r < nrows; ++r) {
-      const int64_t sr = source_index(r0 + r - P.pad[0], P.H, P.mode);
-      for (int64_t c = 0; c < P.Cin; ++c)
-        for (int64_t p = 0; p < KP; ++p) {
-          uint32_t* dst = buf + r * row_words() + (c * KP + p) * Wph;
-          if (sr < 0) {
-            std::memset(dst, 0, size_t(Wph) * sizeof(uint32_t));
-            continue;
-          }
-          const float* xr = x + ((n * P.Cin + c) * P.H + sr) * P.W;
-          const auto &sa = spans[size_t(2 * p)], &sb = spans[size_t(2 * p + 1)];
-          const int64_t *ca = cols[size_t(2 * p)].data(), *cb = cols[size_t(2 * p + 1)].data();
-          const bool odd = 2 * p + 1 == P.kW;  // the last pair's second tap is past the kernel: zero
-          for (int64_t j = 0, v = 0; j < Wph; j += L, ++v) {
-            const I w = pack_pair(sa[size_t(v)].read(xr, ca + j), odd ? F{} : sb[size_t(v)].read(xr, cb + j));
-            std::memcpy(dst + j, &w, sizeof(w));
-          }
-        }
-    }
-  }
-};
-
 // The bfloat16 direct kernels' tasks: (image, block of rb output rows, group g of output channels), split over
 // threads; a thread builds a row block's PairRows once for all its groups and calls task(g, n, oh0, oh1, buf).
 // rows_per_task: as many output rows as fill about one core's share of L2 with input rows (at most 32), and at least
 // kH - 1 while the buffer stays under 4 MiB (a block of rb rows converts rb - 1 + kH input rows: wide rows of many
 // channels, a super-resolution network's last layer, would otherwise convert each input row kH times); fewer while
 // there would be under 8 tasks per thread.
-template <typename Rows>  // PairRows or TapPairRows
-int64_t rows_per_task(const Rows& in, int threads) {
+inline int64_t rows_per_task(const PairRows& in, int threads) {
   constexpr int64_t kBufferBytes = 512 << 10, kMaxBufferBytes = 4 << 20;
   const Conv2dProblem& P = in.P;
-  const int64_t row_bytes = in.row_bytes();
+  const int64_t row_bytes = in.C2 * in.row_words() * 4;
   const int64_t most = std::clamp<int64_t>((kMaxBufferBytes / row_bytes - P.kH) / P.sh + 1, 1, 32);
   int64_t rb = std::clamp<int64_t>((kBufferBytes / row_bytes - P.kH) / P.sh + 1, 1, 32);
   rb = std::max(rb, std::min(most, P.kH - 1));
   while (rb > 1 && P.N * ((P.Ho + rb - 1) / rb) < 8 * int64_t(threads)) rb = (rb + 1) / 2;
   return rb;
 }
-template <typename Rows, typename Task>
-void for_each_task(const Rows& in, int64_t rb, int64_t groups, int threads, Task&& task) {
+template <typename Task>
+void for_each_task(const PairRows& in, int64_t rb, int64_t groups, int threads, Task&& task) {
   const Conv2dProblem& P = in.P;
   const int64_t row_blocks = (P.Ho + rb - 1) / rb;
   parallel_for(P.N * row_blocks * groups, threads, [&](int64_t b0, int64_t b1) {
-    Scratch<uint32_t> buf(size_t(in.words()));
+    Scratch<uint32_t> buf(size_t(in.C2 * in.pair_words()));
     int64_t built = -1;  // the (image, row block) the buffer holds
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b % groups, n = b / groups / row_blocks;
