@@ -129,6 +129,8 @@ inline void row_sums(const float* y, int64_t width, double* t, bool first) {
   t[2] += q;
 }
 
+// 32-pixel blocks per output row (run_rows' 2 x 2 tile steps).
+inline int64_t pixel_blocks(const Plan& pl) { return (pl.Wo + 2 * kTile - 1) / (2 * kTile); }
 // Pair blocks per chunk of run_rows: as many as keep a pair of weight tiles' chunk (2 KiB per tap and block) within
 // 24 KiB, half of L1, so that it stays there while the chunk runs over all of a task's pixels.
 inline int64_t chunk_blocks(const Plan& pl) {
@@ -138,13 +140,13 @@ inline int64_t chunk_blocks(const Plan& pl) {
 }
 // Output rows per pass of run_rows: as many as keep the partial sums (4 KiB per 32-pixel block) within 128 KiB.
 inline int64_t pass_rows(const Plan& pl) {
-  const int64_t rows = 128 / ((pl.Wo + 2 * kTile - 1) / (2 * kTile) * 4);
+  const int64_t rows = 128 / (pixel_blocks(pl) * 4);
   return rows > 1 ? rows : 1;
 }
 // The floats of run_rows' partial sums for a task of `rows` output rows, or 0 where the pair blocks are one chunk.
 inline int64_t acc_floats(const Plan& pl, int64_t rows) {
   if (rows > pass_rows(pl)) rows = pass_rows(pl);
-  return chunk_blocks(pl) < pl.KB ? rows * (pl.Wo + 2 * kTile - 1) / (2 * kTile) * 1024 : 0;
+  return chunk_blocks(pl) < pl.KB ? rows * pixel_blocks(pl) * 1024 : 0;
 }
 
 // Output rows oh0 .. oh1 of weight tiles mt .. mt + NM. part: null, or this task's output statistics, (pivot, sum of
@@ -156,7 +158,7 @@ inline int64_t acc_floats(const Plan& pl, int64_t rows) {
 template <int NM>
 inline void run_rows(const Plan& pl, const uint32_t* buf, int64_t n, int64_t oh0, int64_t oh1, int64_t mt,
                      float* out, float* acc, double* part = nullptr) {
-  const int64_t chunk = chunk_blocks(pl), blocks = (pl.Wo + 2 * kTile - 1) / (2 * kTile);
+  const int64_t chunk = chunk_blocks(pl), blocks = pixel_blocks(pl);
   const int64_t chunk_words = chunk * pl.kH * pl.kW * pl.tile_words(), pass = pass_rows(pl);
   for (int64_t r0 = oh0; r0 < oh1; r0 += pass) {
     const int64_t r1 = r0 + pass < oh1 ? r0 + pass : oh1;

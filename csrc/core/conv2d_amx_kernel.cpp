@@ -141,7 +141,7 @@ void conv2d_amx_kernel(const Conv2dProblem& P, const float* x, const float* w, c
   pl.tap_rows = form == Form::taps_in_k;
   pl.res = P.residual;
   const char* chunks = std::getenv("GENRT_AMX_CHUNKS");
-  pl.one_chunk = chunks && std::string(chunks) == "off";
+  pl.one_chunk = chunks && std::strcmp(chunks, "off") == 0;
   // taps in M: one output row's result rows, ld floats apart (an odd number of cache lines)
   const int64_t ld = ((Wph + kTile) / kTile | 1) * kTile;
   // Output statistics (standard and taps in K): per task (image, row block), each channel's pivot and sums of d and
